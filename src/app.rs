@@ -1,0 +1,143 @@
+//! Assembling the application from settings: the embedded cluster when no
+//! `DATABASE_URL` is given, the central database, the clinic pools, the
+//! router; and `serve`, which runs it until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::auth::jwt::TokenKeys;
+use crate::central::Databases;
+use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, Settings};
+use crate::crypto::{JwtSecret, MasterKey};
+use crate::embedded::{self, Durability, RunningCluster};
+use crate::http::state::AppState;
+use crate::tenancy::pools::ClinicPools;
+use crate::tenancy::provisioning::Provisioner;
+use crate::tenancy::state::StateCache;
+
+/// Settings, and the embedded cluster when this process runs one.
+pub struct Environment {
+    pub settings: Settings,
+    pub cluster: Option<RunningCluster>,
+}
+
+impl Environment {
+    /// Checks the configuration; with no `DATABASE_URL`, starts (creating on
+    /// first use) the embedded cluster and loads or generates its keys.
+    pub async fn resolve(args: &DatabaseArgs) -> anyhow::Result<Self> {
+        let prefix = DbPrefix::parse(&args.db_prefix)?;
+        let pool = args.pool_settings()?;
+        if let Some(url) = &args.database_url {
+            let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
+                ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
+            })?;
+            let master_key = args.master_key.as_deref().ok_or_else(|| {
+                ConfigError::new("MASTER_KEY", "is required when DATABASE_URL is set")
+            })?;
+            return Ok(Self {
+                settings: Settings {
+                    admin_url: url.clone(),
+                    prefix,
+                    jwt_secret: JwtSecret::parse(jwt_secret)?,
+                    master_key: MasterKey::parse(master_key)?,
+                    pool,
+                },
+                cluster: None,
+            });
+        }
+        let dir = args.data_dir.clone();
+        let cluster =
+            tokio::task::spawn_blocking(move || RunningCluster::start(&dir, Durability::Durable))
+                .await??;
+        let jwt_secret = match &args.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                embedded::read_or_create(&args.data_dir.join("jwt_secret"), JwtSecret::generate)?
+            }
+        };
+        let master_key = match &args.master_key {
+            Some(key) => key.clone(),
+            None => embedded::read_or_create(&args.data_dir.join("master_key"), || {
+                MasterKey::generate().to_base64()
+            })?,
+        };
+        Ok(Self {
+            settings: Settings {
+                admin_url: cluster.admin_url.clone(),
+                prefix,
+                jwt_secret: JwtSecret::parse(&jwt_secret)?,
+                master_key: MasterKey::parse(&master_key)?,
+                pool,
+            },
+            cluster: Some(cluster),
+        })
+    }
+
+    pub fn stop(self) {
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
+        }
+    }
+}
+
+/// Connects to the databases (migrating central) and builds the shared state.
+pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let databases = Databases::open(&settings.admin_url, &settings.prefix).await?;
+    let pools = ClinicPools::new(
+        databases.central.clone(),
+        settings.master_key.clone(),
+        databases.admin_options.clone(),
+        settings.pool,
+    );
+    Ok(AppState {
+        keys: TokenKeys::new(&settings.jwt_secret),
+        pools: Arc::new(pools),
+        states: Arc::new(StateCache::default()),
+        provisioner: Provisioner::new(
+            databases.clone(),
+            settings.prefix.clone(),
+            settings.master_key.clone(),
+        ),
+        databases,
+    })
+}
+
+/// `medicalpro serve`: runs the HTTP server until Ctrl-C or SIGTERM, then
+/// closes the pools and stops the embedded cluster.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let environment = Environment::resolve(&args.db).await?;
+    let result = run_server(&environment.settings, args.listen_addr).await;
+    environment.stop();
+    result
+}
+
+async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Result<()> {
+    let state = build_state(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen_addr)
+        .await
+        .with_context(|| format!("LISTEN_ADDR {listen_addr} cannot be bound"))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let app = crate::http::router(state.clone());
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("shutting down");
+    state.pools.close_all().await;
+    state.databases.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,159 @@
+//! Login, refresh and logout against the central database. Unknown emails
+//! and wrong passwords take the same path (a decoy hash is verified) and get
+//! the same answer. Failed logins are counted centrally for throttling.
+
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::jwt::{TokenKeys, ACCESS_TOKEN_SECONDS};
+use super::password;
+use crate::central::companies::ClinicState;
+use crate::central::refresh_tokens::{self, Rotation};
+use crate::central::users::{self, UserRecord};
+use crate::central::{audit, login_failures, Databases};
+use crate::tenancy::naming::ClinicId;
+use crate::tenancy::state::StateCache;
+
+/// A fresh pair of tokens.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("too many failed attempts")]
+    Throttled,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("invalid or revoked token")]
+    InvalidToken,
+    #[error("clinic inactive")]
+    ClinicInactive,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub struct Sessions<'a> {
+    pub databases: &'a Databases,
+    pub keys: &'a TokenKeys,
+    pub states: &'a StateCache,
+}
+
+impl Sessions<'_> {
+    /// Issues an access token and a new refresh-token family for `user`.
+    pub async fn open(&self, user: &UserRecord) -> Result<Tokens, sqlx::Error> {
+        let refresh_token = refresh_tokens::issue(&self.databases.central, user.id).await?;
+        Ok(self.tokens(user, refresh_token))
+    }
+
+    fn tokens(&self, user: &UserRecord, refresh_token: String) -> Tokens {
+        Tokens {
+            access_token: self
+                .keys
+                .issue(user.id, user.company_id, &user.email, user.role),
+            refresh_token,
+            expires_in: ACCESS_TOKEN_SECONDS,
+        }
+    }
+
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        client_addr: &str,
+    ) -> Result<(UserRecord, Tokens), SessionError> {
+        let central = &self.databases.central;
+        if login_failures::is_throttled(central, email, client_addr).await? {
+            self.record("login.throttled", None, None, client_addr)
+                .await;
+            return Err(SessionError::Throttled);
+        }
+        let user = users::find_by_email(central, email).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = password::verify(password, stored).await;
+        let user = match user {
+            Some(user) if matches && user.is_active => user,
+            other => {
+                login_failures::record(central, email, client_addr).await?;
+                let (actor, company) = other.map(|u| (u.id, u.company_id)).unzip();
+                self.record("login.failed", actor, company.flatten(), client_addr)
+                    .await;
+                return Err(SessionError::InvalidCredentials);
+            }
+        };
+        self.ensure_clinic_active(&user).await?;
+        login_failures::clear(central, email).await?;
+        users::record_login(central, user.id).await?;
+        self.record(
+            "login.succeeded",
+            Some(user.id),
+            user.company_id,
+            client_addr,
+        )
+        .await;
+        let tokens = self.open(&user).await?;
+        Ok((user, tokens))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, SessionError> {
+        let central = &self.databases.central;
+        match refresh_tokens::rotate(central, refresh_token).await? {
+            Rotation::Rotated { user_id, token } => {
+                let user = users::find(central, user_id)
+                    .await?
+                    .filter(|u| u.is_active)
+                    .ok_or(SessionError::InvalidToken)?;
+                self.ensure_clinic_active(&user).await?;
+                Ok(self.tokens(&user, token))
+            }
+            Rotation::Reused => {
+                self.record("refresh.reuse_detected", None, None, "").await;
+                Err(SessionError::InvalidToken)
+            }
+            Rotation::Invalid => Err(SessionError::InvalidToken),
+        }
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), sqlx::Error> {
+        refresh_tokens::revoke(&self.databases.central, refresh_token).await
+    }
+
+    async fn ensure_clinic_active(&self, user: &UserRecord) -> Result<(), SessionError> {
+        if let Some(company) = user.company_id {
+            let state = self
+                .states
+                .state(&self.databases.central, ClinicId(company))
+                .await?;
+            if state != ClinicState::Active {
+                return Err(SessionError::ClinicInactive);
+            }
+        }
+        Ok(())
+    }
+
+    /// Platform audit; a failure to write it is logged, not fatal.
+    async fn record(
+        &self,
+        action: &str,
+        actor: Option<uuid::Uuid>,
+        company: Option<uuid::Uuid>,
+        client_addr: &str,
+    ) {
+        let event = audit::PlatformEvent {
+            action,
+            actor_user_id: actor,
+            company_id: company,
+            client_addr: Some(client_addr).filter(|a| !a.is_empty()),
+            details: json!({}),
+        };
+        if let Err(error) = audit::record(&self.databases.central, event).await {
+            tracing::warn!(%error, action, "platform audit write failed");
+        }
+    }
+}

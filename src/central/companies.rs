@@ -1,0 +1,144 @@
+//! `companies`: one row per clinic, with where its database lives.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::tenancy::naming::ClinicId;
+
+/// A clinic as the API shows it (no placement, no secrets).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Company {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub country: String,
+    pub is_active: bool,
+    pub subscription_status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COMPANY_COLUMNS: &str =
+    "id, name, email, phone, country::text AS country, is_active, subscription_status, created_at, updated_at";
+
+/// Where a clinic's database lives and how its role logs in.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Placement {
+    pub db_host: String,
+    pub db_port: i32,
+    pub db_name: String,
+    pub db_user: String,
+    pub db_password_sealed: Vec<u8>,
+}
+
+/// Whether a clinic may be served right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClinicState {
+    Active,
+    /// Suspended, deleted, or not (yet) provisioned.
+    Inactive,
+    Missing,
+}
+
+pub struct NewCompany<'a> {
+    pub id: ClinicId,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub phone: Option<&'a str>,
+    pub country: &'a str,
+}
+
+/// Inserts a clinic in `pending` state (not served until provisioned).
+pub async fn insert_pending(
+    conn: &mut PgConnection,
+    company: &NewCompany<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO companies (id, name, email, phone, country) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(company.id.0)
+    .bind(company.name)
+    .bind(company.email)
+    .bind(company.phone)
+    .bind(company.country)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the clinic's placement and makes it servable.
+pub async fn mark_ready(
+    central: &PgPool,
+    id: ClinicId,
+    server_id: Uuid,
+    placement: &Placement,
+    schema_version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE companies
+            SET provisioning_status = 'ready', db_server_id = $2, db_host = $3, db_port = $4,
+                db_name = $5, db_user = $6, db_password_sealed = $7, schema_version = $8,
+                updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(server_id)
+    .bind(&placement.db_host)
+    .bind(placement.db_port)
+    .bind(&placement.db_name)
+    .bind(&placement.db_user)
+    .bind(&placement.db_password_sealed)
+    .bind(schema_version)
+    .execute(central)
+    .await?;
+    Ok(())
+}
+
+/// Removes a clinic row outright (provisioning rollback); its users go with it.
+pub async fn delete(central: &PgPool, id: ClinicId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM companies WHERE id = $1")
+        .bind(id.0)
+        .execute(central)
+        .await?;
+    Ok(())
+}
+
+pub async fn find(central: &PgPool, id: ClinicId) -> Result<Option<Company>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COMPANY_COLUMNS} FROM companies WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id.0)
+    .fetch_optional(central)
+    .await
+}
+
+pub async fn state(central: &PgPool, id: ClinicId) -> Result<ClinicState, sqlx::Error> {
+    let row: Option<(bool,)> = sqlx::query_as(
+        "SELECT is_active AND deleted_at IS NULL AND provisioning_status = 'ready'
+           FROM companies WHERE id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(central)
+    .await?;
+    Ok(match row {
+        Some((true,)) => ClinicState::Active,
+        Some((false,)) => ClinicState::Inactive,
+        None => ClinicState::Missing,
+    })
+}
+
+/// The placement of a provisioned clinic.
+pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placement>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT db_host, db_port, db_name, db_user, db_password_sealed
+           FROM companies WHERE id = $1 AND provisioning_status = 'ready'",
+    )
+    .bind(id.0)
+    .fetch_optional(central)
+    .await
+}

@@ -1,0 +1,115 @@
+//! The central database: clinics (`companies`), staff accounts, refresh
+//! tokens, login throttling, database servers and the platform audit log.
+//! It never holds patient data.
+
+pub mod audit;
+pub mod companies;
+pub mod login_failures;
+pub mod refresh_tokens;
+pub mod servers;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::DbPrefix;
+use crate::migrations;
+use crate::tenancy::naming::quote_ident;
+
+/// Connections to the PostgreSQL server that holds the central database.
+#[derive(Clone)]
+pub struct Databases {
+    /// The admin role on its own maintenance database: creates and drops
+    /// clinic databases and roles, nothing else.
+    pub admin: PgPool,
+    /// The central database.
+    pub central: PgPool,
+    pub admin_options: PgConnectOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    #[error("cannot reach the database server at {0}: {1}")]
+    Unreachable(String, #[source] sqlx::Error),
+    #[error("central database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("central migrations failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Databases {
+    /// Connects with the admin URL, creates the central database if it is
+    /// missing (CONNECT revoked from PUBLIC) and brings it to the newest
+    /// migration.
+    pub async fn open(admin_url: &str, prefix: &DbPrefix) -> Result<Self, BootstrapError> {
+        let admin_options = PgConnectOptions::from_str(admin_url)
+            .map_err(BootstrapError::InvalidUrl)?
+            .application_name("medicalpro-admin");
+        let where_ = format!("{}:{}", admin_options.get_host(), admin_options.get_port());
+        let admin = PgPoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(admin_options.clone())
+            .await
+            .map_err(|e| BootstrapError::Unreachable(where_, e))?;
+        let central_name = prefix.central_database();
+        create_database_if_missing(&admin, &central_name).await?;
+        let central = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(
+                admin_options
+                    .clone()
+                    .database(&central_name)
+                    .application_name("medicalpro-central"),
+            )
+            .await?;
+        migrations::CENTRAL.run(&central).await?;
+        servers::register_primary(&central, &admin_options).await?;
+        Ok(Self {
+            admin,
+            central,
+            admin_options,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.central.close().await;
+        self.admin.close().await;
+    }
+}
+
+async fn create_database_if_missing(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(admin)
+            .await?;
+    if !exists {
+        let created = sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .execute(admin)
+            .await;
+        match created {
+            // Another instance created it first.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    sqlx::raw_sql(&format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
+        quote_ident(name)
+    ))
+    .execute(admin)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Patients: the model, the checks on what a request may set, and the
+//! queries. A partial update is applied onto the stored patient and the
+//! result checked as a whole (the NIR rule depends on the country).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{like_pattern, nir, Page};
+use crate::validation::{self as v, FieldErrors, Patch};
+
+pub const GENDERS: &[&str] = &["male", "female", "other", "unknown"];
+pub const STATUSES: &[&str] = &["active", "inactive", "deceased"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+}
+
+/// A patient as the API returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub fields: PatientFields,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a patient holds, checked.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientFields {
+    pub first_name: String,
+    pub last_name: String,
+    pub birth_date: Option<NaiveDate>,
+    /// `male|female|other|unknown`
+    pub gender: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Address,
+    /// For French patients, the NIR (checked).
+    pub national_id: Option<String>,
+    pub notes: Option<String>,
+    /// `active|inactive|deceased`
+    pub status: String,
+}
+
+/// A create or update request; on update, absent fields are kept.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatientInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub first_name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub last_name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub birth_date: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub gender: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub email: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub phone: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<AddressInput>)]
+    pub address: Patch<AddressInput>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub national_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub notes: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Patch<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddressInput {
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+}
+
+impl PatientInput {
+    /// Applies this request onto `current` (a blank patient when creating)
+    /// and checks the result. `clinic_country` decides when the national id
+    /// is a French NIR: for patients whose address is in France, or who have
+    /// no address country in a French clinic.
+    pub fn apply(
+        self,
+        current: PatientFields,
+        clinic_country: &str,
+    ) -> Result<PatientFields, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let e = &mut errors;
+        let first_name = self.first_name.apply(
+            Some(current.first_name).filter(|s| !s.is_empty()),
+            v::text(100),
+            "firstName",
+            e,
+        );
+        let last_name = self.last_name.apply(
+            Some(current.last_name).filter(|s| !s.is_empty()),
+            v::text(100),
+            "lastName",
+            e,
+        );
+        if first_name.is_none() {
+            e.add("firstName", "is required");
+        }
+        if last_name.is_none() {
+            e.add("lastName", "is required");
+        }
+        let birth_date = self
+            .birth_date
+            .apply(current.birth_date, birth_date, "birthDate", e);
+        let gender = self
+            .gender
+            .apply(current.gender, v::one_of(GENDERS), "gender", e);
+        let email = self.email.apply(current.email, v::email, "email", e);
+        let phone = self.phone.apply(current.phone, v::phone, "phone", e);
+        let address = match self.address {
+            Patch::Absent => current.address,
+            Patch::Null => Address::default(),
+            Patch::Value(input) => address(input, e),
+        };
+        let notes = self.notes.apply(current.notes, v::text(10_000), "notes", e);
+        let status = self
+            .status
+            .apply(
+                Some(current.status).filter(|s| !s.is_empty()),
+                v::one_of(STATUSES),
+                "status",
+                e,
+            )
+            .unwrap_or_else(|| "active".to_owned());
+        let is_french = address.country.as_deref().unwrap_or(clinic_country) == "FR";
+        let national_id = self.national_id.apply(
+            current.national_id,
+            |raw| national_id(raw, is_french),
+            "nationalId",
+            e,
+        );
+        errors.finish(PatientFields {
+            first_name: first_name.unwrap_or_default(),
+            last_name: last_name.unwrap_or_default(),
+            birth_date,
+            gender,
+            email,
+            phone,
+            address,
+            national_id,
+            notes,
+            status,
+        })
+    }
+}
+
+fn birth_date(raw: String) -> Result<NaiveDate, String> {
+    let date = v::date(raw)?;
+    let earliest = NaiveDate::from_ymd_opt(1890, 1, 1).expect("valid date");
+    if date > Utc::now().date_naive() {
+        Err("must not be in the future".into())
+    } else if date < earliest {
+        Err("must be after 1890-01-01".into())
+    } else {
+        Ok(date)
+    }
+}
+
+fn national_id(raw: String, is_french: bool) -> Result<String, String> {
+    if is_french {
+        nir::check(&raw)
+    } else {
+        v::text(40)(raw)
+    }
+}
+
+fn address(input: AddressInput, errors: &mut FieldErrors) -> Address {
+    Address {
+        line1: v::optional(input.line1, v::text(200), "address.line1", errors),
+        line2: v::optional(input.line2, v::text(200), "address.line2", errors),
+        city: v::optional(input.city, v::text(100), "address.city", errors),
+        postal_code: v::optional(input.postal_code, v::text(20), "address.postalCode", errors),
+        country: v::optional(input.country, v::country, "address.country", errors),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PatientRow {
+    id: Uuid,
+    first_name: String,
+    last_name: String,
+    birth_date: Option<NaiveDate>,
+    gender: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    address_line1: Option<String>,
+    address_line2: Option<String>,
+    address_city: Option<String>,
+    address_postal_code: Option<String>,
+    address_country: Option<String>,
+    national_id: Option<String>,
+    notes: Option<String>,
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<PatientRow> for Patient {
+    fn from(row: PatientRow) -> Self {
+        Patient {
+            id: row.id,
+            fields: PatientFields {
+                first_name: row.first_name,
+                last_name: row.last_name,
+                birth_date: row.birth_date,
+                gender: row.gender,
+                email: row.email,
+                phone: row.phone,
+                address: Address {
+                    line1: row.address_line1,
+                    line2: row.address_line2,
+                    city: row.address_city,
+                    postal_code: row.address_postal_code,
+                    country: row.address_country,
+                },
+                national_id: row.national_id,
+                notes: row.notes,
+                status: row.status,
+            },
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, first_name, last_name, birth_date, gender, email, phone, address_line1, \
+    address_line2, address_city, address_postal_code, address_country::text AS address_country, \
+    national_id, notes, status, created_at, updated_at";
+
+/// A live patient by id.
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Patient>, sqlx::Error> {
+    let row: Option<PatientRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Patient::from))
+}
+
+/// A live patient, locked for update within the caller's transaction.
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Patient>, sqlx::Error> {
+    let row: Option<PatientRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Patient::from))
+}
+
+/// Live patients, by name, matching `search` in names, email or phone.
+pub async fn list(
+    conn: &mut PgConnection,
+    search: Option<&str>,
+    page: Page,
+) -> Result<(Vec<Patient>, i64), sqlx::Error> {
+    let pattern = search.map(like_pattern);
+    let filter = "deleted_at IS NULL AND ($1::text IS NULL
+        OR first_name ILIKE $1 OR last_name ILIKE $1 OR email ILIKE $1 OR phone ILIKE $1
+        OR (first_name || ' ' || last_name) ILIKE $1 OR (last_name || ' ' || first_name) ILIKE $1)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM patients WHERE {filter}"))
+        .bind(&pattern)
+        .fetch_one(&mut *conn)
+        .await?;
+    let rows: Vec<PatientRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM patients WHERE {filter}
+         ORDER BY lower(last_name), lower(first_name), id LIMIT $2 OFFSET $3"
+    ))
+    .bind(&pattern)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(conn)
+    .await?;
+    Ok((rows.into_iter().map(Patient::from).collect(), total))
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    fields: &PatientFields,
+) -> Result<Patient, sqlx::Error> {
+    let row: PatientRow = bind_fields(
+        sqlx::query_as(&format!(
+            "INSERT INTO patients (first_name, last_name, birth_date, gender, email, phone,
+                address_line1, address_line2, address_city, address_postal_code, address_country,
+                national_id, notes, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             RETURNING {COLUMNS}"
+        )),
+        fields,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    fields: &PatientFields,
+) -> Result<Patient, sqlx::Error> {
+    let row: PatientRow = bind_fields(
+        sqlx::query_as(&format!(
+            "UPDATE patients SET first_name = $1, last_name = $2, birth_date = $3, gender = $4,
+                email = $5, phone = $6, address_line1 = $7, address_line2 = $8, address_city = $9,
+                address_postal_code = $10, address_country = $11, national_id = $12, notes = $13,
+                status = $14, updated_at = now()
+             WHERE id = $15 AND deleted_at IS NULL
+             RETURNING {COLUMNS}"
+        )),
+        fields,
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+fn bind_fields<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, PatientRow, sqlx::postgres::PgArguments>,
+    fields: &'q PatientFields,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, PatientRow, sqlx::postgres::PgArguments> {
+    query
+        .bind(&fields.first_name)
+        .bind(&fields.last_name)
+        .bind(fields.birth_date)
+        .bind(&fields.gender)
+        .bind(&fields.email)
+        .bind(&fields.phone)
+        .bind(&fields.address.line1)
+        .bind(&fields.address.line2)
+        .bind(&fields.address.city)
+        .bind(&fields.address.postal_code)
+        .bind(&fields.address.country)
+        .bind(&fields.national_id)
+        .bind(&fields.notes)
+        .bind(&fields.status)
+}
+
+/// Soft-deletes a live patient; `false` when there was none.
+pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE patients SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: &str) -> PatientInput {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn create_requires_names_and_reports_each_field() {
+        let errors = input(r#"{"email": "nope", "gender": "x"}"#)
+            .apply(PatientFields::default(), "FR")
+            .unwrap_err()
+            .into_details();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"firstName"));
+        assert!(fields.contains(&"lastName"));
+        assert!(fields.contains(&"email"));
+        assert!(fields.contains(&"gender"));
+    }
+
+    #[test]
+    fn update_keeps_absent_fields_and_clears_nulls() {
+        let current = input(r#"{"firstName": "Ana", "lastName": "Lopez", "phone": "0102030405"}"#)
+            .apply(PatientFields::default(), "FR")
+            .unwrap();
+        let updated = input(r#"{"lastName": "Martin", "phone": null}"#)
+            .apply(current, "FR")
+            .unwrap();
+        assert_eq!(updated.first_name, "Ana");
+        assert_eq!(updated.last_name, "Martin");
+        assert_eq!(updated.phone, None);
+    }
+
+    #[test]
+    fn national_id_is_a_nir_only_for_french_patients() {
+        let base = r#""firstName": "A", "lastName": "B", "nationalId": "12345""#;
+        assert!(input(&format!("{{{base}}}"))
+            .apply(PatientFields::default(), "FR")
+            .is_err());
+        assert!(input(&format!("{{{base}}}"))
+            .apply(PatientFields::default(), "BE")
+            .is_ok());
+        let abroad = format!(r#"{{{base}, "address": {{"country": "be"}}}}"#);
+        assert!(input(&abroad).apply(PatientFields::default(), "FR").is_ok());
+    }
+
+    #[test]
+    fn names_cannot_be_cleared() {
+        let current = input(r#"{"firstName": "Ana", "lastName": "Lopez"}"#)
+            .apply(PatientFields::default(), "FR")
+            .unwrap();
+        assert!(input(r#"{"firstName": null}"#)
+            .apply(current, "FR")
+            .is_err());
+    }
+}

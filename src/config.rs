@@ -1,0 +1,164 @@
+//! Server configuration, read from the environment (a `.env` file is loaded
+//! first) or from the equivalent command-line flags.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `DATABASE_URL` | admin connection (CREATEDB, CREATEROLE) to the server holding the central database | embedded cluster in `DATA_DIR` |
+//! | `DB_PREFIX` | database and role name prefix | `medicalpro` |
+//! | `LISTEN_ADDR` | HTTP address | `127.0.0.1:8080` |
+//! | `JWT_SECRET` | HMAC key for access tokens (at least 32 bytes) | embedded: generated in `DATA_DIR`; otherwise required |
+//! | `MASTER_KEY` | base64 of 32 bytes; encrypts clinic database passwords | embedded: generated in `DATA_DIR`; otherwise required |
+//! | `DATA_DIR` | embedded cluster and generated keys | `./data` |
+//! | `CLINIC_POOL_MAX` | connections per clinic pool | `5` |
+//! | `CLINIC_POOL_IDLE_SECS` | an idle clinic connection is closed after this | `60` |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::crypto::{JwtSecret, MasterKey};
+
+/// Settings shared by every command that touches the databases.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Admin connection to the PostgreSQL server holding the central database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Prefix of every database and role name.
+    #[arg(long, env = "DB_PREFIX", default_value = "medicalpro")]
+    pub db_prefix: String,
+    /// HMAC key for access tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Base64 of 32 bytes; encrypts clinic database passwords.
+    #[arg(long, env = "MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Embedded cluster and generated keys.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Maximum connections of one clinic's pool.
+    #[arg(long, env = "CLINIC_POOL_MAX", default_value_t = 5)]
+    pub clinic_pool_max: u32,
+    /// Seconds after which an idle clinic connection is closed.
+    #[arg(long, env = "CLINIC_POOL_IDLE_SECS", default_value_t = 60)]
+    pub clinic_pool_idle_secs: u64,
+}
+
+/// Settings of `medicalpro serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// HTTP listen address.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+}
+
+/// A configuration error: names the setting and says what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting} {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            setting,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Checked settings, ready to use. Secrets are typed so they never print.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub admin_url: String,
+    pub prefix: DbPrefix,
+    pub jwt_secret: JwtSecret,
+    pub master_key: MasterKey,
+    pub pool: PoolSettings,
+}
+
+/// Sizing of the per-clinic connection pools.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub per_clinic_max: u32,
+    pub idle_timeout: std::time::Duration,
+}
+
+impl DatabaseArgs {
+    pub fn pool_settings(&self) -> Result<PoolSettings, ConfigError> {
+        if !(1..=50).contains(&self.clinic_pool_max) {
+            return Err(ConfigError::new(
+                "CLINIC_POOL_MAX",
+                "must be between 1 and 50",
+            ));
+        }
+        Ok(PoolSettings {
+            per_clinic_max: self.clinic_pool_max,
+            idle_timeout: std::time::Duration::from_secs(self.clinic_pool_idle_secs.max(1)),
+        })
+    }
+}
+
+/// The prefix of every database and role name: a lower-case identifier short
+/// enough that `<prefix>_clinic_<uuid>` fits PostgreSQL's 63-byte names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbPrefix(String);
+
+impl DbPrefix {
+    pub const MAX_LEN: usize = 19;
+
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw.starts_with(|c: char| c.is_ascii_lowercase())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ConfigError::new(
+                "DB_PREFIX",
+                format!(
+                    "must be 1 to {} characters of a-z, 0-9 and _, starting with a letter",
+                    Self::MAX_LEN
+                ),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn central_database(&self) -> String {
+        format!("{}_central", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_accepts_identifiers_and_refuses_the_rest() {
+        assert!(DbPrefix::parse("medicalpro").is_ok());
+        assert!(DbPrefix::parse("t_0af3").is_ok());
+        for bad in ["", "1abc", "Abc", "a-b", "a;drop", "abcdefghijabcdefghij"] {
+            assert!(DbPrefix::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn central_database_name_uses_the_prefix() {
+        assert_eq!(
+            DbPrefix::parse("mp").unwrap().central_database(),
+            "mp_central"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Secrets and the few cryptographic operations MedicalPro needs: the master
+//! key that seals clinic database passwords (XChaCha20-Poly1305, a fresh
+//! random nonce each time, the clinic id as associated data so a sealed
+//! password cannot be moved to another clinic), random tokens and hashes.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::config::ConfigError;
+
+const NONCE_LEN: usize = 24;
+
+/// The key that encrypts clinic database passwords at rest.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// Sealing or opening a secret failed (wrong key, or altered ciphertext).
+#[derive(Debug, thiserror::Error)]
+#[error("the sealed secret could not be opened with this master key")]
+pub struct SealError;
+
+impl MasterKey {
+    pub fn parse(base64: &str) -> Result<Self, ConfigError> {
+        let bytes = STANDARD
+            .decode(base64.trim())
+            .map_err(|_| ConfigError::new("MASTER_KEY", "must be base64"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| ConfigError::new("MASTER_KEY", "must decode to exactly 32 bytes"))?;
+        Ok(Self(key))
+    }
+
+    pub fn generate() -> Self {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self(key)
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// Encrypts `plaintext`, bound to `context` (the clinic id). Output is
+    /// nonce followed by ciphertext and tag.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        sealed
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(SealError);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context,
+                },
+            )
+            .map_err(|_| SealError)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+}
+
+/// The HMAC key of access tokens.
+#[derive(Clone)]
+pub struct JwtSecret(Vec<u8>);
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(..)")
+    }
+}
+
+impl JwtSecret {
+    pub const MIN_LEN: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        if raw.len() < Self::MIN_LEN {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                format!("must be at least {} characters", Self::MIN_LEN),
+            ));
+        }
+        Ok(Self(raw.as_bytes().to_vec()))
+    }
+
+    pub fn generate() -> String {
+        random_token(48)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// `len` random bytes as URL-safe base64 without padding: safe in SQL string
+/// literals, URLs and headers.
+pub fn random_token(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secret_opens_only_with_its_key_and_context() {
+        let key = MasterKey::generate();
+        let sealed = key.seal(b"s3cret", b"clinic-a");
+        assert_eq!(key.open(&sealed, b"clinic-a").unwrap(), b"s3cret");
+        assert!(key.open(&sealed, b"clinic-b").is_err());
+        assert!(MasterKey::generate().open(&sealed, b"clinic-a").is_err());
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(key.open(&tampered, b"clinic-a").is_err());
+    }
+
+    #[test]
+    fn each_seal_uses_a_fresh_nonce() {
+        let key = MasterKey::generate();
+        assert_ne!(key.seal(b"x", b"c"), key.seal(b"x", b"c"));
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes_of_base64() {
+        assert!(MasterKey::parse(&MasterKey::generate().to_base64()).is_ok());
+        assert!(MasterKey::parse("not base64!").is_err());
+        assert!(MasterKey::parse(&STANDARD.encode([0u8; 16])).is_err());
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        assert!(JwtSecret::parse("short").is_err());
+        assert!(JwtSecret::parse(&JwtSecret::generate()).is_ok());
+    }
+}

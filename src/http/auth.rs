@@ -1,0 +1,282 @@
+//! `/auth`: register a clinic, log in, refresh, log out, who am I.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::clinic::Caller;
+use super::error::ApiError;
+use super::extract::{created, ok, ClientAddr, Json};
+use super::state::AppState;
+use crate::auth::password;
+use crate::auth::roles::Role;
+use crate::auth::session::{SessionError, Sessions, Tokens};
+use crate::central::companies::{self, Company};
+use crate::central::users::{self, UserRecord};
+use crate::tenancy::naming::ClinicId;
+use crate::tenancy::provisioning::{FirstAdmin, NewClinic, ProvisionError};
+use crate::validation::{self as v, FieldErrors};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+}
+
+/// A staff account as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+    pub clinic_id: Option<Uuid>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(user: UserRecord) -> Self {
+        UserView {
+            id: user.id,
+            email: user.email,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            role: user.role,
+            clinic_id: user.company_id,
+            is_active: user.is_active,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    clinic_name: Option<String>,
+    email: Option<String>,
+    /// At least 8 characters.
+    password: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+    /// ISO 3166-1 alpha-2, default `FR`.
+    country: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    clinic: Company,
+    user: UserView,
+    #[serde(flatten)]
+    tokens: Tokens,
+}
+
+/// Creates a clinic (its own database and role) and its first admin.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = RegisterResponse), (status = 409, description = "email_taken"),
+        (status = 422, description = "validation_failed")))]
+async fn register(
+    State(state): State<AppState>,
+    ClientAddr(client_addr): ClientAddr,
+    Json(body): Json<RegisterRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let e = &mut errors;
+    let clinic_name = v::required(body.clinic_name, v::text(200), "clinicName", e);
+    let email = v::required(body.email, v::email, "email", e);
+    let password = v::required(body.password, v::password, "password", e);
+    let first_name = v::required(body.first_name, v::text(100), "firstName", e);
+    let last_name = v::required(body.last_name, v::text(100), "lastName", e);
+    let phone = v::optional(body.phone, v::phone, "phone", e);
+    let country =
+        v::optional(body.country, v::country, "country", e).unwrap_or_else(|| "FR".into());
+    let (Some(clinic_name), Some(email), Some(password), Some(first_name), Some(last_name)) =
+        (clinic_name, email, password, first_name, last_name)
+    else {
+        return Err(errors.into());
+    };
+    errors.finish(())?;
+    let password_hash = password::hash(password)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let clinic = NewClinic {
+        name: clinic_name,
+        email: email.clone(),
+        phone,
+        country,
+    };
+    let admin = FirstAdmin {
+        email,
+        password_hash,
+        first_name,
+        last_name,
+    };
+    let provisioned = state
+        .provisioner
+        .provision(clinic, Some(admin))
+        .await
+        .map_err(|error| match error {
+            ProvisionError::EmailTaken => ApiError::Conflict {
+                code: "email_taken",
+                message: "an account with this email already exists".into(),
+            },
+            other => ApiError::Internal(other.into()),
+        })?;
+    let user = provisioned
+        .admin
+        .ok_or_else(|| anyhow::anyhow!("provisioning returned no admin"))?;
+    let company = companies::find(&state.databases.central, provisioned.clinic_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("provisioned clinic vanished"))?;
+    let tokens = sessions(&state).open(&user).await?;
+    tracing::info!(clinic.id = %provisioned.clinic_id, client = %client_addr, "clinic registered");
+    Ok(created(RegisterResponse {
+        clinic: company,
+        user: user.into(),
+        tokens,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    #[serde(flatten)]
+    tokens: Tokens,
+    user: UserView,
+    clinic: Option<Company>,
+}
+
+/// Exchanges email and password for tokens.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, description = "invalid_credentials"),
+        (status = 429, description = "too_many_attempts")))]
+async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client_addr): ClientAddr,
+    Json(body): Json<LoginRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let email = v::required(
+        body.email,
+        |s: String| v::text(254)(s),
+        "email",
+        &mut errors,
+    );
+    let password = v::required(body.password, Ok::<String, String>, "password", &mut errors);
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(errors.into());
+    };
+    let (user, tokens) = sessions(&state)
+        .login(&email, password, &client_addr)
+        .await
+        .map_err(session_error)?;
+    let clinic = match user.company_id {
+        Some(id) => companies::find(&state.databases.central, ClinicId(id)).await?,
+        None => None,
+    };
+    Ok(ok(LoginResponse {
+        tokens,
+        user: user.into(),
+        clinic,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// Rotates a refresh token: the old one stops working.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = Tokens), (status = 401, description = "unauthorized")))]
+async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tokens = sessions(&state)
+        .refresh(&body.refresh_token)
+        .await
+        .map_err(session_error)?;
+    Ok(ok(tokens))
+}
+
+/// Revokes a refresh token and its family.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204)))]
+async fn logout(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    sessions(&state).logout(&body.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    user: UserView,
+    clinic: Option<Company>,
+}
+
+/// The caller's account and clinic.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, description = "unauthorized")))]
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    let central = &state.databases.central;
+    let user = users::find(central, caller.user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or(ApiError::Unauthorized)?;
+    let clinic = match caller.clinic_id {
+        Some(id) => Some(
+            companies::find(central, id)
+                .await?
+                .ok_or(ApiError::ClinicInactive)?,
+        ),
+        None => None,
+    };
+    Ok(ok(MeResponse {
+        user: user.into(),
+        clinic,
+    }))
+}
+
+fn sessions(state: &AppState) -> Sessions<'_> {
+    Sessions {
+        databases: &state.databases,
+        keys: &state.keys,
+        states: &state.states,
+    }
+}
+
+fn session_error(error: SessionError) -> ApiError {
+    match error {
+        SessionError::Throttled => ApiError::TooManyAttempts,
+        SessionError::InvalidCredentials => ApiError::InvalidCredentials,
+        SessionError::InvalidToken => ApiError::Unauthorized,
+        SessionError::ClinicInactive => ApiError::ClinicInactive,
+        SessionError::Database(e) => e.into(),
+    }
+}

@@ -1,0 +1,123 @@
+//! Routing a request to its clinic. [`Clinic`] is the only way a handler
+//! reaches clinic data: it verifies the bearer token, refuses platform
+//! accounts, checks the role against the SPEC's table for the route's
+//! resource, checks the clinic is active, and hands over that clinic's pool.
+//! No handler can name a clinic of its own choosing.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::Method;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::auth::jwt::Claims;
+use crate::auth::roles::{Operation, Resource, Role};
+use crate::central::companies::ClinicState;
+use crate::tenancy::naming::ClinicId;
+
+/// The resource a route touches, named once per handler in its signature.
+pub trait ClinicResource: Send + Sync + 'static {
+    const RESOURCE: Resource;
+}
+
+macro_rules! clinic_resources {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("Marker for [`Resource::", stringify!($name), "`].")]
+        pub struct $name;
+        impl ClinicResource for $name {
+            const RESOURCE: Resource = Resource::$name;
+        }
+    )*};
+}
+
+clinic_resources!(Patients);
+
+/// The caller, from a verified access token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub email: String,
+    pub clinic_id: Option<ClinicId>,
+}
+
+impl From<Claims> for Caller {
+    fn from(claims: Claims) -> Self {
+        Caller {
+            user_id: claims.user_id,
+            role: claims.role,
+            email: claims.email,
+            clinic_id: claims.clinic_id.map(ClinicId),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let claims = state
+            .keys
+            .verify(token.trim())
+            .map_err(|_| ApiError::Unauthorized)?;
+        Ok(claims.into())
+    }
+}
+
+/// A request authorised for resource `R` of the caller's clinic.
+pub struct Clinic<R> {
+    pub caller: Caller,
+    pub id: ClinicId,
+    pool: PgPool,
+    _resource: PhantomData<R>,
+}
+
+impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let operation = if parts.method == Method::GET || parts.method == Method::HEAD {
+            Operation::Read
+        } else {
+            Operation::Write
+        };
+        if !caller.role.may(R::RESOURCE, operation) {
+            return Err(ApiError::Forbidden);
+        }
+        let id = caller.clinic_id.ok_or(ApiError::Forbidden)?;
+        match state.states.state(&state.databases.central, id).await? {
+            ClinicState::Active => {}
+            ClinicState::Inactive | ClinicState::Missing => return Err(ApiError::ClinicInactive),
+        }
+        let pool = state.pools.pool(id).await?;
+        Ok(Clinic {
+            caller,
+            id,
+            pool,
+            _resource: PhantomData,
+        })
+    }
+}
+
+impl<R> Clinic<R> {
+    /// A transaction on the clinic's database; 503 when it cannot be reached.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, ApiError> {
+        self.pool.begin().await.map_err(unavailable)
+    }
+}
+
+fn unavailable(error: sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "clinic database unavailable");
+    ApiError::ClinicUnavailable
+}

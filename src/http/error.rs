@@ -1,0 +1,184 @@
+//! The one error type of the HTTP layer and its JSON envelope
+//! `{"success": false, "error": {"code", "message", "details"}}`, with the
+//! SPEC's codes. Server-side failures are logged once here and answered
+//! without internals.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::tenancy::pools::PoolError;
+use crate::validation::{FieldError, FieldErrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("this clinic is suspended or closed")]
+    ClinicInactive,
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body is larger than 1 MiB")]
+    PayloadTooLarge,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("some fields are invalid")]
+    Validation(Vec<FieldError>),
+    #[error("too many failed attempts, try again later")]
+    TooManyAttempts,
+    #[error("the clinic's database cannot be reached, try again shortly")]
+    ClinicUnavailable,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The error envelope, for the OpenAPI document.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub success: bool,
+    pub error: ErrorBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+}
+
+/// Seconds a client should wait before retrying a throttled or unavailable call.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+impl ApiError {
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden | ApiError::ClinicInactive => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ClinicUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden => "forbidden",
+            ApiError::ClinicInactive => "clinic_inactive",
+            ApiError::NotFound => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::ClinicUnavailable => "clinic_unavailable",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(errors: FieldErrors) -> Self {
+        ApiError::Validation(errors.into_details())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::NotProvisioned(_) => ApiError::ClinicInactive,
+            PoolError::Unsealable(_) | PoolError::Central(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(error) = &self {
+            tracing::error!(error = %format!("{error:#}"), "request failed");
+        }
+        let retry_after = matches!(
+            self,
+            ApiError::ClinicUnavailable | ApiError::TooManyAttempts
+        );
+        let message = self.to_string();
+        let code = self.code().to_owned();
+        let details = match self {
+            ApiError::Validation(details) => details,
+            _ => Vec::new(),
+        };
+        let body = ErrorEnvelope {
+            success: false,
+            error: ErrorBody {
+                code,
+                message,
+                details,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+/// Turns named database constraint violations into API errors.
+pub trait ResultExt<T> {
+    /// A violation of `constraint` becomes `map()`'s error.
+    fn on_constraint(self, constraint: &str, map: impl FnOnce() -> ApiError)
+        -> Result<T, ApiError>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_constraint(
+        self,
+        constraint: &str,
+        map: impl FnOnce() -> ApiError,
+    ) -> Result<T, ApiError> {
+        self.map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.constraint() == Some(constraint) => map(),
+            _ => error.into(),
+        })
+    }
+}

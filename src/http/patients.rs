@@ -1,0 +1,136 @@
+//! `/patients`: list, create, read, update, soft delete, in the caller's
+//! clinic database.
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::clinic::{Clinic, Patients};
+use super::error::{ApiError, ResultExt};
+use super::extract::{created, ok, page, Json, Path, Query};
+use super::list::ListQuery;
+use super::state::AppState;
+use crate::clinic::patients::{self, Patient, PatientFields, PatientInput};
+use crate::clinic::settings;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_patients, create_patient))
+        .routes(routes!(
+            get_patient,
+            patch_patient,
+            put_patient,
+            delete_patient
+        ))
+}
+
+const NATIONAL_ID_TAKEN: &str = "patients_national_id_key";
+
+fn national_id_taken() -> ApiError {
+    ApiError::conflict("another patient of this clinic has this national id")
+}
+
+/// Live patients, by name; `?search=` matches names, email and phone.
+#[utoipa::path(get, path = "/patients", tag = "patients", security(("bearer" = [])),
+    params(ListQuery), responses((status = 200, body = [Patient])))]
+async fn list_patients(
+    clinic: Clinic<Patients>,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let page_request = query.page()?;
+    let mut tx = clinic.begin().await?;
+    let (rows, total) = patients::list(&mut tx, query.search(), page_request).await?;
+    tx.commit().await?;
+    Ok(page(rows, page_request.with_total(total)))
+}
+
+#[utoipa::path(post, path = "/patients", tag = "patients", security(("bearer" = [])),
+    request_body = PatientInput, responses((status = 201, body = Patient),
+        (status = 422, description = "validation_failed"), (status = 409, description = "conflict")))]
+async fn create_patient(
+    clinic: Clinic<Patients>,
+    Json(input): Json<PatientInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = clinic.begin().await?;
+    let country = settings::country(&mut tx).await?;
+    let fields = input.apply(PatientFields::default(), &country)?;
+    let patient = patients::insert(&mut tx, &fields)
+        .await
+        .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?;
+    tx.commit().await?;
+    Ok(created(patient))
+}
+
+#[utoipa::path(get, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = Patient), (status = 404, description = "not_found")))]
+async fn get_patient(
+    clinic: Clinic<Patients>,
+    Path(id): Path<Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = clinic.begin().await?;
+    let patient = patients::find(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(ok(patient))
+}
+
+/// Updates the given fields; `null` clears an optional one.
+#[utoipa::path(patch, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = PatientInput,
+    responses((status = 200, body = Patient), (status = 404, description = "not_found"),
+        (status = 422, description = "validation_failed")))]
+async fn patch_patient(
+    clinic: Clinic<Patients>,
+    Path(id): Path<Uuid>,
+    Json(input): Json<PatientInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    update(clinic, id, input).await
+}
+
+/// Same as PATCH: updates the given fields.
+#[utoipa::path(put, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = PatientInput,
+    responses((status = 200, body = Patient), (status = 404, description = "not_found"),
+        (status = 422, description = "validation_failed")))]
+async fn put_patient(
+    clinic: Clinic<Patients>,
+    Path(id): Path<Uuid>,
+    Json(input): Json<PatientInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    update(clinic, id, input).await
+}
+
+async fn update(
+    clinic: Clinic<Patients>,
+    id: Uuid,
+    input: PatientInput,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = clinic.begin().await?;
+    let current = patients::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let country = settings::country(&mut tx).await?;
+    let fields = input.apply(current.fields, &country)?;
+    let patient = patients::update(&mut tx, id, &fields)
+        .await
+        .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?;
+    tx.commit().await?;
+    Ok(ok(patient))
+}
+
+#[utoipa::path(delete, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 204), (status = 404, description = "not_found")))]
+async fn delete_patient(
+    clinic: Clinic<Patients>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = clinic.begin().await?;
+    if !patients::soft_delete(&mut tx, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,19 @@
+//! What every handler can reach: the central database, the token keys, the
+//! clinic pool registry and state cache, and the provisioner.
+
+use std::sync::Arc;
+
+use crate::auth::jwt::TokenKeys;
+use crate::central::Databases;
+use crate::tenancy::pools::ClinicPools;
+use crate::tenancy::provisioning::Provisioner;
+use crate::tenancy::state::StateCache;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub databases: Databases,
+    pub keys: TokenKeys,
+    pub pools: Arc<ClinicPools>,
+    pub states: Arc<StateCache>,
+    pub provisioner: Provisioner,
+}

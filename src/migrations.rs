@@ -1,0 +1,23 @@
+//! The two migration sets, central and clinic, embedded in the binary. Each is
+//! versioned and checksummed (sqlx's `_sqlx_migrations` ledger, kept in each
+//! database); a released file is never edited, only followed by a new one.
+
+use sqlx::migrate::Migrator;
+use sqlx::PgConnection;
+
+pub static CENTRAL: Migrator = sqlx::migrate!("migrations/central");
+pub static CLINIC: Migrator = sqlx::migrate!("migrations/clinic");
+
+/// The newest version a migration set knows.
+pub fn latest_version(migrator: &Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The newest version successfully applied to the connected database.
+pub async fn applied_version(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0)::bigint FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(conn)
+    .await
+}

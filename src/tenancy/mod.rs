@@ -1,0 +1,9 @@
+//! Tenancy: one database and one role per clinic. Provisioning makes them,
+//! the pool registry opens connections to them, and the state cache says
+//! whether a clinic may be served. Requests reach a clinic database only
+//! through `http::clinic::Clinic`, built from a verified token.
+
+pub mod naming;
+pub mod pools;
+pub mod provisioning;
+pub mod state;

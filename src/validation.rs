@@ -1,0 +1,258 @@
+//! Field validation at the edge: raw request values are checked once and
+//! turned into clean values, every problem collected with the field it
+//! concerns (the `details` of a 422).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// One field's problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in one request.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::default();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was found.
+    pub fn finish<T>(self, value: T) -> Result<T, FieldErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
+    pub fn into_details(self) -> Vec<FieldError> {
+        self.0
+    }
+}
+
+/// A field of a partial update: absent (keep), `null` (clear) or a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            Some(value) => Patch::Value(value),
+            None => Patch::Null,
+        })
+    }
+}
+
+impl<T> Patch<T> {
+    /// Applies the change to `current`, validating a new value with `check`.
+    pub fn apply<U>(
+        self,
+        current: Option<U>,
+        check: impl FnOnce(T) -> Result<U, String>,
+        field: &str,
+        errors: &mut FieldErrors,
+    ) -> Option<U> {
+        match self {
+            Patch::Absent => current,
+            Patch::Null => None,
+            Patch::Value(value) => match check(value) {
+                Ok(clean) => Some(clean),
+                Err(message) => {
+                    errors.add(field, message);
+                    current
+                }
+            },
+        }
+    }
+}
+
+/// Trimmed text of 1 to `max` characters without control characters.
+pub fn text(max: usize) -> impl Fn(String) -> Result<String, String> {
+    move |raw| {
+        let value = raw.trim();
+        if value.is_empty() {
+            Err("must not be empty".into())
+        } else if value.chars().count() > max {
+            Err(format!("must be at most {max} characters"))
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            Err("must not contain control characters".into())
+        } else {
+            Ok(value.to_owned())
+        }
+    }
+}
+
+/// A plausible email address, kept as given but trimmed.
+pub fn email(raw: String) -> Result<String, String> {
+    let value = raw.trim();
+    let valid = value.len() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        })
+        && value.matches('@').count() == 1
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be a valid email address".into())
+    }
+}
+
+/// A phone number: digits with optional `+`, spaces, dots, dashes, brackets.
+pub fn phone(raw: String) -> Result<String, String> {
+    let value = raw.trim();
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    let allowed = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +.-()".contains(c));
+    if allowed && (4..=20).contains(&digits) && value.len() <= 30 {
+        Ok(value.to_owned())
+    } else {
+        Err("must be a phone number (digits, spaces, + . - ( ))".into())
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code, upper-cased.
+pub fn country(raw: String) -> Result<String, String> {
+    let value = raw.trim().to_ascii_uppercase();
+    if value.len() == 2 && value.chars().all(|c| c.is_ascii_uppercase()) {
+        Ok(value)
+    } else {
+        Err("must be an ISO 3166-1 alpha-2 country code such as FR".into())
+    }
+}
+
+/// A `YYYY-MM-DD` date.
+pub fn date(raw: String) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map_err(|_| "must be a date as YYYY-MM-DD".into())
+}
+
+/// One of `allowed`.
+pub fn one_of(allowed: &'static [&'static str]) -> impl Fn(String) -> Result<String, String> {
+    move |raw| {
+        if allowed.contains(&raw.as_str()) {
+            Ok(raw)
+        } else {
+            Err(format!("must be one of: {}", allowed.join(", ")))
+        }
+    }
+}
+
+/// A new password: 8 to 1024 characters.
+pub fn password(raw: String) -> Result<String, String> {
+    match raw.chars().count() {
+        0..=7 => Err("must be at least 8 characters".into()),
+        8..=1024 => Ok(raw),
+        _ => Err("must be at most 1024 characters".into()),
+    }
+}
+
+/// Checks a required field that the request must carry.
+pub fn required<T, U>(
+    value: Option<T>,
+    check: impl FnOnce(T) -> Result<U, String>,
+    field: &str,
+    errors: &mut FieldErrors,
+) -> Option<U> {
+    match value {
+        None => {
+            errors.add(field, "is required");
+            None
+        }
+        Some(value) => check(value).map_err(|m| errors.add(field, m)).ok(),
+    }
+}
+
+/// Checks an optional field when present.
+pub fn optional<T, U>(
+    value: Option<T>,
+    check: impl FnOnce(T) -> Result<U, String>,
+    field: &str,
+    errors: &mut FieldErrors,
+) -> Option<U> {
+    value.and_then(|value| check(value).map_err(|m| errors.add(field, m)).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_rules() {
+        assert!(email(" Ana@Example.fr ".into()).is_ok());
+        for bad in [
+            "", "a", "a@b", "@b.fr", "a@@b.fr", "a b@c.fr", "a@.fr", "a@b..fr",
+        ] {
+            assert!(email(bad.into()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn phone_rules() {
+        assert!(phone("+33 1 23 45 67 89".into()).is_ok());
+        assert!(phone("12".into()).is_err());
+        assert!(phone("call me".into()).is_err());
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(text(5)("  abc ".into()).unwrap(), "abc");
+        assert!(text(5)("   ".into()).is_err());
+        assert!(text(5)("abcdef".into()).is_err());
+        assert!(text(5)("a\u{0}b".into()).is_err());
+    }
+
+    #[test]
+    fn patch_keeps_clears_or_replaces() {
+        let mut errors = FieldErrors::default();
+        let keep: Patch<String> = Patch::Absent;
+        assert_eq!(keep.apply(Some(1), |_| Ok(2), "f", &mut errors), Some(1));
+        assert_eq!(
+            Patch::<String>::Null.apply(Some(1), |_| Ok(2), "f", &mut errors),
+            None
+        );
+        assert_eq!(
+            Patch::Value("x".to_owned()).apply(Some(1), |_| Ok(2), "f", &mut errors),
+            Some(2)
+        );
+        assert!(errors.is_empty());
+        Patch::Value("x".to_owned()).apply(
+            Some(1),
+            |_| Err::<i32, _>("bad".into()),
+            "f",
+            &mut errors,
+        );
+        assert_eq!(errors.into_details()[0].field, "f");
+    }
+}
