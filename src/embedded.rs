@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{chown, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub enum EmbeddedError {
     ProgramsMissing,
     #[error("the embedded cluster must not run as root and no unprivileged `postgres` user exists: create one (`useradd --system postgres`) or set DATABASE_URL")]
     NoUnprivilegedUser,
-    #[error("embedded cluster: {0}: {1}")]
+    #[error("embedded cluster: {0}")]
     Io(String, #[source] std::io::Error),
     #[error("embedded cluster: `{program}` failed: {output}")]
     ProgramFailed { program: String, output: String },
@@ -254,7 +254,7 @@ fn stop_with_parent(command: &mut Command) {
 fn supervise(
     mut command: Command,
 ) -> Result<(i32, JoinHandle<()>, mpsc::Receiver<()>), EmbeddedError> {
-    let (started_tx, started_rx) = mpsc::channel::<std::io::Result<Child>>();
+    let (failed_tx, failed_rx) = mpsc::channel::<std::io::Error>();
     let (exited_tx, exited_rx) = mpsc::channel::<()>();
     let (pid_tx, pid_rx) = mpsc::channel();
     let supervisor = std::thread::Builder::new()
@@ -266,17 +266,15 @@ fn supervise(
                 let _ = exited_tx.send(());
             }
             Err(e) => {
-                let _ = started_tx.send(Err(e));
+                let _ = failed_tx.send(e);
             }
         })
         .map_err(|e| EmbeddedError::Io("starting supervisor thread".into(), e))?;
     match pid_rx.recv() {
         Ok(pid) => Ok((pid, supervisor, exited_rx)),
         Err(_) => {
-            let error = started_rx
+            let error = failed_rx
                 .recv()
-                .ok()
-                .and_then(Result::err)
                 .unwrap_or_else(|| std::io::Error::other("postgres did not start"));
             Err(EmbeddedError::Io("starting postgres".into(), error))
         }
@@ -353,6 +351,51 @@ fn init_cluster(
         return Err(EmbeddedError::ProgramFailed {
             program: "initdb".into(),
             output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    close_maintenance_databases(programs, pgdata, owner).inspect_err(|_| {
+        let _ = fs::remove_dir_all(pgdata);
+    })
+}
+
+/// Clinic roles get no CONNECT on the maintenance databases: only the
+/// databases this server creates, each for its own role. Run in
+/// single-user mode, before the server first listens.
+fn close_maintenance_databases(
+    programs: &Programs,
+    pgdata: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), EmbeddedError> {
+    let mut command = Command::new(programs.program("postgres"));
+    command
+        .arg("--single")
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-j")
+        .arg("postgres")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    as_owner(&mut command, owner);
+    let mut child = command
+        .spawn()
+        .map_err(|e| EmbeddedError::Io("running postgres --single".into(), e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(
+                b"REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;\n\
+                  REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;\n",
+            )
+            .map_err(|e| EmbeddedError::Io("writing to postgres --single".into(), e))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| EmbeddedError::Io("running postgres --single".into(), e))?;
+    let errors = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || errors.contains("ERROR") {
+        return Err(EmbeddedError::ProgramFailed {
+            program: "postgres --single".into(),
+            output: errors.trim().to_owned(),
         });
     }
     Ok(())

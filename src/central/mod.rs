@@ -34,11 +34,11 @@ pub struct Databases {
 pub enum BootstrapError {
     #[error("DATABASE_URL is not a valid PostgreSQL URL")]
     InvalidUrl(#[source] sqlx::Error),
-    #[error("cannot reach the database server at {0}: {1}")]
+    #[error("cannot reach the database server at {0}")]
     Unreachable(String, #[source] sqlx::Error),
-    #[error("central database: {0}")]
+    #[error("central database")]
     Database(#[from] sqlx::Error),
-    #[error("central migrations failed: {0}")]
+    #[error("central migrations failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 

@@ -24,7 +24,7 @@ pub enum PoolError {
     NotProvisioned(ClinicId),
     #[error("the stored password of clinic {0} cannot be unsealed with this MASTER_KEY")]
     Unsealable(ClinicId),
-    #[error("central database: {0}")]
+    #[error("central database")]
     Central(#[from] sqlx::Error),
 }
 

@@ -55,9 +55,9 @@ pub enum FailAfter {
 pub enum ProvisionError {
     #[error("a clinic or account with this email already exists")]
     EmailTaken,
-    #[error("provisioning failed: {0}")]
+    #[error("provisioning failed")]
     Database(#[from] sqlx::Error),
-    #[error("clinic migrations failed: {0}")]
+    #[error("clinic migrations failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("provisioning failed after {0:?} (injected)")]
     Injected(FailAfter),
@@ -186,7 +186,7 @@ impl Provisioner {
         // The password is URL-safe base64: no quote can end the literal.
         sqlx::raw_sql(&format!(
             "CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
-             NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT {ROLE_CONNECTION_LIMIT}"
+             NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT}"
         ))
         .execute(admin)
         .await?;

@@ -1,0 +1,242 @@
+use axum::http::{Method, StatusCode};
+use futures::future::join_all;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, unique_email};
+
+#[tokio::test]
+async fn registration_makes_a_usable_clinic_and_admin() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Cabinet Pasteur").await;
+    let me = app.get("/api/v1/auth/me", &clinic.token).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.data()["user"]["role"], "admin");
+    assert_eq!(me.data()["clinic"]["id"], clinic.id.to_string());
+    assert_eq!(me.data()["clinic"]["name"], "Cabinet Pasteur");
+    let patients = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(patients.status, StatusCode::OK);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn registration_names_each_invalid_field() {
+    let app = spawn_app().await;
+    let response = app
+        .register(json!({"clinicName": "", "email": "not-an-email", "password": "short", "country": "France"}))
+        .await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(response.code(), "validation_failed");
+    let fields = response.detail_fields();
+    for field in [
+        "clinicName",
+        "email",
+        "password",
+        "firstName",
+        "lastName",
+        "country",
+    ] {
+        assert!(
+            fields.contains(&field.to_owned()),
+            "{field} missing from {fields:?}"
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_email_registers_once_whatever_its_case() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("First").await;
+    let again = app
+        .register(
+            json!({"clinicName": "Second", "email": clinic.email.to_uppercase(),
+            "password": "password123", "firstName": "A", "lastName": "B"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.code(), "email_taken");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn racing_registrations_for_one_email_leave_one_clinic() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let body = json!({"clinicName": "Race", "email": email, "password": "password123",
+        "firstName": "A", "lastName": "B"});
+    let responses = join_all((0..4).map(|_| app.register(body.clone()))).await;
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let conflicts = responses
+        .iter()
+        .filter(|r| r.code() == "email_taken")
+        .count();
+    assert_eq!((created, conflicts), (1, 3));
+    let mut admin = app.admin_connection("postgres").await;
+    let databases: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("{}\\_clinic\\_%", app.prefix))
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(databases, 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_answer_identically() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Login").await;
+    let ok = app
+        .login(&clinic.email.to_uppercase(), &clinic.password)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert!(ok.data()["accessToken"].is_string());
+    assert_eq!(ok.data()["clinic"]["id"], clinic.id.to_string());
+    let wrong_password = app.login(&clinic.email, "not the password").await;
+    let unknown = app.login(&unique_email(), "not the password").await;
+    assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong_password.code(), "invalid_credentials");
+    assert_eq!(wrong_password.body, unknown.body);
+    assert_eq!(wrong_password.status, unknown.status);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Throttle").await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.login(&clinic.email, "wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let blocked = app.login(&clinic.email, &clinic.password).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(blocked.code(), "too_many_attempts");
+    assert!(blocked.headers.contains_key("retry-after"));
+    // Shared through central: a second instance sees the same count.
+    let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures")
+        .fetch_one(&app.state.databases.central)
+        .await
+        .unwrap();
+    assert_eq!(failures, 5);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Refresh").await;
+    let refresh = |token: &str| {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token})),
+        )
+    };
+    let first = refresh(&clinic.refresh_token).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let second_token = first.data()["refreshToken"].as_str().unwrap().to_owned();
+    assert_ne!(second_token, clinic.refresh_token);
+    let me = app
+        .get(
+            "/api/v1/auth/me",
+            first.data()["accessToken"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    // The rotated token presented again: refused, and the family revoked.
+    let reuse = refresh(&clinic.refresh_token).await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(&second_token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_refresh_token() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Logout").await;
+    let body = json!({"refreshToken": clinic.refresh_token});
+    let out = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let refresh = app
+        .call(Method::POST, "/api/v1/auth/refresh", None, Some(body))
+        .await;
+    assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh.code(), "unauthorized");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_before_any_clinic_database() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Tokens").await;
+    let me = app.get("/api/v1/auth/me", &clinic.token).await;
+    let user_id = me.data()["user"]["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |iat: i64, exp: i64| {
+        json!({"sub": user_id, "userId": user_id, "clinicId": clinic.id, "email": clinic.email,
+               "role": "admin", "iat": iat, "exp": exp})
+    };
+    let secret = app.settings.jwt_secret.as_bytes();
+    let sign = |claims: serde_json::Value, key: &[u8], alg: Algorithm| {
+        jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
+    };
+    // Control: a token we forge with the right key and claims is accepted.
+    let good = sign(claims(now, now + 60), secret, Algorithm::HS256);
+    assert_eq!(
+        app.get("/api/v1/patients", &good).await.status,
+        StatusCode::OK
+    );
+
+    let expired = sign(claims(now - 3600, now - 1), secret, Algorithm::HS256);
+    let other_key = sign(
+        claims(now, now + 60),
+        b"another key entirely, long enough!!",
+        Algorithm::HS256,
+    );
+    let hs512 = sign(claims(now, now + 60), secret, Algorithm::HS512);
+    let unsigned = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(claims(now, now + 60).to_string())
+        )
+    };
+    let mut wrong_clinic = claims(now, now + 60);
+    wrong_clinic["sub"] = json!(uuid::Uuid::new_v4());
+    let mismatched = sign(wrong_clinic, secret, Algorithm::HS256);
+    for token in [
+        expired,
+        other_key,
+        hs512,
+        unsigned,
+        mismatched,
+        "garbage".to_owned(),
+    ] {
+        let response = app.get("/api/v1/patients", &token).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(response.code(), "unauthorized");
+    }
+    let none = app.call(Method::GET, "/api/v1/patients", None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}

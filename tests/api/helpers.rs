@@ -1,0 +1,370 @@
+//! The test harness: one throwaway cluster per test run (every role logs in
+//! with a password), a fresh `DB_PREFIX` per test, and request helpers that
+//! drive the application's real router.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use medicalpro::app::build_state;
+use medicalpro::config::{DbPrefix, PoolSettings, Settings};
+use medicalpro::crypto::{random_token, JwtSecret, MasterKey};
+use medicalpro::embedded::{Durability, RunningCluster};
+use medicalpro::http::state::AppState;
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub struct TestCluster {
+    pub admin_url: String,
+    pub port: u16,
+    _cluster: RunningCluster,
+}
+
+/// The run's cluster, started on first use in a fresh temporary directory;
+/// it stops when the test process exits (parent-death signal).
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        remove_stale_clusters();
+        let dir = std::env::temp_dir().join(format!("medicalpro-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cluster = RunningCluster::start(&dir, Durability::Throwaway)
+            .unwrap_or_else(|e| panic!("starting the test cluster: {e}"));
+        TestCluster {
+            admin_url: cluster.admin_url.clone(),
+            port: cluster.port,
+            _cluster: cluster,
+        }
+    })
+}
+
+/// Removes clusters left by earlier runs whose process is gone.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("medicalpro-test-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: Router,
+    pub settings: Settings,
+    pub prefix: String,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn id(&self) -> String {
+        self.body["data"]["id"]
+            .as_str()
+            .expect("response has data.id")
+            .to_owned()
+    }
+
+    pub fn detail_fields(&self) -> Vec<String> {
+        self.body["error"]["details"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A clinic registered through the API, with its admin's credentials.
+pub struct TestClinic {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+pub fn settings_for(prefix: &str) -> Settings {
+    Settings {
+        admin_url: cluster().admin_url.clone(),
+        prefix: DbPrefix::parse(prefix).expect("test prefix"),
+        jwt_secret: JwtSecret::parse(&JwtSecret::generate()).expect("secret"),
+        master_key: MasterKey::generate(),
+        pool: PoolSettings {
+            per_clinic_max: 3,
+            idle_timeout: Duration::from_secs(30),
+        },
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let settings = settings_for(&prefix);
+    let state = build_state(&settings).await.expect("building the app");
+    TestApp {
+        router: medicalpro::http::router(state.clone()),
+        state,
+        settings,
+        prefix,
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let mut request = request;
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .expect("request");
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> TestResponse {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> TestResponse {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> TestResponse {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> TestResponse {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn register(&self, body: Value) -> TestResponse {
+        self.call(Method::POST, "/api/v1/auth/register", None, Some(body))
+            .await
+    }
+
+    /// Registers a clinic with a unique email and returns its admin session.
+    pub async fn register_clinic(&self, name: &str) -> TestClinic {
+        let email = format!(
+            "admin-{}@{}.example.fr",
+            &Uuid::new_v4().simple().to_string()[..8],
+            self.prefix
+        );
+        let password = "correct horse battery".to_owned();
+        let response = self
+            .register(json!({
+                "clinicName": name, "email": email, "password": password,
+                "firstName": "Claire", "lastName": "Admin"
+            }))
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        TestClinic {
+            id: response.data()["clinic"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            email,
+            password,
+            token: response.data()["accessToken"].as_str().unwrap().to_owned(),
+            refresh_token: response.data()["refreshToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    pub async fn create_patient(&self, token: &str, first: &str, last: &str) -> String {
+        let response = self
+            .post(
+                "/api/v1/patients",
+                token,
+                json!({"firstName": first, "lastName": last}),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        response.id()
+    }
+
+    /// A direct connection as the cluster's admin role.
+    pub async fn admin_connection(&self, database: &str) -> PgConnection {
+        admin_options()
+            .database(database)
+            .connect()
+            .await
+            .expect("admin connection")
+    }
+
+    pub fn clinic_database(&self, clinic: Uuid) -> String {
+        format!(
+            "{}_clinic_{}",
+            self.prefix,
+            clinic.to_string().replace('-', "_")
+        )
+    }
+
+    pub fn central_database(&self) -> String {
+        format!("{}_central", self.prefix)
+    }
+
+    /// The clinic role's real password, unsealed from central as the server does.
+    pub async fn clinic_password(&self, clinic: Uuid) -> String {
+        let sealed = self.sealed_password(clinic).await;
+        String::from_utf8(
+            self.settings
+                .master_key
+                .open(&sealed, clinic.as_bytes())
+                .expect("unseal"),
+        )
+        .unwrap()
+    }
+
+    pub async fn sealed_password(&self, clinic: Uuid) -> Vec<u8> {
+        sqlx::query_scalar("SELECT db_password_sealed FROM companies WHERE id = $1")
+            .bind(clinic)
+            .fetch_one(&self.state.databases.central)
+            .await
+            .expect("sealed password")
+    }
+
+    /// Connects as `user` with `password` to `database`, over TCP with SCRAM.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(
+            &PgConnectOptions::new()
+                .host("127.0.0.1")
+                .port(cluster().port)
+                .username(user)
+                .password(password)
+                .database(database),
+        )
+        .await
+    }
+
+    /// Drops every database and role of this test's prefix.
+    pub async fn cleanup(self) {
+        self.state.pools.close_all().await;
+        self.state.databases.close().await;
+        let mut admin = admin_options().connect().await.expect("admin connection");
+        let pattern = format!("{}\\_%", self.prefix);
+        let databases: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+                .bind(&pattern)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+        for database in databases {
+            sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+            ))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1")
+                .bind(&pattern)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+        for role in roles {
+            sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        let _ = admin.close().await;
+    }
+}
+
+pub fn admin_options() -> PgConnectOptions {
+    cluster().admin_url.parse().expect("admin url")
+}
+
+pub fn unique_email() -> String {
+    format!(
+        "{}@example.fr",
+        random_token(6).to_lowercase().replace(['-', '_'], "x")
+    )
+}

@@ -1,0 +1,287 @@
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+/// A NIR with the right key for `body` (13 characters, 2A/2B allowed).
+pub fn nir(body: &str) -> String {
+    let number: u64 = body
+        .replace("2A", "19")
+        .replace("2B", "18")
+        .parse()
+        .unwrap();
+    format!("{body}{:02}", 97 - number % 97)
+}
+
+#[tokio::test]
+async fn patient_lifecycle_create_read_update_delete() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Lifecycle").await;
+    let created = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": " Marie ", "lastName": "Curie", "birthDate": "1967-11-07",
+                   "gender": "female", "email": "marie@example.fr", "phone": "+33 6 12 34 56 78",
+                   "address": {"line1": "1 rue Pierre", "city": "Paris", "postalCode": "75005", "country": "fr"},
+                   "nationalId": nir("2671175123456"), "notes": "allergic to nothing"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.id();
+    assert_eq!(created.data()["firstName"], "Marie");
+    assert_eq!(created.data()["address"]["country"], "FR");
+    assert_eq!(created.data()["status"], "active");
+    assert!(created.data()["createdAt"].is_string());
+
+    let read = app
+        .get(&format!("/api/v1/patients/{id}"), &clinic.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.data()["email"], "marie@example.fr");
+
+    let patched = app
+        .patch(
+            &format!("/api/v1/patients/{id}"),
+            &clinic.token,
+            json!({"lastName": "Skłodowska", "phone": null}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.data()["lastName"], "Skłodowska");
+    assert_eq!(patched.data()["firstName"], "Marie");
+    assert!(patched.data()["phone"].is_null());
+
+    let put = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/patients/{id}"),
+            Some(&clinic.token),
+            Some(json!({"status": "inactive"})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(put.data()["status"], "inactive");
+    assert_eq!(put.data()["lastName"], "Skłodowska");
+
+    let deleted = app
+        .delete(&format!("/api/v1/patients/{id}"), &clinic.token)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/patients/{id}"), &clinic.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/patients/{id}"), &clinic.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let list = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(list.body["pagination"]["total"], 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn list_paginates_and_searches_names_email_and_phone() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Lists").await;
+    for i in 0..25 {
+        app.create_patient(&clinic.token, &format!("Pat{i:02}"), "Durand")
+            .await;
+    }
+    app.post("/api/v1/patients", &clinic.token, json!({"firstName": "Zoé", "lastName": "Martin", "email": "zoe@m.fr", "phone": "0611223344"}))
+        .await;
+    let first = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(first.data().as_array().unwrap().len(), 20);
+    assert_eq!(
+        first.body["pagination"],
+        json!({"total": 26, "limit": 20, "offset": 0})
+    );
+    let last = app
+        .get("/api/v1/patients?limit=10&offset=20", &clinic.token)
+        .await;
+    assert_eq!(last.data().as_array().unwrap().len(), 6);
+    for (query, expected) in [
+        ("martin", 1),
+        ("zoe%40m", 1),
+        ("0611", 1),
+        ("durand", 25),
+        ("pat0", 10),
+        ("%25", 0),
+        ("Zoé%20Martin", 1),
+    ] {
+        let found = app
+            .get(&format!("/api/v1/patients?search={query}"), &clinic.token)
+            .await;
+        assert_eq!(
+            found.body["pagination"]["total"], expected,
+            "search {query}"
+        );
+    }
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "offset=-1",
+        "limit=ten",
+        "unknown=1",
+    ] {
+        let response = app
+            .get(&format!("/api/v1/patients?{bad}"), &clinic.token)
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(response.code(), "bad_request");
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn invalid_fields_are_named_in_details() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Validation").await;
+    let response = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "", "birthDate": "2999-01-01", "gender": "robot", "email": "x@",
+                   "phone": "abc", "address": {"country": "France"}, "status": "gone"}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(response.code(), "validation_failed");
+    let fields = response.detail_fields();
+    for field in [
+        "firstName",
+        "lastName",
+        "birthDate",
+        "gender",
+        "email",
+        "phone",
+        "address.country",
+        "status",
+    ] {
+        assert!(
+            fields.contains(&field.to_owned()),
+            "{field} not in {fields:?}"
+        );
+    }
+    let wrong_type = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": 42, "lastName": "X"}),
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong_type.detail_fields(), vec!["firstName"]);
+    let unknown = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "A", "lastName": "B", "ssn": "1"}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let list = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(list.body["pagination"]["total"], 0, "nothing half-written");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn french_national_ids_are_checked_and_unique() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("NIR").await;
+    let valid = nir("1850775123456");
+    let corsica_a = nir("180052A123456");
+    let corsica_b = nir("299102B654321");
+    let mut wrong = valid.clone();
+    let key: u32 = wrong[13..].parse().unwrap();
+    wrong.replace_range(13.., &format!("{:02}", key % 97 + 1));
+    let create = |national_id: String, last: &str| {
+        app.post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "A", "lastName": last, "nationalId": national_id}),
+        )
+    };
+    let refused = create(wrong, "Wrong").await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.detail_fields(), vec!["nationalId"]);
+    for (id, last) in [
+        (&valid, "Valid"),
+        (&corsica_a, "CorseA"),
+        (&corsica_b, "CorseB"),
+    ] {
+        let created = create(id.clone(), last).await;
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "{id}: {}",
+            created.body
+        );
+    }
+    let duplicate = create(valid.clone(), "Twin").await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT);
+    assert_eq!(duplicate.code(), "conflict");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_the_envelope_never_a_500() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Hostile").await;
+    let raw = |content_type: &str, body: Vec<u8>| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/patients")
+            .header(header::AUTHORIZATION, format!("Bearer {}", clinic.token))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let malformed = app
+        .send(raw("application/json", b"{\"firstName\": ".to_vec()))
+        .await;
+    assert_eq!(
+        (malformed.status, malformed.code()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let wrong_type = app.send(raw("text/plain", b"{}".to_vec())).await;
+    assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(wrong_type.body["success"], false);
+    let mut huge = br#"{"firstName": "A", "lastName": "B", "notes": ""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 1024 * 1024 + 10));
+    huge.extend(br#""}"#);
+    let too_large = app.send(raw("application/json", huge)).await;
+    assert_eq!(
+        (too_large.status, too_large.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let bad_id = app.get("/api/v1/patients/not-a-uuid", &clinic.token).await;
+    assert_eq!(
+        (bad_id.status, bad_id.code()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let missing = app.get("/api/v1/nowhere", &clinic.token).await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let not_allowed = app
+        .call(
+            Method::DELETE,
+            "/api/v1/patients",
+            Some(&clinic.token),
+            None,
+        )
+        .await;
+    assert_eq!(not_allowed.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(not_allowed.body["success"], false);
+    let list = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(list.body["pagination"]["total"], 0);
+    app.cleanup().await;
+}
