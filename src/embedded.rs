@@ -275,7 +275,7 @@ fn supervise(
         Err(_) => {
             let error = failed_rx
                 .recv()
-                .unwrap_or_else(|| std::io::Error::other("postgres did not start"));
+                .unwrap_or_else(|_| std::io::Error::other("postgres did not start"));
             Err(EmbeddedError::Io("starting postgres".into(), error))
         }
     }
