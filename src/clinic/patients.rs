@@ -102,6 +102,28 @@ pub struct AddressInput {
 }
 
 impl PatientInput {
+    /// The names of the fields this request sets or clears (for the audit
+    /// trail: names only, never values).
+    pub fn present_fields(&self) -> Vec<&'static str> {
+        let present = [
+            ("firstName", !matches!(self.first_name, Patch::Absent)),
+            ("lastName", !matches!(self.last_name, Patch::Absent)),
+            ("birthDate", !matches!(self.birth_date, Patch::Absent)),
+            ("gender", !matches!(self.gender, Patch::Absent)),
+            ("email", !matches!(self.email, Patch::Absent)),
+            ("phone", !matches!(self.phone, Patch::Absent)),
+            ("address", !matches!(self.address, Patch::Absent)),
+            ("nationalId", !matches!(self.national_id, Patch::Absent)),
+            ("notes", !matches!(self.notes, Patch::Absent)),
+            ("status", !matches!(self.status, Patch::Absent)),
+        ];
+        present
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
     /// Applies this request onto `current` (a blank patient when creating)
     /// and checks the result. `clinic_country` decides when the national id
     /// is a French NIR: for patients whose address is in France, or who have

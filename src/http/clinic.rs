@@ -9,7 +9,10 @@ use std::marker::PhantomData;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::Method;
-use sqlx::{PgPool, Postgres, Transaction};
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -17,6 +20,7 @@ use super::state::AppState;
 use crate::auth::jwt::Claims;
 use crate::auth::roles::{Operation, Resource, Role};
 use crate::central::companies::ClinicState;
+use crate::clinic::audit::{self, Actor};
 use crate::tenancy::naming::ClinicId;
 
 /// The resource a route touches, named once per handler in its signature.
@@ -34,7 +38,20 @@ macro_rules! clinic_resources {
     )*};
 }
 
-clinic_resources!(Patients);
+clinic_resources!(
+    Patients,
+    Appointments,
+    Consents,
+    Documents,
+    MedicalRecords,
+    Practitioners,
+    ProductsServices,
+    Categories,
+    ConsentTemplates,
+    ClinicSettings,
+    Users,
+    Audit,
+);
 
 /// The caller, from a verified access token.
 #[derive(Debug, Clone)]
@@ -78,6 +95,8 @@ impl FromRequestParts<AppState> for Caller {
 pub struct Clinic<R> {
     pub caller: Caller,
     pub id: ClinicId,
+    /// The caller as the audit trail names them.
+    pub actor: Actor,
     pool: PgPool,
     _resource: PhantomData<R>,
 }
@@ -101,9 +120,23 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
             ClinicState::Inactive | ClinicState::Missing => return Err(ApiError::ClinicInactive),
         }
         let pool = state.pools.pool(id).await?;
+        let actor = Actor {
+            user_id: caller.user_id,
+            role: caller.role,
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            client_addr: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string()),
+        };
         Ok(Clinic {
             caller,
             id,
+            actor,
             pool,
             _resource: PhantomData,
         })
@@ -114,6 +147,17 @@ impl<R> Clinic<R> {
     /// A transaction on the clinic's database; 503 when it cannot be reached.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, ApiError> {
         self.pool.begin().await.map_err(unavailable)
+    }
+
+    /// Records an access in the clinic's audit trail, inside `conn`'s
+    /// transaction: commit the change and its event together.
+    pub async fn audit(
+        &self,
+        conn: &mut PgConnection,
+        entry: audit::Entry,
+    ) -> Result<(), ApiError> {
+        audit::record(conn, &self.actor, entry).await?;
+        Ok(())
     }
 }
 

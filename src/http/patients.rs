@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -12,6 +13,7 @@ use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use crate::clinic::audit::{Action, Entry};
 use crate::clinic::patients::{self, Patient, PatientFields, PatientInput};
 use crate::clinic::settings;
 
@@ -25,6 +27,9 @@ pub fn router() -> OpenApiRouter<AppState> {
             delete_patient
         ))
 }
+
+/// The audit trail's name for this resource.
+const RESOURCE: &str = "patient";
 
 const NATIONAL_ID_TAKEN: &str = "patients_national_id_key";
 
@@ -42,6 +47,10 @@ async fn list_patients(
     let page_request = query.page()?;
     let mut tx = clinic.begin().await?;
     let (rows, total) = patients::list(&mut tx, query.search(), page_request).await?;
+    let entry = Entry::new(Action::List, RESOURCE).details(json!({
+        "limit": page_request.limit, "offset": page_request.offset, "search": query.search().is_some(),
+    }));
+    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(page(rows, page_request.with_total(total)))
 }
@@ -55,10 +64,16 @@ async fn create_patient(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
     let country = settings::country(&mut tx).await?;
+    let changed = input.present_fields();
     let fields = input.apply(PatientFields::default(), &country)?;
     let patient = patients::insert(&mut tx, &fields)
         .await
         .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?;
+    let entry = Entry::new(Action::Create, RESOURCE)
+        .resource(patient.id)
+        .patient(patient.id)
+        .fields(changed);
+    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(created(patient))
 }
@@ -73,6 +88,8 @@ async fn get_patient(
     let patient = patients::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let entry = Entry::new(Action::Read, RESOURCE).resource(id).patient(id);
+    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(ok(patient))
 }
@@ -113,10 +130,16 @@ async fn update(
         .await?
         .ok_or(ApiError::NotFound)?;
     let country = settings::country(&mut tx).await?;
+    let changed = input.present_fields();
     let fields = input.apply(current.fields, &country)?;
     let patient = patients::update(&mut tx, id, &fields)
         .await
         .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?;
+    let entry = Entry::new(Action::Update, RESOURCE)
+        .resource(id)
+        .patient(id)
+        .fields(changed);
+    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(ok(patient))
 }
@@ -131,6 +154,14 @@ async fn delete_patient(
     if !patients::soft_delete(&mut tx, id).await? {
         return Err(ApiError::NotFound);
     }
+    clinic
+        .audit(
+            &mut tx,
+            Entry::new(Action::Delete, RESOURCE)
+                .resource(id)
+                .patient(id),
+        )
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

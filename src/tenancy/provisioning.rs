@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::central::companies::{self, NewCompany, Placement};
 use crate::central::users::{self, NewUser, UserRecord};
 use crate::central::{audit, servers, Databases};
+use crate::clinic::audit as clinic_audit;
 use crate::clinic::settings;
 use crate::config::DbPrefix;
 use crate::crypto::{random_token, MasterKey};
@@ -216,6 +217,11 @@ impl Provisioner {
             .connect_with(placement_options)
             .await?;
         migrations::CLINIC.run(&pool).await?;
+        install_audit_trail(
+            &self.databases.admin_options,
+            &id.database_name(&self.prefix),
+        )
+        .await?;
         let mut conn = pool.acquire().await?;
         settings::initialise(&mut conn, id, &clinic.name, &clinic.country).await?;
         let version = migrations::applied_version(&mut conn).await?;
@@ -283,6 +289,27 @@ impl Provisioner {
             tracing::error!(clinic.id = %id, %error, "rollback: deleting the clinic row failed");
         }
     }
+}
+
+/// Creates the audit trail in a clinic database as the admin role, so that
+/// the clinic role can append and read it but never alter it.
+pub async fn install_audit_trail(
+    admin: &PgConnectOptions,
+    database: &str,
+) -> Result<(), sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(admin.clone().database(database))
+        .await?;
+    // One simple-protocol query: its statements run as one transaction.
+    let script = format!(
+        "{}\n{}",
+        clinic_audit::SCHEMA,
+        clinic_audit::grants_for(database)
+    );
+    let result = sqlx::raw_sql(&script).execute(&pool).await;
+    pool.close().await;
+    result.map(drop)
 }
 
 /// Maps a unique violation on an email index to [`ProvisionError::EmailTaken`].

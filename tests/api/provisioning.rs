@@ -80,13 +80,22 @@ async fn a_clinic_database_is_closed_to_public_and_owned_by_its_role() {
     let mut clinic_db = app.admin_connection(&name).await;
     let foreign_owned: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) <> $1",
+          WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) <> $1
+            AND c.relname NOT LIKE 'audit\\_events%'",
     )
     .bind(&name)
     .fetch_one(&mut clinic_db)
     .await
     .unwrap();
     assert_eq!(foreign_owned, 0);
+    // The audit trail alone belongs to the admin role, out of the clinic role's reach.
+    let audit_owner: String = sqlx::query_scalar(
+        "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'audit_events'",
+    )
+    .fetch_one(&mut clinic_db)
+    .await
+    .unwrap();
+    assert_ne!(audit_owner, name);
     let version: i64 = sqlx::query_scalar("SELECT schema_version FROM companies WHERE id = $1")
         .bind(clinic.id)
         .fetch_one(&app.state.databases.central)

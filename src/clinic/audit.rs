@@ -1,0 +1,239 @@
+//! The clinic audit trail (`audit_events`, in the clinic's own database):
+//! who read or changed which patient data, when, from where. Written in the
+//! same transaction as the access it records. Append-only and hash-chained
+//! (see `audit_schema.sql`); [`verify_chain`] recomputes the chain.
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::auth::roles::Role;
+use crate::tenancy::naming::quote_ident;
+
+/// The admin-applied schema of the trail.
+pub const SCHEMA: &str = include_str!("audit_schema.sql");
+
+/// Gives the clinic role what it needs of the trail: appending and reading.
+pub fn grants_for(role: &str) -> String {
+    let role = quote_ident(role);
+    format!(
+        "GRANT SELECT, INSERT ON audit_events TO {role};\n\
+         GRANT EXECUTE ON FUNCTION audit_events_chain() TO {role};"
+    )
+}
+
+/// Who is acting, from the verified request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Read,
+    List,
+    Create,
+    Update,
+    Delete,
+    Export,
+    Erase,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::List => "list",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Export => "export",
+            Action::Erase => "erase",
+        }
+    }
+}
+
+/// One access to record.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub action: Action,
+    /// `patient`, `appointment`, `medical_record`, `consent`, `document`, ...
+    pub resource_type: &'static str,
+    pub resource_id: Option<Uuid>,
+    /// The patient the data is about, when there is one.
+    pub patient_id: Option<Uuid>,
+    /// Names of changed fields (never values).
+    pub changed_fields: Vec<String>,
+    /// For lists, the query (filters, page) with free text left out.
+    pub details: Value,
+}
+
+impl Entry {
+    pub fn new(action: Action, resource_type: &'static str) -> Self {
+        Entry {
+            action,
+            resource_type,
+            resource_id: None,
+            patient_id: None,
+            changed_fields: Vec::new(),
+            details: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn resource(mut self, id: Uuid) -> Self {
+        self.resource_id = Some(id);
+        self
+    }
+
+    pub fn patient(mut self, id: Uuid) -> Self {
+        self.patient_id = Some(id);
+        self
+    }
+
+    pub fn fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.changed_fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// Appends one event within the caller's transaction.
+pub async fn record(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    entry: Entry,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, occurred_at, actor_user_id, actor_role, action, resource_type,
+            resource_id, patient_id, request_id, client_addr, changed_fields, details, prev_hash, hash)
+         VALUES (0, now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', '')",
+    )
+    .bind(actor.user_id)
+    .bind(actor.role.as_str())
+    .bind(entry.action.as_str())
+    .bind(entry.resource_type)
+    .bind(entry.resource_id)
+    .bind(entry.patient_id)
+    .bind(&actor.request_id)
+    .bind(&actor.client_addr)
+    .bind(&entry.changed_fields)
+    .bind(&entry.details)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The first link that does not hold, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokenLink {
+    /// The id of the first row whose link is broken (or where a row is missing).
+    pub id: i64,
+    pub reason: String,
+}
+
+/// Result of walking the whole chain.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainReport {
+    pub events: i64,
+    pub broken: Option<BrokenLink>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    id: i64,
+    occurred_micros: i64,
+    actor_user_id: Option<String>,
+    actor_role: Option<String>,
+    action: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    patient_id: Option<String>,
+    request_id: Option<String>,
+    client_addr: Option<String>,
+    changed_fields: String,
+    details: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl ChainRow {
+    /// The same payload as `audit_event_payload` in SQL, rebuilt here.
+    fn payload(&self) -> String {
+        [
+            self.id.to_string(),
+            self.occurred_micros.to_string(),
+            self.actor_user_id.clone().unwrap_or_default(),
+            self.actor_role.clone().unwrap_or_default(),
+            self.action.clone(),
+            self.resource_type.clone(),
+            self.resource_id.clone().unwrap_or_default(),
+            self.patient_id.clone().unwrap_or_default(),
+            self.request_id.clone().unwrap_or_default(),
+            self.client_addr.clone().unwrap_or_default(),
+            self.changed_fields.clone(),
+            self.details.clone(),
+        ]
+        .join("\u{1f}")
+    }
+}
+
+/// Walks the chain in order, recomputing every hash.
+pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, sqlx::Error> {
+    let rows: Vec<ChainRow> = sqlx::query_as(
+        "SELECT id, (extract(epoch FROM occurred_at) * 1000000)::bigint AS occurred_micros,
+                actor_user_id::text, actor_role, action, resource_type, resource_id::text,
+                patient_id::text, request_id, client_addr,
+                array_to_string(changed_fields, ',') AS changed_fields, details::text AS details,
+                prev_hash, hash
+           FROM audit_events ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut previous: Vec<u8> = Vec::new();
+    let mut expected_id = 1;
+    for row in &rows {
+        let broken = |reason: &str| {
+            Some(BrokenLink {
+                id: row.id,
+                reason: reason.to_owned(),
+            })
+        };
+        let failure = if row.id != expected_id {
+            broken(&format!("row {expected_id} is missing"))
+        } else if row.prev_hash != previous {
+            broken("does not link to the previous row")
+        } else {
+            let mut hasher = Sha256::new();
+            hasher.update(&row.prev_hash);
+            hasher.update(row.payload().as_bytes());
+            (hasher.finalize().as_slice() != row.hash.as_slice()).then(|| BrokenLink {
+                id: row.id,
+                reason: "content does not match its hash".into(),
+            })
+        };
+        if failure.is_some() {
+            return Ok(ChainReport {
+                events: rows.len() as i64,
+                broken: failure,
+            });
+        }
+        previous = row.hash.clone();
+        expected_id += 1;
+    }
+    Ok(ChainReport {
+        events: rows.len() as i64,
+        broken: None,
+    })
+}
