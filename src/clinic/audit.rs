@@ -202,8 +202,7 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, sqlx::
     .fetch_all(conn)
     .await?;
     let mut previous: Vec<u8> = Vec::new();
-    let mut expected_id = 1;
-    for row in &rows {
+    for (expected_id, row) in (1i64..).zip(rows.iter()) {
         let broken = |reason: &str| {
             Some(BrokenLink {
                 id: row.id,
@@ -230,7 +229,6 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, sqlx::
             });
         }
         previous = row.hash.clone();
-        expected_id += 1;
     }
     Ok(ChainReport {
         events: rows.len() as i64,
