@@ -142,3 +142,17 @@ pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placemen
     .fetch_optional(central)
     .await
 }
+
+/// Suspends (`false`) or reactivates (`true`) a live clinic; `false` when no
+/// such clinic exists. Callers also clear the state cache and record the
+/// platform audit event.
+pub async fn set_active(central: &PgPool, id: ClinicId, active: bool) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE companies SET is_active = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id.0)
+    .bind(active)
+    .execute(central)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
