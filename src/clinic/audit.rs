@@ -235,3 +235,84 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, sqlx::
         broken: None,
     })
 }
+
+/// An audit event as `GET /audit` shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: i64,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub changed_fields: Vec<String>,
+    pub details: Value,
+}
+
+/// Which events to list.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub patient_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const EVENT_COLUMNS: &str = "id, occurred_at, actor_user_id, actor_role, action, resource_type, \
+    resource_id, patient_id, request_id, client_addr, changed_fields, details";
+
+const EVENT_FILTER: &str = "($1::uuid IS NULL OR patient_id = $1)
+    AND ($2::uuid IS NULL OR actor_user_id = $2)
+    AND ($3::text IS NULL OR action = $3)
+    AND ($4::timestamptz IS NULL OR occurred_at >= $4)
+    AND ($5::timestamptz IS NULL OR occurred_at < $5)";
+
+/// Events matching `filter`, newest first, and how many match in all.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &Filter,
+    page: super::Page,
+) -> Result<(Vec<Event>, i64), sqlx::Error> {
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM audit_events WHERE {EVENT_FILTER}"
+    ))
+    .bind(filter.patient_id)
+    .bind(filter.user_id)
+    .bind(&filter.action)
+    .bind(filter.from)
+    .bind(filter.to)
+    .fetch_one(&mut *conn)
+    .await?;
+    let events = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE {EVENT_FILTER} ORDER BY id DESC LIMIT $6 OFFSET $7"
+    ))
+    .bind(filter.patient_id)
+    .bind(filter.user_id)
+    .bind(&filter.action)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(conn)
+    .await?;
+    Ok((events, total))
+}
+
+/// Every event about one patient, oldest first (for the GDPR export).
+pub async fn about_patient(
+    conn: &mut PgConnection,
+    patient_id: Uuid,
+) -> Result<Vec<Event>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE patient_id = $1 ORDER BY id"
+    ))
+    .bind(patient_id)
+    .fetch_all(conn)
+    .await
+}

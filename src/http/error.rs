@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::clinic::gdpr::RetentionHold;
 use crate::tenancy::pools::PoolError;
 use crate::validation::{FieldError, FieldErrors};
 
@@ -34,6 +35,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("some fields are invalid")]
     Validation(Vec<FieldError>),
+    #[error("the law obliges the clinic to keep some of this patient's records")]
+    RetentionApplies(Vec<RetentionHold>),
     #[error("too many failed attempts, try again later")]
     TooManyAttempts,
     #[error("the clinic's database cannot be reached, try again shortly")]
@@ -55,8 +58,11 @@ pub struct ErrorEnvelope {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+    /// Per field `{field, message}` for 422; per retained item `{kind, id,
+    /// retainedUntil, rule}` for `retention_applies`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub details: Vec<FieldError>,
+    #[schema(value_type = Vec<Object>)]
+    pub details: Vec<serde_json::Value>,
 }
 
 /// Seconds a client should wait before retrying a throttled or unavailable call.
@@ -76,7 +82,7 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::ClinicInactive => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::RetentionApplies(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -99,6 +105,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
+            ApiError::RetentionApplies(_) => "retention_applies",
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::ClinicUnavailable => "clinic_unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -141,7 +148,8 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         let code = self.code().to_owned();
         let details = match self {
-            ApiError::Validation(details) => details,
+            ApiError::Validation(details) => details.iter().map(to_json).collect(),
+            ApiError::RetentionApplies(holds) => holds.iter().map(to_json).collect(),
             _ => Vec::new(),
         };
         let body = ErrorEnvelope {
@@ -161,6 +169,10 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
 /// Turns named database constraint violations into API errors.

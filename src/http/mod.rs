@@ -2,10 +2,13 @@
 //! here under `/api/v1` into one OpenAPI-described router. Every `/api/v1`
 //! route is registered through `utoipa_axum`, so it is in the document.
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod clinic;
 pub mod error;
 pub mod extract;
+pub mod gdpr;
 pub mod list;
 pub mod patients;
 pub mod state;
@@ -59,7 +62,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             OpenApiRouter::new()
                 .merge(auth::router())
-                .merge(patients::router()),
+                .merge(patients::router())
+                .merge(gdpr::router())
+                .merge(audit::router())
+                .merge(admin::router()),
         )
         .split_for_parts()
 }

@@ -19,6 +19,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("patch", "/api/v1/patients/{id}"),
     ("put", "/api/v1/patients/{id}"),
     ("delete", "/api/v1/patients/{id}"),
+    ("get", "/api/v1/patients/{id}/export"),
+    ("post", "/api/v1/patients/{id}/erase"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/admin/clinics"),
+    ("get", "/api/v1/admin/clinics/{id}"),
+    ("post", "/api/v1/admin/clinics/{id}/suspend"),
+    ("post", "/api/v1/admin/clinics/{id}/activate"),
 ];
 
 fn operations(document: &Value) -> Vec<(String, String)> {

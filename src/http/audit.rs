@@ -1,0 +1,63 @@
+//! `GET /audit`: the clinic's audit trail, for its admins.
+
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::clinic::{Audit, Clinic};
+use super::error::ApiError;
+use super::extract::{page, Query};
+use super::list::ListQuery;
+use super::state::AppState;
+use crate::clinic::audit::{self, Event, Filter};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit_events))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub patient_id: Option<Uuid>,
+    /// The acting staff account.
+    pub user_id: Option<Uuid>,
+    /// `read|list|create|update|delete|export|erase`
+    pub action: Option<String>,
+    /// Events at or after this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Events before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// The clinic's audit trail, newest first.
+#[utoipa::path(get, path = "/audit", tag = "audit", security(("bearer" = [])),
+    params(AuditQuery), responses((status = 200, body = [Event]), (status = 403, description = "forbidden")))]
+async fn list_audit_events(
+    clinic: Clinic<Audit>,
+    Query(query): Query<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let page_request = ListQuery {
+        limit: query.limit,
+        offset: query.offset,
+        search: None,
+    }
+    .page()?;
+    let filter = Filter {
+        patient_id: query.patient_id,
+        user_id: query.user_id,
+        action: query.action,
+        from: query.from,
+        to: query.to,
+    };
+    let mut tx = clinic.begin().await?;
+    let (events, total) = audit::list(&mut tx, &filter, page_request).await?;
+    tx.commit().await?;
+    Ok(page(events, page_request.with_total(total)))
+}
