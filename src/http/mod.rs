@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod clinic;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod list;
@@ -59,7 +60,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             OpenApiRouter::new()
                 .merge(auth::router())
-                .merge(patients::router()),
+                .merge(patients::router())
+                .merge(documents::router()),
         )
         .split_for_parts()
 }

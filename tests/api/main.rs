@@ -2,6 +2,7 @@
 //! started once per test run, each test with its own database prefix.
 
 mod auth;
+mod documents;
 mod embedded;
 mod helpers;
 mod isolation;

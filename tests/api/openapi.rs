@@ -19,6 +19,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("patch", "/api/v1/patients/{id}"),
     ("put", "/api/v1/patients/{id}"),
     ("delete", "/api/v1/patients/{id}"),
+    ("get", "/api/v1/documents"),
+    ("post", "/api/v1/documents"),
+    ("get", "/api/v1/documents/{id}"),
+    ("patch", "/api/v1/documents/{id}"),
+    ("put", "/api/v1/documents/{id}"),
+    ("delete", "/api/v1/documents/{id}"),
+    ("post", "/api/v1/documents/{id}/convert"),
 ];
 
 fn operations(document: &Value) -> Vec<(String, String)> {
