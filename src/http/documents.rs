@@ -20,7 +20,7 @@ use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::documents::store::{self, Filter};
 use crate::clinic::documents::workflow::{self, Changed, DocumentError};
-use crate::clinic::documents::{Document, DocumentInput, DocumentType, Status};
+use crate::clinic::documents::{Document, DocumentInput, DocumentStatus, DocumentType};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,7 +87,7 @@ async fn list_documents(
             DocumentType::parse,
             "documentType",
         )?,
-        status: parse_filter(query.status.as_deref(), Status::parse, "status")?,
+        status: parse_filter(query.status.as_deref(), DocumentStatus::parse, "status")?,
         patient_id: query.patient_id,
         search: list.search(),
     };

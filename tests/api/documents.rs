@@ -957,6 +957,15 @@ async fn concurrent_issues_are_numbered_in_order_without_gap_or_repeat() {
     app.cleanup().await;
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct AuditEvent {
+    action: String,
+    resource_id: Option<Uuid>,
+    patient_id: Option<Uuid>,
+    changed_fields: Vec<String>,
+    details: Value,
+}
+
 #[tokio::test]
 async fn document_reads_and_changes_are_audited() {
     let app = spawn_app().await;
@@ -985,7 +994,7 @@ async fn document_reads_and_changes_are_audited() {
         .await;
 
     let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
-    let events: Vec<(String, Option<Uuid>, Option<Uuid>, Vec<String>, Value)> = sqlx::query_as(
+    let events: Vec<AuditEvent> = sqlx::query_as(
         "SELECT action, resource_id, patient_id, changed_fields, details FROM audit_events
          WHERE resource_type = 'document' ORDER BY id",
     )
@@ -994,7 +1003,7 @@ async fn document_reads_and_changes_are_audited() {
     .unwrap();
     let summary: Vec<(&str, Option<String>)> = events
         .iter()
-        .map(|(action, resource, _, _, _)| (action.as_str(), resource.map(|r| r.to_string())))
+        .map(|e| (e.action.as_str(), e.resource_id.map(|r| r.to_string())))
         .collect();
     let patient_id: Uuid = patient.parse().unwrap();
     assert_eq!(
@@ -1011,20 +1020,20 @@ async fn document_reads_and_changes_are_audited() {
         ]
     );
     assert!(
-        events.iter().all(|e| e.2 == Some(patient_id)),
+        events.iter().all(|e| e.patient_id == Some(patient_id)),
         "every event names the patient"
     );
     assert_eq!(
-        events[0].3,
+        events[0].changed_fields,
         vec!["documentType", "patientId", "items", "issueDate"]
     );
-    assert_eq!(events[2].4["status"], "draft");
-    assert_eq!(events[2].4["search"], false);
+    assert_eq!(events[2].details["status"], "draft");
+    assert_eq!(events[2].details["search"], false);
     assert_eq!(
-        events[3].3,
+        events[3].changed_fields,
         vec!["status", "number", "issueDate", "issuedAt"]
     );
-    assert_eq!(events[5].4["sourceDocumentId"], invoice);
+    assert_eq!(events[5].details["sourceDocumentId"], invoice);
     let text = events
         .iter()
         .map(|e| format!("{:?}", e))

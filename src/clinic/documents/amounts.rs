@@ -10,15 +10,11 @@
 //! are priced on non-negative amounts; a credit note negates the priced
 //! amounts of the invoice it cancels, so its rounding mirrors the invoice's.
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 /// Basis points in 100 %.
 const BASIS: i64 = 10_000;
 
 /// Subtotal, tax and total of a line or a whole document, in cents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Amounts {
     pub subtotal_cents: i64,
     pub tax_cents: i64,

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::amounts::Amounts;
-use super::lifecycle::{DocumentType, Status};
+use super::lifecycle::{DocumentStatus, DocumentType};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 /// Lines a document may carry.
@@ -104,7 +104,7 @@ pub struct Checked {
     /// The new lines, when the request gives them (always when creating).
     pub lines: Option<Lines>,
     /// The status asked for, if any.
-    pub status: Option<Status>,
+    pub status: Option<DocumentStatus>,
 }
 
 impl DocumentInput {
@@ -127,11 +127,11 @@ impl DocumentInput {
     }
 
     /// The status asked for; a bad value is a field error.
-    pub fn status(&self) -> Result<Option<Status>, FieldErrors> {
+    pub fn status(&self) -> Result<Option<DocumentStatus>, FieldErrors> {
         match &self.status {
             Patch::Absent => Ok(None),
             Patch::Null => Err(FieldErrors::single("status", status_message())),
-            Patch::Value(raw) => Status::parse(raw)
+            Patch::Value(raw) => DocumentStatus::parse(raw)
                 .map(Some)
                 .ok_or_else(|| FieldErrors::single("status", status_message())),
         }
@@ -180,7 +180,12 @@ impl DocumentInput {
                 None
             }
         };
-        if current.is_none() && !matches!(status, None | Some(Status::Draft | Status::Sent)) {
+        if current.is_none()
+            && !matches!(
+                status,
+                None | Some(DocumentStatus::Draft | DocumentStatus::Sent)
+            )
+        {
             e.add("status", "a new document is draft or sent");
         }
         let issue_date = self.issue_date.apply(
@@ -227,7 +232,7 @@ impl DocumentInput {
 }
 
 fn status_message() -> String {
-    format!("must be one of: {}", Status::ALL.join(", "))
+    format!("must be one of: {}", DocumentStatus::ALL.join(", "))
 }
 
 fn document_type(

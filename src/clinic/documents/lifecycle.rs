@@ -53,7 +53,7 @@ impl DocumentType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum Status {
+pub enum DocumentStatus {
     Draft,
     Sent,
     Accepted,
@@ -62,29 +62,29 @@ pub enum Status {
     Cancelled,
 }
 
-impl Status {
+impl DocumentStatus {
     pub const ALL: &'static [&'static str] =
         &["draft", "sent", "accepted", "rejected", "paid", "cancelled"];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Draft => "draft",
-            Status::Sent => "sent",
-            Status::Accepted => "accepted",
-            Status::Rejected => "rejected",
-            Status::Paid => "paid",
-            Status::Cancelled => "cancelled",
+            DocumentStatus::Draft => "draft",
+            DocumentStatus::Sent => "sent",
+            DocumentStatus::Accepted => "accepted",
+            DocumentStatus::Rejected => "rejected",
+            DocumentStatus::Paid => "paid",
+            DocumentStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
-            "draft" => Some(Status::Draft),
-            "sent" => Some(Status::Sent),
-            "accepted" => Some(Status::Accepted),
-            "rejected" => Some(Status::Rejected),
-            "paid" => Some(Status::Paid),
-            "cancelled" => Some(Status::Cancelled),
+            "draft" => Some(DocumentStatus::Draft),
+            "sent" => Some(DocumentStatus::Sent),
+            "accepted" => Some(DocumentStatus::Accepted),
+            "rejected" => Some(DocumentStatus::Rejected),
+            "paid" => Some(DocumentStatus::Paid),
+            "cancelled" => Some(DocumentStatus::Cancelled),
             _ => None,
         }
     }
@@ -102,9 +102,13 @@ pub enum Transition {
 }
 
 /// The change from `from` to `to` for a document of `kind`, if allowed.
-pub fn transition(kind: DocumentType, from: Status, to: Status) -> Option<Transition> {
+pub fn transition(
+    kind: DocumentType,
+    from: DocumentStatus,
+    to: DocumentStatus,
+) -> Option<Transition> {
+    use DocumentStatus::*;
     use DocumentType::*;
-    use Status::*;
     match (kind, from, to) {
         (Quote | Invoice, Draft, Sent) => Some(Transition::Issue),
         (Quote, Sent, Accepted | Rejected) | (Invoice, Sent, Paid) => Some(Transition::Plain),
@@ -119,8 +123,8 @@ mod tests {
 
     #[test]
     fn only_the_documented_changes_are_allowed() {
+        use DocumentStatus::*;
         use DocumentType::*;
-        use Status::*;
         let statuses = [Draft, Sent, Accepted, Rejected, Paid, Cancelled];
         let mut allowed = Vec::new();
         for kind in [Quote, Invoice, CreditNote] {
@@ -151,8 +155,8 @@ mod tests {
         for name in DocumentType::ALL {
             assert_eq!(DocumentType::parse(name).unwrap().as_str(), *name);
         }
-        for name in Status::ALL {
-            assert_eq!(Status::parse(name).unwrap().as_str(), *name);
+        for name in DocumentStatus::ALL {
+            assert_eq!(DocumentStatus::parse(name).unwrap().as_str(), *name);
         }
     }
 }

@@ -11,6 +11,6 @@ pub mod numbering;
 pub mod store;
 pub mod workflow;
 
-pub use input::{DocumentInput, ItemInput};
-pub use lifecycle::{DocumentType, Status};
-pub use store::{Document, Item};
+pub use input::DocumentInput;
+pub use lifecycle::{DocumentStatus, DocumentType};
+pub use store::Document;

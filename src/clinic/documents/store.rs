@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::amounts::Amounts;
 use super::input::{DocumentInput, Header, Line, Lines};
-use super::lifecycle::{DocumentType, Status};
+use super::lifecycle::{DocumentStatus, DocumentType};
 use crate::clinic::{like_pattern, Page};
 use crate::validation::FieldErrors;
 
@@ -22,7 +22,7 @@ pub struct Document {
     pub patient_id: Uuid,
     /// `Q-2026-0001`, `INV-2026-0001`, `AV-2026-0001`; null while draft.
     pub number: Option<String>,
-    pub status: Status,
+    pub status: DocumentStatus,
     pub issue_date: Option<NaiveDate>,
     pub due_date: Option<NaiveDate>,
     pub currency: String,
@@ -36,7 +36,7 @@ pub struct Document {
     /// When it left draft.
     pub issued_at: Option<DateTime<Utc>>,
     #[sqlx(skip)]
-    pub items: Vec<Item>,
+    pub items: Vec<DocumentItem>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -44,7 +44,7 @@ pub struct Document {
 /// One line of a document, with its computed amounts.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-pub struct Item {
+pub struct DocumentItem {
     pub id: Uuid,
     #[serde(skip)]
     pub document_id: Uuid,
@@ -73,7 +73,7 @@ impl Document {
     /// Its lines as stored, to copy onto another document.
     pub fn lines(&self) -> Lines {
         Lines {
-            lines: self.items.iter().map(Item::line).collect(),
+            lines: self.items.iter().map(DocumentItem::line).collect(),
             totals: self.totals(),
         }
     }
@@ -87,7 +87,7 @@ impl Document {
     }
 }
 
-impl Item {
+impl DocumentItem {
     fn line(&self) -> Line {
         Line {
             product_service_id: self.product_service_id,
@@ -196,7 +196,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error
 #[derive(Debug, Default)]
 pub struct Filter<'a> {
     pub document_type: Option<DocumentType>,
-    pub status: Option<Status>,
+    pub status: Option<DocumentStatus>,
     pub patient_id: Option<Uuid>,
     /// Matches the number.
     pub search: Option<&'a str>,
@@ -215,7 +215,7 @@ pub async fn list(
         AND ($4::text IS NULL OR d.number ILIKE $4)";
     let pattern = filter.search.map(like_pattern);
     let document_type = filter.document_type.map(DocumentType::as_str);
-    let status = filter.status.map(Status::as_str);
+    let status = filter.status.map(DocumentStatus::as_str);
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT COUNT(*) FROM documents d WHERE {condition}"
     ))
@@ -249,7 +249,10 @@ pub async fn list(
     Ok((documents, total))
 }
 
-async fn items_of(conn: &mut PgConnection, documents: &[Uuid]) -> Result<Vec<Item>, sqlx::Error> {
+async fn items_of(
+    conn: &mut PgConnection,
+    documents: &[Uuid],
+) -> Result<Vec<DocumentItem>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, document_id, product_service_id, description, quantity, unit_price_cents,
                 vat_rate, subtotal_cents, tax_cents, total_cents
@@ -264,7 +267,7 @@ async fn items_of(conn: &mut PgConnection, documents: &[Uuid]) -> Result<Vec<Ite
 pub struct NewDocument<'a> {
     pub header: &'a Header,
     pub lines: &'a Lines,
-    pub status: Status,
+    pub status: DocumentStatus,
     pub number: Option<&'a str>,
     pub source_document_id: Option<Uuid>,
 }
@@ -390,7 +393,7 @@ pub async fn issue(
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
-    status: Status,
+    status: DocumentStatus,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE documents SET status = $2, updated_at = now() WHERE id = $1")
         .bind(id)

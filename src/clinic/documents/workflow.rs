@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 
 use super::amounts::Amounts;
 use super::input::{Checked, DocumentInput, Header, Line, Lines};
-use super::lifecycle::{transition, DocumentType, Status, Transition};
+use super::lifecycle::{transition, DocumentStatus, DocumentType, Transition};
 use super::numbering;
 use super::store::{self, ClinicDefaults, Document, NewDocument};
 use crate::validation::FieldErrors;
@@ -65,13 +65,13 @@ pub async fn create(
         NewDocument {
             header: &header,
             lines: &lines.unwrap_or_default(),
-            status: Status::Draft,
+            status: DocumentStatus::Draft,
             number: None,
             source_document_id: None,
         },
     )
     .await?;
-    if status == Some(Status::Sent) {
+    if status == Some(DocumentStatus::Sent) {
         issue(conn, id, &defaults, &mut fields).await?;
     }
     finish(conn, id, fields, None).await
@@ -88,7 +88,7 @@ pub async fn update(
     let current = lock(conn, id).await?;
     let mut fields = input.present_fields();
     let target = input.status();
-    if current.status != Status::Draft {
+    if current.status != DocumentStatus::Draft {
         let Some(to) = target?.filter(|_| fields == ["status"]) else {
             return Err(DocumentError::Conflict(
                 "an issued document cannot be edited: only its status can change".into(),
@@ -105,7 +105,7 @@ pub async fn update(
     }
     // A bad status value is reported by `apply` with the other fields.
     let issuing = match target {
-        Ok(Some(to)) if to != Status::Draft => allowed(&current, to)? == Transition::Issue,
+        Ok(Some(to)) if to != DocumentStatus::Draft => allowed(&current, to)? == Transition::Issue,
         _ => false,
     };
     let defaults = store::clinic_defaults(conn).await?;
@@ -125,7 +125,7 @@ pub async fn update(
 /// deleted document.
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Document, DocumentError> {
     let current = lock(conn, id).await?;
-    if current.status != Status::Draft {
+    if current.status != DocumentStatus::Draft {
         return Err(DocumentError::Conflict(
             "an issued document cannot be deleted".into(),
         ));
@@ -144,7 +144,7 @@ pub async fn convert(conn: &mut PgConnection, id: Uuid) -> Result<Document, Docu
             "only a quote can be converted".into(),
         ));
     }
-    if quote.status != Status::Accepted {
+    if quote.status != DocumentStatus::Accepted {
         return Err(DocumentError::Conflict(
             "only an accepted quote can be converted".into(),
         ));
@@ -165,7 +165,7 @@ pub async fn convert(conn: &mut PgConnection, id: Uuid) -> Result<Document, Docu
         NewDocument {
             header: &header,
             lines: &quote.lines(),
-            status: Status::Draft,
+            status: DocumentStatus::Draft,
             number: None,
             source_document_id: Some(id),
         },
@@ -179,7 +179,7 @@ pub async fn convert(conn: &mut PgConnection, id: Uuid) -> Result<Document, Docu
         }
         other => other?,
     };
-    Ok(find(conn, invoice).await?)
+    find(conn, invoice).await
 }
 
 async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Document, DocumentError> {
@@ -193,10 +193,10 @@ async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Document, DocumentErr
     store::find(conn, id).await?.ok_or(DocumentError::NotFound)
 }
 
-fn allowed(current: &Document, to: Status) -> Result<Transition, DocumentError> {
+fn allowed(current: &Document, to: DocumentStatus) -> Result<Transition, DocumentError> {
     transition(current.document_type, current.status, to).ok_or_else(|| {
         DocumentError::Conflict(format!(
-            "a {} cannot go from {} to {}",
+            "this {} cannot go from {} to {}",
             current.document_type.as_str().replace('_', " "),
             current.status.as_str(),
             to.as_str()
@@ -256,7 +256,7 @@ async fn issue_credit_note(
         NewDocument {
             header: &header,
             lines: &lines,
-            status: Status::Sent,
+            status: DocumentStatus::Sent,
             number: Some(&number),
             source_document_id: Some(invoice.id),
         },
