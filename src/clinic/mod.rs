@@ -3,6 +3,7 @@
 //! handed over by the routing layer; none can choose a clinic itself.
 
 pub mod audit;
+pub mod documents;
 pub mod gdpr;
 pub mod nir;
 pub mod patients;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod clinic;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod gdpr;
@@ -57,16 +58,19 @@ impl Modify for BearerAuth {
 
 /// The `/api/v1` routes and the OpenAPI document describing them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let resources = [
+        auth::router(),
+        patients::router(),
+        gdpr::router(),
+        documents::router(),
+        audit::router(),
+        admin::router(),
+    ];
+    let v1 = resources
+        .into_iter()
+        .fold(OpenApiRouter::new(), OpenApiRouter::merge);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest(
-            "/api/v1",
-            OpenApiRouter::new()
-                .merge(auth::router())
-                .merge(patients::router())
-                .merge(gdpr::router())
-                .merge(audit::router())
-                .merge(admin::router()),
-        )
+        .nest("/api/v1", v1)
         .split_for_parts()
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod compliance;
+mod documents;
 mod embedded;
 mod helpers;
 mod isolation;

@@ -26,6 +26,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/clinics/{id}"),
     ("post", "/api/v1/admin/clinics/{id}/suspend"),
     ("post", "/api/v1/admin/clinics/{id}/activate"),
+    ("get", "/api/v1/documents"),
+    ("post", "/api/v1/documents"),
+    ("get", "/api/v1/documents/{id}"),
+    ("patch", "/api/v1/documents/{id}"),
+    ("put", "/api/v1/documents/{id}"),
+    ("delete", "/api/v1/documents/{id}"),
+    ("post", "/api/v1/documents/{id}/convert"),
 ];
 
 fn operations(document: &Value) -> Vec<(String, String)> {
