@@ -3,13 +3,17 @@
 //! route is registered through `utoipa_axum`, so it is in the document.
 
 pub mod auth;
+pub mod catalogue;
 pub mod clinic;
 pub mod error;
 pub mod extract;
 pub mod list;
 pub mod patients;
+pub mod practitioners;
+pub mod settings;
 pub mod state;
 pub mod system;
+pub mod users;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
@@ -59,7 +63,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             OpenApiRouter::new()
                 .merge(auth::router())
-                .merge(patients::router()),
+                .merge(patients::router())
+                .merge(users::router())
+                .merge(practitioners::router())
+                .merge(catalogue::router())
+                .merge(settings::router()),
         )
         .split_for_parts()
 }
