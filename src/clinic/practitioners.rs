@@ -113,12 +113,8 @@ impl PractitionerInput {
             "lastName",
             e,
         );
-        if first_name.is_none() {
-            e.add("firstName", "is required");
-        }
-        if last_name.is_none() {
-            e.add("lastName", "is required");
-        }
+        e.require(&first_name, "firstName");
+        e.require(&last_name, "lastName");
         let specialty = self
             .specialty
             .apply(current.specialty, v::text(100), "specialty", e);

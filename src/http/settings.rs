@@ -1,6 +1,7 @@
 //! `/clinic`: the caller's clinic as the platform knows it (central) with
 //! its preferences (its own database); `/clinic/settings` changes the
-//! preferences (admins). Every role of the clinic may read.
+//! preferences (admins; `PUT` means the same). Every role of the clinic
+//! may read.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -21,7 +22,7 @@ use crate::clinic::settings::{self, Preferences, PreferencesInput};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_clinic))
-        .routes(routes!(patch_settings))
+        .routes(routes!(patch_settings, put_settings))
 }
 
 /// The caller's clinic and its preferences.
@@ -85,6 +86,26 @@ async fn patch_settings(
     clinic: Clinic<ClinicSettings>,
     State(state): State<AppState>,
     Json(input): Json<PreferencesInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    update(clinic, state, input).await
+}
+
+/// Same as PATCH: changes the given preferences.
+#[utoipa::path(put, path = "/clinic/settings", tag = "clinic", security(("bearer" = [])),
+    request_body = PreferencesInput, responses((status = 200, body = ClinicView),
+        (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
+async fn put_settings(
+    clinic: Clinic<ClinicSettings>,
+    State(state): State<AppState>,
+    Json(input): Json<PreferencesInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    update(clinic, state, input).await
+}
+
+async fn update(
+    clinic: Clinic<ClinicSettings>,
+    state: AppState,
+    input: PreferencesInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
     let timezone = match input.timezone() {

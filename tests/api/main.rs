@@ -2,9 +2,13 @@
 //! started once per test run, each test with its own database prefix.
 
 mod auth;
+mod catalogue;
 mod embedded;
 mod helpers;
 mod isolation;
 mod openapi;
 mod patients;
+mod practitioners;
 mod provisioning;
+mod settings;
+mod users;

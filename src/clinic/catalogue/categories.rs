@@ -53,9 +53,7 @@ impl CategoryInput {
             "name",
             &mut errors,
         );
-        if name.is_none() {
-            errors.add("name", "is required");
-        }
+        errors.require(&name, "name");
         let description = self.description.apply(
             current.description,
             v::text(1000),

@@ -139,14 +139,8 @@ impl ProductInput {
             "isActive",
             e,
         );
-        for (field, missing) in [
-            ("name", name.is_none()),
-            ("unitPriceCents", unit_price_cents.is_none()),
-        ] {
-            if missing {
-                e.add(field, "is required");
-            }
-        }
+        e.require(&name, "name");
+        e.require(&unit_price_cents, "unitPriceCents");
         for (field, missing) in [
             ("kind", kind.is_none()),
             ("vatRate", vat_rate.is_none()),
