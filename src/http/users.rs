@@ -152,7 +152,8 @@ fn last_admin() -> ApiError {
     ApiError::conflict("the clinic's last active admin cannot be removed, deactivated or demoted")
 }
 
-/// The clinic's live accounts, by name; `?search=` matches names and email.
+/// The clinic's accounts, active or not (deleted ones are gone), by name;
+/// `?search=` matches names and email.
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
     params(ListQuery), responses((status = 200, body = [UserView]), (status = 403, description = "forbidden")))]
 async fn list_users(
@@ -270,6 +271,9 @@ async fn update(
         .await?
         .ok_or(ApiError::NotFound)?;
     let fields = patch.present_fields();
+    if fields.is_empty() {
+        return Ok(ok(UserView::from(current)));
+    }
     let change = patch.apply(&current)?;
     let stays_admin = change.is_active && change.role == Role::Admin;
     if current.is_active_admin() && !stays_admin && admins <= 1 {

@@ -126,6 +126,9 @@ async fn an_admin_creates_reads_updates_and_deletes_staff() {
     assert_eq!(put.data()["role"], "secretary");
     assert_eq!(put.data()["isActive"], false);
     assert_eq!(put.data()["lastName"], "Bernard-Lévy");
+    // An empty change changes nothing and records nothing.
+    let unchanged = app.patch(&path, &clinic.token, json!({})).await;
+    assert_eq!(unchanged.data()["updatedAt"], put.data()["updatedAt"]);
 
     assert_eq!(
         app.delete(&path, &clinic.token).await.status,
