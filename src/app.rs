@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
 use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, Settings};
@@ -95,6 +96,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         keys: TokenKeys::new(&settings.jwt_secret),
         pools: Arc::new(pools),
         states: Arc::new(StateCache::default()),
+        accounts: Arc::new(AccountCache::default()),
         provisioner: Provisioner::new(
             databases.clone(),
             settings.prefix.clone(),

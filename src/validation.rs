@@ -30,6 +30,14 @@ impl FieldErrors {
         errors
     }
 
+    /// Notes a missing required value, unless the field already has a
+    /// problem (an invalid value is not also reported as missing).
+    pub fn require<T>(&mut self, value: &Option<T>, field: &str) {
+        if value.is_none() && !self.0.iter().any(|e| e.field == field) {
+            self.add(field, "is required");
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -231,6 +239,17 @@ mod tests {
         assert!(text(5)("   ".into()).is_err());
         assert!(text(5)("abcdef".into()).is_err());
         assert!(text(5)("a\u{0}b".into()).is_err());
+    }
+
+    #[test]
+    fn a_bad_value_is_not_also_reported_missing() {
+        let mut errors = FieldErrors::default();
+        errors.add("name", "must not be empty");
+        errors.require(&None::<String>, "name");
+        errors.require(&None::<String>, "code");
+        errors.require(&Some(1), "price");
+        let fields: Vec<String> = errors.into_details().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "code"]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Authentication and authorisation: password hashing, access tokens, the
-//! role table, and the login / refresh / logout flows.
+//! role table, the login / refresh / logout flows, and the account check
+//! every token passes.
 
+pub mod accounts;
 pub mod jwt;
 pub mod password;
 pub mod roles;

@@ -2,7 +2,7 @@
 //! changes, suspensions). Never patient data or patient names.
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// One platform event.
@@ -14,7 +14,11 @@ pub struct PlatformEvent<'a> {
     pub details: Value,
 }
 
-pub async fn record(central: &PgPool, event: PlatformEvent<'_>) -> Result<(), sqlx::Error> {
+/// Records one event, on the pool or inside the caller's transaction.
+pub async fn record(
+    central: impl PgExecutor<'_>,
+    event: PlatformEvent<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_logs (action, actor_user_id, company_id, client_addr, details)
          VALUES ($1, $2, $3, $4, $5)",

@@ -92,8 +92,12 @@ pub async fn revoke(central: &PgPool, token: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Revokes every token of one account (deactivation, deletion).
-pub async fn revoke_all_for_user(central: &PgPool, user_id: Uuid) -> Result<(), sqlx::Error> {
+/// Revokes every token of one account (deactivation, deletion), on the
+/// pool or inside the caller's transaction.
+pub async fn revoke_all_for_user(
+    central: impl sqlx::PgExecutor<'_>,
+    user_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
     )

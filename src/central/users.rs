@@ -5,6 +5,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::auth::roles::Role;
+use crate::clinic::{like_pattern, Page};
 
 /// A staff account as stored (the hash never leaves the auth module).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -81,5 +82,149 @@ pub async fn record_login(central: &PgPool, id: Uuid) -> Result<(), sqlx::Error>
         .bind(id)
         .execute(central)
         .await?;
+    Ok(())
+}
+
+/// What the per-request account check needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Standing {
+    pub role: Role,
+    pub company_id: Option<Uuid>,
+    pub is_active: bool,
+}
+
+/// The standing of a live account; `None` when deleted or unknown.
+pub async fn standing(central: &PgPool, id: Uuid) -> Result<Option<Standing>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT role, company_id, is_active FROM users WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(central)
+    .await
+}
+
+impl UserRecord {
+    pub fn is_active_admin(&self) -> bool {
+        self.is_active && self.role == Role::Admin
+    }
+}
+
+/// A clinic's live accounts, by name; `search` matches names and email.
+pub async fn list_in_clinic(
+    central: &PgPool,
+    company_id: Uuid,
+    search: Option<&str>,
+    page: Page,
+) -> Result<(Vec<UserRecord>, i64), sqlx::Error> {
+    let pattern = search.map(like_pattern);
+    let filter = "company_id = $1 AND deleted_at IS NULL AND ($2::text IS NULL
+        OR first_name ILIKE $2 OR last_name ILIKE $2 OR email ILIKE $2
+        OR (first_name || ' ' || last_name) ILIKE $2 OR (last_name || ' ' || first_name) ILIKE $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {filter}"))
+        .bind(company_id)
+        .bind(&pattern)
+        .fetch_one(central)
+        .await?;
+    let rows = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {filter}
+         ORDER BY lower(last_name), lower(first_name), id LIMIT $3 OFFSET $4"
+    ))
+    .bind(company_id)
+    .bind(&pattern)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(central)
+    .await?;
+    Ok((rows, total))
+}
+
+/// A live account of one clinic; another clinic's account is `None`.
+pub async fn find_in_clinic(
+    central: &PgPool,
+    company_id: Uuid,
+    id: Uuid,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND company_id = $2 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .bind(company_id)
+    .fetch_optional(central)
+    .await
+}
+
+/// Locks the clinic's active admins, in id order, and counts them. Every
+/// change that could remove an admin calls this first, before locking the
+/// account it changes: two such changes then queue on the same rows (never
+/// deadlock), and the second counts the admins the first left.
+pub async fn lock_active_admins(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+) -> Result<usize, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM users
+          WHERE company_id = $1 AND role = 'admin' AND is_active AND deleted_at IS NULL
+          ORDER BY id FOR UPDATE",
+    )
+    .bind(company_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.len())
+}
+
+/// A live account of one clinic, locked until the transaction ends.
+pub async fn find_in_clinic_for_update(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+    id: Uuid,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users
+          WHERE id = $1 AND company_id = $2 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(company_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What a clinic admin may change on an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffChange {
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+    pub is_active: bool,
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    change: &StaffChange,
+) -> Result<UserRecord, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE users SET first_name = $2, last_name = $3, role = $4, is_active = $5,
+                updated_at = now()
+          WHERE id = $1 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&change.first_name)
+    .bind(&change.last_name)
+    .bind(change.role)
+    .bind(change.is_active)
+    .fetch_one(conn)
+    .await
+}
+
+/// Soft-deletes an account: it can no longer log in, and its email is free
+/// for a new account.
+pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET deleted_at = now(), is_active = false, updated_at = now()
+          WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }

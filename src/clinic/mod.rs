@@ -3,10 +3,12 @@
 //! handed over by the routing layer; none can choose a clinic itself.
 
 pub mod audit;
+pub mod catalogue;
 pub mod documents;
 pub mod gdpr;
 pub mod nir;
 pub mod patients;
+pub mod practitioners;
 pub mod settings;
 
 /// A page of a list: `limit` rows from `offset`, and how many match in all.

@@ -53,7 +53,9 @@ clinic_resources!(
     Audit,
 );
 
-/// The caller, from a verified access token.
+/// The caller, from a verified access token whose account is still live,
+/// active, and of the role and clinic the token names
+/// ([`crate::auth::accounts`]).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: Uuid,
@@ -87,6 +89,13 @@ impl FromRequestParts<AppState> for Caller {
             .keys
             .verify(token.trim())
             .map_err(|_| ApiError::Unauthorized)?;
+        if !state
+            .accounts
+            .admits(&state.databases.central, &claims)
+            .await?
+        {
+            return Err(ApiError::Unauthorized);
+        }
         Ok(claims.into())
     }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod catalogue;
 pub mod clinic;
 pub mod documents;
 pub mod error;
@@ -12,8 +13,11 @@ pub mod extract;
 pub mod gdpr;
 pub mod list;
 pub mod patients;
+pub mod practitioners;
+pub mod settings;
 pub mod state;
 pub mod system;
+pub mod users;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
@@ -62,6 +66,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         auth::router(),
         patients::router(),
         gdpr::router(),
+        users::router(),
+        practitioners::router(),
+        catalogue::router(),
+        settings::router(),
         documents::router(),
         audit::router(),
         admin::router(),

@@ -1,8 +1,10 @@
 //! What every handler can reach: the central database, the token keys, the
-//! clinic pool registry and state cache, and the provisioner.
+//! clinic pool registry, the clinic state and account caches, and the
+//! provisioner.
 
 use std::sync::Arc;
 
+use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
 use crate::tenancy::pools::ClinicPools;
@@ -15,5 +17,6 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub pools: Arc<ClinicPools>,
     pub states: Arc<StateCache>,
+    pub accounts: Arc<AccountCache>,
     pub provisioner: Provisioner,
 }

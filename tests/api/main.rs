@@ -2,6 +2,7 @@
 //! started once per test run, each test with its own database prefix.
 
 mod auth;
+mod catalogue;
 mod compliance;
 mod documents;
 mod embedded;
@@ -9,4 +10,7 @@ mod helpers;
 mod isolation;
 mod openapi;
 mod patients;
+mod practitioners;
 mod provisioning;
+mod settings;
+mod users;
