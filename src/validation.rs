@@ -87,6 +87,32 @@ impl<T> Patch<T> {
             },
         }
     }
+
+    /// Like [`Patch::apply`] for a field that must end up with a value:
+    /// `null`, or absence with nothing to keep, is "is required".
+    pub fn apply_required<U>(
+        self,
+        current: Option<U>,
+        check: impl FnOnce(T) -> Result<U, String>,
+        field: &str,
+        errors: &mut FieldErrors,
+    ) -> Option<U> {
+        let missing = match &self {
+            Patch::Absent => current.is_none(),
+            Patch::Null => true,
+            Patch::Value(_) => false,
+        };
+        if missing {
+            errors.add(field, "is required");
+            return None;
+        }
+        self.apply(current, check, field, errors)
+    }
+
+    /// Whether the request names this field at all (a value or `null`).
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Patch::Absent)
+    }
 }
 
 /// Trimmed text of 1 to `max` characters without control characters.
@@ -158,6 +184,13 @@ pub fn date(raw: String) -> Result<chrono::NaiveDate, String> {
         .map_err(|_| "must be a date as YYYY-MM-DD".into())
 }
 
+/// An RFC 3339 timestamp (any offset), as UTC.
+pub fn timestamp(raw: String) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| "must be an RFC 3339 timestamp such as 2026-03-01T09:30:00Z".into())
+}
+
 /// One of `allowed`.
 pub fn one_of(allowed: &'static [&'static str]) -> impl Fn(String) -> Result<String, String> {
     move |raw| {
@@ -216,6 +249,14 @@ mod tests {
         ] {
             assert!(email(bad.into()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        let t = timestamp("2026-03-01T10:30:00+01:00".into()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-01T09:30:00+00:00");
+        assert!(timestamp("2026-03-01 10:30".into()).is_err());
+        assert!(timestamp("2026-03-01".into()).is_err());
     }
 
     #[test]

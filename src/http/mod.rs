@@ -2,11 +2,16 @@
 //! here under `/api/v1` into one OpenAPI-described router. Every `/api/v1`
 //! route is registered through `utoipa_axum`, so it is in the document.
 
+pub mod appointments;
 pub mod auth;
 pub mod clinic;
+pub mod consent_templates;
+pub mod consents;
 pub mod error;
 pub mod extract;
 pub mod list;
+pub mod medical_records;
+pub mod patient_data;
 pub mod patients;
 pub mod state;
 pub mod system;
@@ -59,7 +64,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             OpenApiRouter::new()
                 .merge(auth::router())
-                .merge(patients::router()),
+                .merge(patients::router())
+                .merge(appointments::router())
+                .merge(medical_records::router())
+                .merge(consent_templates::router())
+                .merge(consents::router()),
         )
         .split_for_parts()
 }
