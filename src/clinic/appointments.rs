@@ -187,15 +187,19 @@ pub fn refusal(current: &AppointmentFields, next: &AppointmentFields) -> Option<
             current.status, next.status
         ));
     }
-    let rescheduled = current.start_at != next.start_at
-        || current.end_at != next.end_at
-        || current.practitioner_id != next.practitioner_id;
-    (is_final(&current.status) && rescheduled).then(|| {
+    (is_final(&current.status) && reschedules(current, next)).then(|| {
         format!(
             "a {} appointment cannot be rescheduled",
             current.status
         )
     })
+}
+
+/// Whether `next` moves the appointment in time or to another practitioner.
+pub fn reschedules(current: &AppointmentFields, next: &AppointmentFields) -> bool {
+    current.start_at != next.start_at
+        || current.end_at != next.end_at
+        || current.practitioner_id != next.practitioner_id
 }
 
 /// What a list selects; every filter is optional.
@@ -244,6 +248,20 @@ impl From<AppointmentRow> for Appointment {
 
 const COLUMNS: &str = "id, patient_id, practitioner_id, start_at, end_at, status, reason, notes, \
     created_at, updated_at";
+
+/// Makes bookings of one practitioner take turns until the caller's
+/// transaction ends. Without it, two overlapping bookings inserted at the
+/// same instant can each wait on the other inside the exclusion check
+/// (a deadlock); in turn, the second one meets a clean
+/// [`NO_OVERLAP`] violation. Take it before any other lock on the
+/// practitioner's row.
+pub async fn lock_schedule(conn: &mut PgConnection, practitioner_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM practitioners WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(practitioner_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 /// A live appointment by id.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Appointment>, sqlx::Error> {

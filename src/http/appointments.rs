@@ -131,6 +131,7 @@ async fn create_appointment(
     let changed = input.present_fields();
     let fields = input.apply(None)?;
     let mut tx = clinic.begin().await?;
+    appointments::lock_schedule(&mut tx, fields.practitioner_id).await?;
     check_references(&mut tx, None, &fields).await?;
     let appointment = appointments::insert(&mut tx, &fields)
         .await
@@ -226,6 +227,9 @@ async fn update(
     let fields = input.apply(Some(&current.fields))?;
     if let Some(reason) = appointments::refusal(&current.fields, &fields) {
         return Err(ApiError::conflict(reason));
+    }
+    if appointments::reschedules(&current.fields, &fields) {
+        appointments::lock_schedule(&mut tx, fields.practitioner_id).await?;
     }
     check_references(&mut tx, Some(&current.fields), &fields).await?;
     let appointment = appointments::update(&mut tx, id, &fields)

@@ -1,10 +1,13 @@
 //! End-to-end tests: the real router against a real PostgreSQL cluster
 //! started once per test run, each test with its own database prefix.
 
+mod appointments;
 mod auth;
+mod consents;
 mod embedded;
 mod helpers;
 mod isolation;
+mod medical_records;
 mod openapi;
 mod patients;
 mod provisioning;
