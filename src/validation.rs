@@ -252,6 +252,31 @@ mod tests {
     }
 
     #[test]
+    fn required_fields_cannot_be_missing_or_cleared() {
+        let mut errors = FieldErrors::default();
+        let check = |v: i32| Ok::<_, String>(v);
+        assert_eq!(
+            Patch::Absent.apply_required(Some(1), check, "a", &mut errors),
+            Some(1)
+        );
+        assert_eq!(
+            Patch::Value(2).apply_required(None, check, "b", &mut errors),
+            Some(2)
+        );
+        assert!(errors.is_empty());
+        assert_eq!(
+            Patch::Absent.apply_required(None, check, "c", &mut errors),
+            None
+        );
+        assert_eq!(
+            Patch::Null.apply_required(Some(1), check, "d", &mut errors),
+            None
+        );
+        let fields: Vec<String> = errors.into_details().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["c", "d"]);
+    }
+
+    #[test]
     fn timestamps_are_rfc3339_in_utc() {
         let t = timestamp("2026-03-01T10:30:00+01:00".into()).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-03-01T09:30:00+00:00");

@@ -33,7 +33,7 @@ pub struct AppointmentItem {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ItemInput {
+pub struct AppointmentItemInput {
     pub product_service_id: Option<Uuid>,
     /// Default 1.
     pub quantity: Option<i64>,
@@ -50,7 +50,20 @@ pub struct NewItem {
     pub description: Option<String>,
 }
 
-impl ItemInput {
+impl AppointmentItemInput {
+    /// The names of the fields this request gives (for the audit trail).
+    pub fn present_fields(&self) -> Vec<&'static str> {
+        [
+            ("productServiceId", self.product_service_id.is_some()),
+            ("quantity", self.quantity.is_some()),
+            ("description", self.description.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect()
+    }
+
     pub fn check(self) -> Result<NewItem, FieldErrors> {
         let mut errors = FieldErrors::default();
         let product_service_id =
@@ -158,7 +171,7 @@ mod tests {
     use super::*;
 
     fn check(json: &str) -> Result<NewItem, Vec<String>> {
-        serde_json::from_str::<ItemInput>(json)
+        serde_json::from_str::<AppointmentItemInput>(json)
             .unwrap()
             .check()
             .map_err(|e| e.into_details().into_iter().map(|d| d.field).collect())
@@ -171,7 +184,9 @@ mod tests {
         assert_eq!((item.quantity, item.description), (1, None));
         for bad in ["0", "-2", "10001"] {
             assert_eq!(
-                check(&format!(r#"{{"productServiceId": "{id}", "quantity": {bad}}}"#)),
+                check(&format!(
+                    r#"{{"productServiceId": "{id}", "quantity": {bad}}}"#
+                )),
                 Err(vec!["quantity".to_owned()])
             );
         }

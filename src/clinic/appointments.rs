@@ -12,7 +12,13 @@ use uuid::Uuid;
 use super::Page;
 use crate::validation::{self as v, FieldErrors, Patch};
 
-pub const STATUSES: &[&str] = &["scheduled", "confirmed", "completed", "cancelled", "no_show"];
+pub const STATUSES: &[&str] = &[
+    "scheduled",
+    "confirmed",
+    "completed",
+    "cancelled",
+    "no_show",
+];
 
 /// The exclusion constraint that keeps one practitioner's live
 /// appointments apart (half-open ranges: back-to-back is fine; cancelled
@@ -33,8 +39,10 @@ pub fn may_become(from: &str, to: &str) -> bool {
     from == to
         || matches!(
             (from, to),
-            ("scheduled", "confirmed" | "cancelled" | "no_show" | "completed")
-                | ("confirmed", "completed" | "cancelled" | "no_show")
+            (
+                "scheduled",
+                "confirmed" | "cancelled" | "no_show" | "completed"
+            ) | ("confirmed", "completed" | "cancelled" | "no_show")
         )
 }
 
@@ -141,9 +149,9 @@ impl AppointmentInput {
         let start_at =
             self.start_at
                 .apply_required(current.map(|c| c.start_at), v::timestamp, "startAt", e);
-        let end_at = self
-            .end_at
-            .apply_required(current.map(|c| c.end_at), v::timestamp, "endAt", e);
+        let end_at =
+            self.end_at
+                .apply_required(current.map(|c| c.end_at), v::timestamp, "endAt", e);
         let status = self.status.apply_required(
             Some(current.map_or("scheduled", |c| &c.status).to_owned()),
             v::one_of(STATUSES),
@@ -155,24 +163,34 @@ impl AppointmentInput {
                 e.add("endAt", "must be after startAt");
             }
         }
-        let reason = self
-            .reason
-            .apply(current.and_then(|c| c.reason.clone()), v::text(500), "reason", e);
-        let notes = self
-            .notes
-            .apply(current.and_then(|c| c.notes.clone()), v::text(10_000), "notes", e);
+        let reason = self.reason.apply(
+            current.and_then(|c| c.reason.clone()),
+            v::text(500),
+            "reason",
+            e,
+        );
+        let notes = self.notes.apply(
+            current.and_then(|c| c.notes.clone()),
+            v::text(10_000),
+            "notes",
+            e,
+        );
         match (patient_id, practitioner_id, start_at, end_at, status) {
-            (Some(patient_id), Some(practitioner_id), Some(start_at), Some(end_at), Some(status)) => {
-                errors.finish(AppointmentFields {
-                    patient_id,
-                    practitioner_id,
-                    start_at,
-                    end_at,
-                    status,
-                    reason,
-                    notes,
-                })
-            }
+            (
+                Some(patient_id),
+                Some(practitioner_id),
+                Some(start_at),
+                Some(end_at),
+                Some(status),
+            ) => errors.finish(AppointmentFields {
+                patient_id,
+                practitioner_id,
+                start_at,
+                end_at,
+                status,
+                reason,
+                notes,
+            }),
             _ => Err(errors),
         }
     }
@@ -187,12 +205,8 @@ pub fn refusal(current: &AppointmentFields, next: &AppointmentFields) -> Option<
             current.status, next.status
         ));
     }
-    (is_final(&current.status) && reschedules(current, next)).then(|| {
-        format!(
-            "a {} appointment cannot be rescheduled",
-            current.status
-        )
-    })
+    (is_final(&current.status) && reschedules(current, next))
+        .then(|| format!("a {} appointment cannot be rescheduled", current.status))
 }
 
 /// Whether `next` moves the appointment in time or to another practitioner.
@@ -255,7 +269,10 @@ const COLUMNS: &str = "id, patient_id, practitioner_id, start_at, end_at, status
 /// (a deadlock); in turn, the second one meets a clean
 /// [`NO_OVERLAP`] violation. Take it before any other lock on the
 /// practitioner's row.
-pub async fn lock_schedule(conn: &mut PgConnection, practitioner_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn lock_schedule(
+    conn: &mut PgConnection,
+    practitioner_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1 FROM practitioners WHERE id = $1 FOR NO KEY UPDATE")
         .bind(practitioner_id)
         .execute(conn)
@@ -469,7 +486,9 @@ mod tests {
     fn final_appointments_keep_their_schedule_but_take_notes() {
         let mut done = input(BOOKING).apply(None).unwrap();
         done.status = "completed".into();
-        let noted = input(r#"{"notes": "went well"}"#).apply(Some(&done)).unwrap();
+        let noted = input(r#"{"notes": "went well"}"#)
+            .apply(Some(&done))
+            .unwrap();
         assert_eq!(refusal(&done, &noted), None);
         let moved = input(r#"{"endAt": "2026-03-02T09:00:00Z"}"#)
             .apply(Some(&done))

@@ -32,16 +32,17 @@ pub struct ConsentTemplate {
 /// A create or update request; on update, absent fields are kept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TemplateInput {
+pub struct ConsentTemplateInput {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub title: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub body: Patch<String>,
-    /// Read-only: refused when sent.
+    /// The server numbers versions: sending one is refused with a clear
+    /// message rather than an unknown-field error.
     #[serde(default)]
-    #[schema(value_type = Option<i32>, read_only)]
+    #[schema(ignore)]
     pub version: Patch<serde_json::Value>,
 }
 
@@ -52,7 +53,7 @@ pub struct TemplateText {
     pub body: String,
 }
 
-impl TemplateInput {
+impl ConsentTemplateInput {
     pub fn present_fields(&self) -> Vec<&'static str> {
         [
             ("title", self.title.is_present()),
@@ -209,10 +210,12 @@ pub async fn insert_next_version(
     current: &ConsentTemplate,
     text: &TemplateText,
 ) -> Result<ConsentTemplate, sqlx::Error> {
-    sqlx::query("UPDATE consent_templates SET is_current = false, updated_at = now() WHERE id = $1")
-        .bind(current.id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE consent_templates SET is_current = false, updated_at = now() WHERE id = $1",
+    )
+    .bind(current.id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query_as(&format!(
         "INSERT INTO consent_templates (family_id, version, is_current, title, body)
          VALUES ($1, $2, true, $3, $4) RETURNING {COLUMNS}"
@@ -241,7 +244,7 @@ pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::
 mod tests {
     use super::*;
 
-    fn input(json: &str) -> TemplateInput {
+    fn input(json: &str) -> ConsentTemplateInput {
         serde_json::from_str(json).unwrap()
     }
 

@@ -23,8 +23,12 @@ pub fn refusal(from: &str, to: &str) -> Option<&'static str> {
     match (from, to) {
         _ if from == to => None,
         ("pending", "signed") | ("signed", "revoked") => None,
-        ("pending", "revoked") => Some("only a signed consent can be revoked; delete a pending one"),
-        ("revoked", "signed") => Some("a revoked consent cannot be signed again; ask for a new consent"),
+        ("pending", "revoked") => {
+            Some("only a signed consent can be revoked; delete a pending one")
+        }
+        ("revoked", "signed") => {
+            Some("a revoked consent cannot be signed again; ask for a new consent")
+        }
         (_, "pending") => Some("a consent that was signed cannot go back to pending"),
         _ => Some("this status change is not allowed"),
     }
@@ -38,7 +42,7 @@ pub struct Consent {
     /// The template version the consent is given on.
     pub template_id: Uuid,
     /// That version's text, whatever became of the template since.
-    pub template: SignedText,
+    pub template: ConsentText,
     /// `pending|signed|revoked`
     pub status: String,
     pub signed_at: Option<DateTime<Utc>>,
@@ -50,7 +54,7 @@ pub struct Consent {
 /// The template version a consent points at.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SignedText {
+pub struct ConsentText {
     pub family_id: Uuid,
     pub version: i32,
     pub title: String,
@@ -103,12 +107,15 @@ impl ConsentInput {
         let e = &mut errors;
         if let (Some(current), Patch::Value(id)) = (current, &self.patient_id) {
             if *id != current.patient_id {
-                e.add("patientId", "cannot be changed: ask the other patient for a new consent");
+                e.add(
+                    "patientId",
+                    "cannot be changed: ask the other patient for a new consent",
+                );
             }
         }
-        let patient_id = self
-            .patient_id
-            .apply_required(current.map(|c| c.patient_id), Ok, "patientId", e);
+        let patient_id =
+            self.patient_id
+                .apply_required(current.map(|c| c.patient_id), Ok, "patientId", e);
         let template_id =
             self.template_id
                 .apply_required(current.map(|c| c.template_id), Ok, "templateId", e);
@@ -154,7 +161,7 @@ impl From<ConsentRow> for Consent {
             id: row.id,
             patient_id: row.patient_id,
             template_id: row.template_id,
-            template: SignedText {
+            template: ConsentText {
                 family_id: row.family_id,
                 version: row.version,
                 title: row.title,
@@ -181,7 +188,8 @@ impl Consent {
 
 /// The consent columns with its template version's text (read even when
 /// that version was deleted since: it is what the patient was shown).
-const SELECT: &str = "SELECT c.id, c.patient_id, c.template_id, c.status, c.signed_at, c.revoked_at,
+const SELECT: &str =
+    "SELECT c.id, c.patient_id, c.template_id, c.status, c.signed_at, c.revoked_at,
         c.created_at, c.updated_at, t.family_id, t.version, t.title, t.body
    FROM consents c JOIN consent_templates t ON t.id = c.template_id";
 

@@ -30,14 +30,14 @@ pub const PRACTITIONER_FK: &str = "medical_records_practitioner_id_fkey";
 pub struct MedicalRecord {
     pub id: Uuid,
     #[serde(flatten)]
-    pub fields: RecordFields,
+    pub fields: MedicalRecordFields,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RecordFields {
+pub struct MedicalRecordFields {
     pub patient_id: Uuid,
     pub practitioner_id: Option<Uuid>,
     /// `consultation|diagnosis|prescription|allergy|note|vaccination|lab_result`
@@ -50,7 +50,7 @@ pub struct RecordFields {
 /// A create or update request; on update, absent fields are kept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RecordInput {
+pub struct MedicalRecordInput {
     /// Set on creation; it cannot change afterwards.
     #[serde(default)]
     #[schema(value_type = Option<Uuid>)]
@@ -74,7 +74,7 @@ pub struct RecordInput {
     pub recorded_at: Patch<String>,
 }
 
-impl RecordInput {
+impl MedicalRecordInput {
     /// The names of the fields this request sets or clears.
     pub fn present_fields(&self) -> Vec<&'static str> {
         [
@@ -96,19 +96,22 @@ impl RecordInput {
     /// title or a content.
     pub fn apply(
         self,
-        current: Option<&RecordFields>,
+        current: Option<&MedicalRecordFields>,
         now: DateTime<Utc>,
-    ) -> Result<RecordFields, FieldErrors> {
+    ) -> Result<MedicalRecordFields, FieldErrors> {
         let mut errors = FieldErrors::default();
         let e = &mut errors;
         if let (Some(current), Patch::Value(id)) = (current, &self.patient_id) {
             if *id != current.patient_id {
-                e.add("patientId", "cannot be changed: a record stays with its patient");
+                e.add(
+                    "patientId",
+                    "cannot be changed: a record stays with its patient",
+                );
             }
         }
-        let patient_id = self
-            .patient_id
-            .apply_required(current.map(|c| c.patient_id), Ok, "patientId", e);
+        let patient_id =
+            self.patient_id
+                .apply_required(current.map(|c| c.patient_id), Ok, "patientId", e);
         let practitioner_id = self.practitioner_id.apply(
             current.and_then(|c| c.practitioner_id),
             Ok,
@@ -124,9 +127,12 @@ impl RecordInput {
         // A title or content that was given but refused has its own error.
         let gave_text =
             matches!(self.title, Patch::Value(_)) || matches!(self.content, Patch::Value(_));
-        let title = self
-            .title
-            .apply(current.and_then(|c| c.title.clone()), v::text(200), "title", e);
+        let title = self.title.apply(
+            current.and_then(|c| c.title.clone()),
+            v::text(200),
+            "title",
+            e,
+        );
         let content = self.content.apply(
             current.and_then(|c| c.content.clone()),
             v::text(100_000),
@@ -144,7 +150,7 @@ impl RecordInput {
         );
         match (patient_id, record_type, recorded_at) {
             (Some(patient_id), Some(record_type), Some(recorded_at)) => {
-                errors.finish(RecordFields {
+                errors.finish(MedicalRecordFields {
                     patient_id,
                     practitioner_id,
                     record_type,
@@ -175,7 +181,7 @@ impl From<RecordRow> for MedicalRecord {
     fn from(row: RecordRow) -> Self {
         MedicalRecord {
             id: row.id,
-            fields: RecordFields {
+            fields: MedicalRecordFields {
                 patient_id: row.patient_id,
                 practitioner_id: row.practitioner_id,
                 record_type: row.record_type,
@@ -245,7 +251,7 @@ pub async fn list(
 
 pub async fn insert(
     conn: &mut PgConnection,
-    fields: &RecordFields,
+    fields: &MedicalRecordFields,
 ) -> Result<MedicalRecord, sqlx::Error> {
     let row: RecordRow = sqlx::query_as(&format!(
         "INSERT INTO medical_records (patient_id, practitioner_id, record_type, title, content,
@@ -266,7 +272,7 @@ pub async fn insert(
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
-    fields: &RecordFields,
+    fields: &MedicalRecordFields,
 ) -> Result<MedicalRecord, sqlx::Error> {
     let row: RecordRow = sqlx::query_as(&format!(
         "UPDATE medical_records SET practitioner_id = $1, record_type = $2, title = $3,
@@ -300,7 +306,7 @@ pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<Uui
 mod tests {
     use super::*;
 
-    fn input(json: &str) -> RecordInput {
+    fn input(json: &str) -> MedicalRecordInput {
         serde_json::from_str(json).unwrap()
     }
 

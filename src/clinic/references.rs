@@ -19,11 +19,12 @@ pub async fn check_patient(
     field: &str,
     errors: &mut FieldErrors,
 ) -> Result<(), sqlx::Error> {
-    let live: Option<bool> =
-        sqlx::query_scalar("SELECT true FROM patients WHERE id = $1 AND deleted_at IS NULL FOR SHARE")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+    let live: Option<bool> = sqlx::query_scalar(
+        "SELECT true FROM patients WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
     if live.is_none() {
         errors.add(field, UNKNOWN);
     }
@@ -47,7 +48,9 @@ pub async fn check_practitioner(
     .await?;
     match active {
         None => errors.add(field, UNKNOWN),
-        Some(false) if must_be_active => errors.add(field, "names a practitioner who is not active"),
+        Some(false) if must_be_active => {
+            errors.add(field, "names a practitioner who is not active")
+        }
         Some(_) => {}
     }
     Ok(())

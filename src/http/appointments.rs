@@ -16,7 +16,7 @@ use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{self, unknown};
 use super::state::AppState;
-use crate::clinic::appointment_items::{self as items, AppointmentItem, ItemInput};
+use crate::clinic::appointment_items::{self as items, AppointmentItem, AppointmentItemInput};
 use crate::clinic::appointments::{self, Appointment, AppointmentFields, AppointmentInput, Filter};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::references;
@@ -159,8 +159,14 @@ async fn check_references(
         references::check_patient(tx, next.patient_id, "patientId", &mut errors).await?;
     }
     if current.map(|c| c.practitioner_id) != Some(next.practitioner_id) {
-        references::check_practitioner(tx, next.practitioner_id, "practitionerId", true, &mut errors)
-            .await?;
+        references::check_practitioner(
+            tx,
+            next.practitioner_id,
+            "practitionerId",
+            true,
+            &mut errors,
+        )
+        .await?;
     }
     Ok(errors.finish(())?)
 }
@@ -289,14 +295,15 @@ async fn list_items(
 /// VAT rate the catalogue has now. Cancelled and no-show appointments take
 /// no items (409).
 #[utoipa::path(post, path = "/appointments/{id}/items", tag = "appointments",
-    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ItemInput,
+    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AppointmentItemInput,
     responses((status = 201, body = AppointmentItem), (status = 404, description = "not_found"),
         (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
 async fn add_item(
     clinic: Clinic<Appointments>,
     Path(id): Path<Uuid>,
-    Json(input): Json<ItemInput>,
+    Json(input): Json<AppointmentItemInput>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let changed = input.present_fields();
     let item = input.check()?;
     let mut tx = clinic.begin().await?;
     let appointment = items_appointment(&mut tx, id).await?;
@@ -316,7 +323,7 @@ async fn add_item(
     let audit = Entry::new(Action::Create, ITEM_RESOURCE)
         .resource(added.id)
         .patient(appointment.fields.patient_id)
-        .fields(["productServiceId", "quantity", "description"])
+        .fields(changed)
         .details(json!({ "appointmentId": id }));
     clinic.audit(&mut tx, audit).await?;
     tx.commit().await?;
@@ -348,10 +355,7 @@ async fn delete_item(
 
 /// The live appointment whose items change, locked against a concurrent
 /// status change; 409 when it was cancelled or missed.
-async fn items_appointment(
-    tx: &mut sqlx::PgConnection,
-    id: Uuid,
-) -> Result<Appointment, ApiError> {
+async fn items_appointment(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Appointment, ApiError> {
     let appointment = appointments::find_for_share(tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;

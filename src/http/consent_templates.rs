@@ -21,7 +21,7 @@ use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
-use crate::clinic::consent_templates::{self as templates, ConsentTemplate, TemplateInput};
+use crate::clinic::consent_templates::{self as templates, ConsentTemplate, ConsentTemplateInput};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -60,11 +60,11 @@ async fn list_templates(
 
 /// Creates a template: its version 1.
 #[utoipa::path(post, path = "/consent-templates", tag = "consents", security(("bearer" = [])),
-    request_body = TemplateInput, responses((status = 201, body = ConsentTemplate),
+    request_body = ConsentTemplateInput, responses((status = 201, body = ConsentTemplate),
         (status = 422, description = "validation_failed")))]
 async fn create_template(
     clinic: Clinic<ConsentTemplates>,
-    Json(input): Json<TemplateInput>,
+    Json(input): Json<ConsentTemplateInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let text = input.apply(None)?;
@@ -100,7 +100,7 @@ async fn get_template(
 /// Updates the current version's title or body: in place (200) while no
 /// consent was signed on it, else as a new version (201).
 #[utoipa::path(patch, path = "/consent-templates/{id}", tag = "consents", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = TemplateInput,
+    params(("id" = Uuid, Path)), request_body = ConsentTemplateInput,
     responses((status = 200, body = ConsentTemplate, description = "edited in place"),
         (status = 201, body = ConsentTemplate, description = "the new version"),
         (status = 404, description = "not_found"), (status = 409, description = "conflict"),
@@ -108,14 +108,14 @@ async fn get_template(
 async fn patch_template(
     clinic: Clinic<ConsentTemplates>,
     Path(id): Path<Uuid>,
-    Json(input): Json<TemplateInput>,
+    Json(input): Json<ConsentTemplateInput>,
 ) -> Result<Response, ApiError> {
     update(clinic, id, input).await
 }
 
 /// Same as PATCH: updates the given fields.
 #[utoipa::path(put, path = "/consent-templates/{id}", tag = "consents", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = TemplateInput,
+    params(("id" = Uuid, Path)), request_body = ConsentTemplateInput,
     responses((status = 200, body = ConsentTemplate, description = "edited in place"),
         (status = 201, body = ConsentTemplate, description = "the new version"),
         (status = 404, description = "not_found"), (status = 409, description = "conflict"),
@@ -123,7 +123,7 @@ async fn patch_template(
 async fn put_template(
     clinic: Clinic<ConsentTemplates>,
     Path(id): Path<Uuid>,
-    Json(input): Json<TemplateInput>,
+    Json(input): Json<ConsentTemplateInput>,
 ) -> Result<Response, ApiError> {
     update(clinic, id, input).await
 }
@@ -131,7 +131,7 @@ async fn put_template(
 async fn update(
     clinic: Clinic<ConsentTemplates>,
     id: Uuid,
-    input: TemplateInput,
+    input: ConsentTemplateInput,
 ) -> Result<Response, ApiError> {
     let mut tx = clinic.begin().await?;
     // Locked: a consent being signed on this version waits, or is seen.
@@ -146,7 +146,10 @@ async fn update(
     let (template, is_new_version) = if text == current.text() {
         (current, false)
     } else if templates::has_signatures(&mut tx, id).await? {
-        (templates::insert_next_version(&mut tx, &current, &text).await?, true)
+        (
+            templates::insert_next_version(&mut tx, &current, &text).await?,
+            true,
+        )
     } else {
         (templates::update_in_place(&mut tx, id, &text).await?, false)
     };

@@ -16,7 +16,9 @@ use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
-use crate::clinic::medical_records::{self as records, MedicalRecord, RecordFields, RecordInput};
+use crate::clinic::medical_records::{
+    self as records, MedicalRecord, MedicalRecordFields, MedicalRecordInput,
+};
 use crate::clinic::references;
 use crate::validation::FieldErrors;
 
@@ -51,11 +53,11 @@ async fn list_records(
 }
 
 #[utoipa::path(post, path = "/medical-records", tag = "medical records", security(("bearer" = [])),
-    request_body = RecordInput, responses((status = 201, body = MedicalRecord),
+    request_body = MedicalRecordInput, responses((status = 201, body = MedicalRecord),
         (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
 async fn create_record(
     clinic: Clinic<MedicalRecords>,
-    Json(input): Json<RecordInput>,
+    Json(input): Json<MedicalRecordInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let fields = input.apply(None, Utc::now())?;
@@ -79,8 +81,8 @@ async fn create_record(
 /// named: records describe the past).
 async fn check_references(
     tx: &mut sqlx::PgConnection,
-    current: Option<&RecordFields>,
-    next: &RecordFields,
+    current: Option<&MedicalRecordFields>,
+    next: &MedicalRecordFields,
 ) -> Result<(), ApiError> {
     let mut errors = FieldErrors::default();
     if current.is_none() {
@@ -117,26 +119,26 @@ async fn get_record(
 /// Updates the given fields; `null` clears an optional one. The patient
 /// cannot change.
 #[utoipa::path(patch, path = "/medical-records/{id}", tag = "medical records",
-    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = RecordInput,
+    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MedicalRecordInput,
     responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found"),
         (status = 422, description = "validation_failed")))]
 async fn patch_record(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
-    Json(input): Json<RecordInput>,
+    Json(input): Json<MedicalRecordInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     update(clinic, id, input).await
 }
 
 /// Same as PATCH: updates the given fields.
 #[utoipa::path(put, path = "/medical-records/{id}", tag = "medical records",
-    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = RecordInput,
+    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MedicalRecordInput,
     responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found"),
         (status = 422, description = "validation_failed")))]
 async fn put_record(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
-    Json(input): Json<RecordInput>,
+    Json(input): Json<MedicalRecordInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     update(clinic, id, input).await
 }
@@ -144,7 +146,7 @@ async fn put_record(
 async fn update(
     clinic: Clinic<MedicalRecords>,
     id: Uuid,
-    input: RecordInput,
+    input: MedicalRecordInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
     let current = records::find_for_update(&mut tx, id)

@@ -41,8 +41,9 @@ pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<Page, ApiError> {
     .page()
 }
 
-/// The 422 naming `field`, for a foreign key the database refused (the row
-/// vanished after it was checked).
+/// The 422 naming `field` for an id that names no live row of the clinic
+/// (also for a foreign key the database refused, should the row vanish
+/// after it was checked).
 pub fn unknown(field: &'static str) -> impl FnOnce() -> ApiError {
     move || FieldErrors::single(field, UNKNOWN).into()
 }

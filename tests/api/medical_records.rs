@@ -57,7 +57,11 @@ async fn medical_record_lifecycle_audits_field_names_only() {
     assert_eq!(created.data()["practitionerId"], doctor.as_str());
 
     let defaults = app
-        .post("/api/v1/medical-records", token, json!({"patientId": patient, "content": "note"}))
+        .post(
+            "/api/v1/medical-records",
+            token,
+            json!({"patientId": patient, "content": "note"}),
+        )
         .await;
     assert_eq!(defaults.status, StatusCode::CREATED);
     assert_eq!(defaults.data()["recordType"], "note");
@@ -69,13 +73,22 @@ async fn medical_record_lifecycle_audits_field_names_only() {
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.data()["content"], secret);
     let patched = app
-        .patch(&path, token, json!({"content": format!("{secret} updated"), "practitionerId": null}))
+        .patch(
+            &path,
+            token,
+            json!({"content": format!("{secret} updated"), "practitionerId": null}),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     assert!(patched.data()["practitionerId"].is_null());
     assert_eq!(patched.data()["title"], "Migraine");
     let put = app
-        .call(Method::PUT, &path, Some(token), Some(json!({"recordType": "prescription"})))
+        .call(
+            Method::PUT,
+            &path,
+            Some(token),
+            Some(json!({"recordType": "prescription"})),
+        )
         .await;
     assert_eq!(put.status, StatusCode::OK);
     assert_eq!(put.data()["recordType"], "prescription");
@@ -84,14 +97,30 @@ async fn medical_record_lifecycle_audits_field_names_only() {
     assert_eq!(list.body["pagination"]["total"], 2);
     assert_eq!(list.data()[0]["id"], defaults.id().as_str(), "newest first");
 
-    assert_eq!(app.delete(&path, token).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&path, token).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.get(&path, token).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.patch(&path, token, json!({"title": "x"})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.patch(&path, token, json!({"title": "x"})).await.status,
+        StatusCode::NOT_FOUND
+    );
     let list = app.get("/api/v1/medical-records", token).await;
     assert_eq!(list.body["pagination"]["total"], 1);
 
-    for (action, expected) in [("create", 2), ("read", 1), ("update", 2), ("list", 2), ("delete", 1)] {
-        assert_eq!(audit_count(&app, &clinic, action, "medical_record").await, expected, "{action}");
+    for (action, expected) in [
+        ("create", 2),
+        ("read", 1),
+        ("update", 2),
+        ("list", 2),
+        ("delete", 1),
+    ] {
+        assert_eq!(
+            audit_count(&app, &clinic, action, "medical_record").await,
+            expected,
+            "{action}"
+        );
     }
     let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
     let fields: Vec<String> = sqlx::query_scalar(
@@ -119,17 +148,35 @@ async fn only_admins_and_doctors_reach_medical_records() {
     let clinic = app.register_clinic("Roles").await;
     let patient = app.create_patient(&clinic.token, "Ada", "Lovelace").await;
     let record = app
-        .post("/api/v1/medical-records", &clinic.token, json!({"patientId": patient, "title": "Allergy"}))
+        .post(
+            "/api/v1/medical-records",
+            &clinic.token,
+            json!({"patientId": patient, "title": "Allergy"}),
+        )
         .await
         .id();
     let doctor = staff(&app, &clinic, "doctor").await;
     let created = app
-        .post("/api/v1/medical-records", &doctor, json!({"patientId": patient, "recordType": "allergy", "title": "Penicillin"}))
+        .post(
+            "/api/v1/medical-records",
+            &doctor,
+            json!({"patientId": patient, "recordType": "allergy", "title": "Penicillin"}),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    assert_eq!(app.get(&format!("/api/v1/medical-records/{record}"), &doctor).await.status, StatusCode::OK);
     assert_eq!(
-        app.delete(&format!("/api/v1/medical-records/{}", created.id()), &doctor).await.status,
+        app.get(&format!("/api/v1/medical-records/{record}"), &doctor)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.delete(
+            &format!("/api/v1/medical-records/{}", created.id()),
+            &doctor
+        )
+        .await
+        .status,
         StatusCode::NO_CONTENT
     );
     for role in ["secretary", "readonly"] {
@@ -138,16 +185,30 @@ async fn only_admins_and_doctors_reach_medical_records() {
         for response in [
             app.get("/api/v1/medical-records", &token).await,
             app.get(&path, &token).await,
-            app.post("/api/v1/medical-records", &token, json!({"patientId": patient, "title": "x"})).await,
+            app.post(
+                "/api/v1/medical-records",
+                &token,
+                json!({"patientId": patient, "title": "x"}),
+            )
+            .await,
             app.patch(&path, &token, json!({"title": "x"})).await,
             app.delete(&path, &token).await,
         ] {
-            assert_eq!((response.status, response.code()), (StatusCode::FORBIDDEN, "forbidden"), "{role}");
+            assert_eq!(
+                (response.status, response.code()),
+                (StatusCode::FORBIDDEN, "forbidden"),
+                "{role}"
+            );
         }
         // The same staff do reach patients.
-        assert_eq!(app.get("/api/v1/patients", &token).await.status, StatusCode::OK);
+        assert_eq!(
+            app.get("/api/v1/patients", &token).await.status,
+            StatusCode::OK
+        );
     }
-    let still = app.get(&format!("/api/v1/medical-records/{record}"), &clinic.token).await;
+    let still = app
+        .get(&format!("/api/v1/medical-records/{record}"), &clinic.token)
+        .await;
     assert_eq!(still.data()["title"], "Allergy");
     app.cleanup().await;
 }
@@ -166,55 +227,113 @@ async fn records_check_their_fields_and_stay_in_their_clinic() {
     let empty = post(json!({})).await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(empty.detail_fields(), ["patientId", "content"]);
-    let bad = post(json!({"patientId": patient, "recordType": "gossip", "title": "",
-        "recordedAt": "01/02/2026"}))
+    let bad = post(
+        json!({"patientId": patient, "recordType": "gossip", "title": "",
+        "recordedAt": "01/02/2026"}),
+    )
     .await;
     assert_eq!(bad.detail_fields(), ["recordType", "title", "recordedAt"]);
     let gone = app.create_patient(&a.token, "Gone", "Away").await;
-    app.delete(&format!("/api/v1/patients/{gone}"), &a.token).await;
+    app.delete(&format!("/api/v1/patients/{gone}"), &a.token)
+        .await;
     let removed = practitioner(&app, &a, "Removed").await;
-    clinic_exec(&app, &a, "UPDATE practitioners SET deleted_at = now() WHERE id = $1", &removed).await;
+    clinic_exec(
+        &app,
+        &a,
+        "UPDATE practitioners SET deleted_at = now() WHERE id = $1",
+        &removed,
+    )
+    .await;
     let retired = practitioner(&app, &a, "Retired").await;
-    clinic_exec(&app, &a, "UPDATE practitioners SET is_active = false WHERE id = $1", &retired).await;
+    clinic_exec(
+        &app,
+        &a,
+        "UPDATE practitioners SET is_active = false WHERE id = $1",
+        &retired,
+    )
+    .await;
     for (body, field) in [
         (json!({"patientId": b_patient, "title": "x"}), "patientId"),
         (json!({"patientId": gone, "title": "x"}), "patientId"),
-        (json!({"patientId": Uuid::new_v4(), "title": "x"}), "patientId"),
-        (json!({"patientId": patient, "practitionerId": b_doctor, "title": "x"}), "practitionerId"),
-        (json!({"patientId": patient, "practitionerId": removed, "title": "x"}), "practitionerId"),
+        (
+            json!({"patientId": Uuid::new_v4(), "title": "x"}),
+            "patientId",
+        ),
+        (
+            json!({"patientId": patient, "practitionerId": b_doctor, "title": "x"}),
+            "practitionerId",
+        ),
+        (
+            json!({"patientId": patient, "practitionerId": removed, "title": "x"}),
+            "practitionerId",
+        ),
     ] {
         let refused = post(body).await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
         assert_eq!(refused.detail_fields(), [field]);
     }
-    let by_retired = post(json!({"patientId": patient, "practitionerId": retired, "title": "old visit"})).await;
-    assert_eq!(by_retired.status, StatusCode::CREATED, "a past practitioner may be named");
+    let by_retired =
+        post(json!({"patientId": patient, "practitionerId": retired, "title": "old visit"})).await;
+    assert_eq!(
+        by_retired.status,
+        StatusCode::CREATED,
+        "a past practitioner may be named"
+    );
     let record = by_retired.id();
     let path = format!("/api/v1/medical-records/{record}");
-    let moved = app.patch(&path, &a.token, json!({"patientId": second})).await;
+    let moved = app
+        .patch(&path, &a.token, json!({"patientId": second}))
+        .await;
     assert_eq!(moved.detail_fields(), ["patientId"]);
-    let foreign = app.patch(&path, &a.token, json!({"practitionerId": b_doctor})).await;
+    let foreign = app
+        .patch(&path, &a.token, json!({"practitionerId": b_doctor}))
+        .await;
     assert_eq!(foreign.detail_fields(), ["practitionerId"]);
     let emptied = app.patch(&path, &a.token, json!({"title": null})).await;
     assert_eq!(emptied.detail_fields(), ["content"]);
     post(json!({"patientId": second, "content": "x"})).await;
 
     // Filtered by patient, paginated, bad parameters refused.
-    let mine = app.get(&format!("/api/v1/medical-records?patientId={patient}"), &a.token).await;
+    let mine = app
+        .get(
+            &format!("/api/v1/medical-records?patientId={patient}"),
+            &a.token,
+        )
+        .await;
     assert_eq!(mine.body["pagination"]["total"], 1);
     assert_eq!(mine.data()[0]["id"], record.as_str());
-    let paged = app.get("/api/v1/medical-records?limit=1&offset=1", &a.token).await;
-    assert_eq!(paged.body["pagination"], json!({"total": 2, "limit": 1, "offset": 1}));
+    let paged = app
+        .get("/api/v1/medical-records?limit=1&offset=1", &a.token)
+        .await;
+    assert_eq!(
+        paged.body["pagination"],
+        json!({"total": 2, "limit": 1, "offset": 1})
+    );
     for bad in ["patientId=nope", "limit=0", "offset=-1", "search=x"] {
-        let response = app.get(&format!("/api/v1/medical-records?{bad}"), &a.token).await;
+        let response = app
+            .get(&format!("/api/v1/medical-records?{bad}"), &a.token)
+            .await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 
     // B sees none of A's records, and cannot touch them.
     assert_eq!(app.get(&path, &b.token).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.patch(&path, &b.token, json!({"title": "x"})).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.delete(&path, &b.token).await.status, StatusCode::NOT_FOUND);
-    let listed = app.get(&format!("/api/v1/medical-records?patientId={patient}"), &b.token).await;
+    assert_eq!(
+        app.patch(&path, &b.token, json!({"title": "x"}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&path, &b.token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = app
+        .get(
+            &format!("/api/v1/medical-records?patientId={patient}"),
+            &b.token,
+        )
+        .await;
     assert_eq!(listed.body["pagination"]["total"], 0);
     assert_eq!(app.get(&path, &a.token).await.data()["title"], "old visit");
     app.cleanup().await;
