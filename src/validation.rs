@@ -95,6 +95,32 @@ impl<T> Patch<T> {
             },
         }
     }
+
+    /// Like [`Patch::apply`] for a field that must end up with a value:
+    /// `null`, or absence with nothing to keep, is "is required".
+    pub fn apply_required<U>(
+        self,
+        current: Option<U>,
+        check: impl FnOnce(T) -> Result<U, String>,
+        field: &str,
+        errors: &mut FieldErrors,
+    ) -> Option<U> {
+        let missing = match &self {
+            Patch::Absent => current.is_none(),
+            Patch::Null => true,
+            Patch::Value(_) => false,
+        };
+        if missing {
+            errors.add(field, "is required");
+            return None;
+        }
+        self.apply(current, check, field, errors)
+    }
+
+    /// Whether the request names this field at all (a value or `null`).
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Patch::Absent)
+    }
 }
 
 /// Trimmed text of 1 to `max` characters without control characters.
@@ -166,6 +192,13 @@ pub fn date(raw: String) -> Result<chrono::NaiveDate, String> {
         .map_err(|_| "must be a date as YYYY-MM-DD".into())
 }
 
+/// An RFC 3339 timestamp (any offset), as UTC.
+pub fn timestamp(raw: String) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| "must be an RFC 3339 timestamp such as 2026-03-01T09:30:00Z".into())
+}
+
 /// One of `allowed`.
 pub fn one_of(allowed: &'static [&'static str]) -> impl Fn(String) -> Result<String, String> {
     move |raw| {
@@ -224,6 +257,39 @@ mod tests {
         ] {
             assert!(email(bad.into()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn required_fields_cannot_be_missing_or_cleared() {
+        let mut errors = FieldErrors::default();
+        let check = |v: i32| Ok::<_, String>(v);
+        assert_eq!(
+            Patch::Absent.apply_required(Some(1), check, "a", &mut errors),
+            Some(1)
+        );
+        assert_eq!(
+            Patch::Value(2).apply_required(None, check, "b", &mut errors),
+            Some(2)
+        );
+        assert!(errors.is_empty());
+        assert_eq!(
+            Patch::Absent.apply_required(None, check, "c", &mut errors),
+            None
+        );
+        assert_eq!(
+            Patch::Null.apply_required(Some(1), check, "d", &mut errors),
+            None
+        );
+        let fields: Vec<String> = errors.into_details().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["c", "d"]);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        let t = timestamp("2026-03-01T10:30:00+01:00".into()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-01T09:30:00+00:00");
+        assert!(timestamp("2026-03-01 10:30".into()).is_err());
+        assert!(timestamp("2026-03-01".into()).is_err());
     }
 
     #[test]

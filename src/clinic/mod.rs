@@ -2,13 +2,19 @@
 //! function here takes a connection or transaction to one clinic database,
 //! handed over by the routing layer; none can choose a clinic itself.
 
+pub mod appointment_items;
+pub mod appointments;
 pub mod audit;
 pub mod catalogue;
+pub mod consent_templates;
+pub mod consents;
 pub mod documents;
 pub mod gdpr;
+pub mod medical_records;
 pub mod nir;
 pub mod patients;
 pub mod practitioners;
+pub mod references;
 pub mod settings;
 
 /// A page of a list: `limit` rows from `offset`, and how many match in all.

@@ -194,3 +194,21 @@ impl<T> ResultExt<T> for Result<T, sqlx::Error> {
         })
     }
 }
+
+/// Lets constraint mappings chain: a violation already turned into an
+/// internal error is still recognised by its constraint name.
+impl<T> ResultExt<T> for Result<T, ApiError> {
+    fn on_constraint(
+        self,
+        constraint: &str,
+        map: impl FnOnce() -> ApiError,
+    ) -> Result<T, ApiError> {
+        self.map_err(|error| match &error {
+            ApiError::Internal(inner) => match inner.downcast_ref::<sqlx::Error>() {
+                Some(sqlx::Error::Database(db)) if db.constraint() == Some(constraint) => map(),
+                _ => error,
+            },
+            _ => error,
+        })
+    }
+}

@@ -3,15 +3,20 @@
 //! route is registered through `utoipa_axum`, so it is in the document.
 
 pub mod admin;
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod clinic;
+pub mod consent_templates;
+pub mod consents;
 pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod gdpr;
 pub mod list;
+pub mod medical_records;
+pub mod patient_data;
 pub mod patients;
 pub mod practitioners;
 pub mod settings;
@@ -70,6 +75,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         practitioners::router(),
         catalogue::router(),
         settings::router(),
+        appointments::router(),
+        medical_records::router(),
+        consent_templates::router(),
+        consents::router(),
         documents::router(),
         audit::router(),
         admin::router(),

@@ -1,16 +1,20 @@
 //! End-to-end tests: the real router against a real PostgreSQL cluster
 //! started once per test run, each test with its own database prefix.
 
+mod appointments;
 mod auth;
 mod catalogue;
 mod compliance;
+mod consents;
 mod documents;
 mod embedded;
 mod helpers;
 mod isolation;
+mod medical_records;
 mod openapi;
 mod patients;
 mod practitioners;
 mod provisioning;
+mod roles;
 mod settings;
 mod users;
