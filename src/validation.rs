@@ -245,6 +245,16 @@ pub fn optional<T, U>(
     value.and_then(|value| check(value).map_err(|m| errors.add(field, m)).ok())
 }
 
+/// The names whose flag is set: the fields a request carries, for the audit
+/// trail (names only, never values).
+pub fn present_names<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
+    fields
+        .into_iter()
+        .filter(|(_, present)| *present)
+        .map(|(name, _)| name)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,15 +53,11 @@ pub struct NewItem {
 impl AppointmentItemInput {
     /// The names of the fields this request gives (for the audit trail).
     pub fn present_fields(&self) -> Vec<&'static str> {
-        [
+        crate::validation::present_names([
             ("productServiceId", self.product_service_id.is_some()),
             ("quantity", self.quantity.is_some()),
             ("description", self.description.is_some()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 
     pub fn check(self) -> Result<NewItem, FieldErrors> {

@@ -106,7 +106,7 @@ impl AppointmentInput {
     /// The names of the fields this request sets or clears (for the audit
     /// trail: names only, never values).
     pub fn present_fields(&self) -> Vec<&'static str> {
-        [
+        crate::validation::present_names([
             ("patientId", self.patient_id.is_present()),
             ("practitionerId", self.practitioner_id.is_present()),
             ("startAt", self.start_at.is_present()),
@@ -114,11 +114,7 @@ impl AppointmentInput {
             ("status", self.status.is_present()),
             ("reason", self.reason.is_present()),
             ("notes", self.notes.is_present()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 
     /// Applies this request onto `current` (`None` when booking) and checks

@@ -55,14 +55,10 @@ pub struct TemplateText {
 
 impl ConsentTemplateInput {
     pub fn present_fields(&self) -> Vec<&'static str> {
-        [
+        crate::validation::present_names([
             ("title", self.title.is_present()),
             ("body", self.body.is_present()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 
     /// Applies this request onto `current` (`None` when creating).

@@ -89,15 +89,11 @@ pub struct ConsentFields {
 
 impl ConsentInput {
     pub fn present_fields(&self) -> Vec<&'static str> {
-        [
+        crate::validation::present_names([
             ("patientId", self.patient_id.is_present()),
             ("templateId", self.template_id.is_present()),
             ("status", self.status.is_present()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 
     /// Applies this request onto `current` (`None` when creating: a new

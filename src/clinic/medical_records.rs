@@ -77,18 +77,14 @@ pub struct MedicalRecordInput {
 impl MedicalRecordInput {
     /// The names of the fields this request sets or clears.
     pub fn present_fields(&self) -> Vec<&'static str> {
-        [
+        crate::validation::present_names([
             ("patientId", self.patient_id.is_present()),
             ("practitionerId", self.practitioner_id.is_present()),
             ("recordType", self.record_type.is_present()),
             ("title", self.title.is_present()),
             ("content", self.content.is_present()),
             ("recordedAt", self.recorded_at.is_present()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 
     /// Applies this request onto `current` (`None` when creating, where

@@ -105,23 +105,18 @@ impl PatientInput {
     /// The names of the fields this request sets or clears (for the audit
     /// trail: names only, never values).
     pub fn present_fields(&self) -> Vec<&'static str> {
-        let present = [
-            ("firstName", !matches!(self.first_name, Patch::Absent)),
-            ("lastName", !matches!(self.last_name, Patch::Absent)),
-            ("birthDate", !matches!(self.birth_date, Patch::Absent)),
-            ("gender", !matches!(self.gender, Patch::Absent)),
-            ("email", !matches!(self.email, Patch::Absent)),
-            ("phone", !matches!(self.phone, Patch::Absent)),
-            ("address", !matches!(self.address, Patch::Absent)),
-            ("nationalId", !matches!(self.national_id, Patch::Absent)),
-            ("notes", !matches!(self.notes, Patch::Absent)),
-            ("status", !matches!(self.status, Patch::Absent)),
-        ];
-        present
-            .into_iter()
-            .filter(|(_, set)| *set)
-            .map(|(name, _)| name)
-            .collect()
+        crate::validation::present_names([
+            ("firstName", self.first_name.is_present()),
+            ("lastName", self.last_name.is_present()),
+            ("birthDate", self.birth_date.is_present()),
+            ("gender", self.gender.is_present()),
+            ("email", self.email.is_present()),
+            ("phone", self.phone.is_present()),
+            ("address", self.address.is_present()),
+            ("nationalId", self.national_id.is_present()),
+            ("notes", self.notes.is_present()),
+            ("status", self.status.is_present()),
+        ])
     }
 
     /// Applies this request onto `current` (a blank patient when creating)

@@ -77,16 +77,12 @@ pub struct StaffPatch {
 
 impl StaffPatch {
     fn present_fields(&self) -> Vec<&'static str> {
-        [
-            ("firstName", !matches!(self.first_name, Patch::Absent)),
-            ("lastName", !matches!(self.last_name, Patch::Absent)),
-            ("role", !matches!(self.role, Patch::Absent)),
-            ("isActive", !matches!(self.is_active, Patch::Absent)),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        crate::validation::present_names([
+            ("firstName", self.first_name.is_present()),
+            ("lastName", self.last_name.is_present()),
+            ("role", self.role.is_present()),
+            ("isActive", self.is_active.is_present()),
+        ])
     }
 
     fn apply(self, current: &UserRecord) -> Result<StaffChange, FieldErrors> {

@@ -111,7 +111,7 @@ impl DocumentInput {
     /// The names of the fields this request sets or clears (for the audit
     /// trail: names only, never values).
     pub fn present_fields(&self) -> Vec<&'static str> {
-        [
+        crate::validation::present_names([
             ("documentType", !matches!(self.document_type, Patch::Absent)),
             ("patientId", !matches!(self.patient_id, Patch::Absent)),
             ("items", !matches!(self.items, Patch::Absent)),
@@ -119,11 +119,7 @@ impl DocumentInput {
             ("issueDate", !matches!(self.issue_date, Patch::Absent)),
             ("dueDate", !matches!(self.due_date, Patch::Absent)),
             ("currency", !matches!(self.currency, Patch::Absent)),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 
     /// The status asked for; a bad value is a field error.
