@@ -12,5 +12,6 @@ pub mod crypto;
 pub mod embedded;
 pub mod http;
 pub mod migrations;
+pub mod ops;
 pub mod tenancy;
 pub mod validation;

@@ -1,8 +1,9 @@
 //! What every handler can reach: the central database, the token keys, the
-//! clinic pool registry and state cache, and the provisioner.
+//! clinic pool registry and state cache, the provisioner and the metrics.
 
 use std::sync::Arc;
 
+use super::metrics::Metrics;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
 use crate::tenancy::pools::ClinicPools;
@@ -16,4 +17,5 @@ pub struct AppState {
     pub pools: Arc<ClinicPools>,
     pub states: Arc<StateCache>,
     pub provisioner: Provisioner,
+    pub metrics: Arc<Metrics>,
 }
