@@ -27,6 +27,7 @@ use crate::tenancy::provisioning::install_audit_trail;
 /// before that clinic's migration fails (and is retried by the next run).
 pub const LOCK_TIMEOUT: &str = "30s";
 
+#[derive(Debug, Clone)]
 pub struct MigrateOptions {
     /// Only this clinic (central is migrated all the same).
     pub clinic: Option<ClinicId>,

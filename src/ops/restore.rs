@@ -34,6 +34,7 @@ use crate::tenancy::naming::{quote_ident, ClinicId};
 /// Connections a restored clinic's new role may hold (as provisioning sets).
 const ROLE_CONNECTION_LIMIT: u32 = 20;
 
+#[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// The clinic to restore into. With `as_new_clinic`, optional: the
     /// clinic the backup must be of.

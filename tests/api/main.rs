@@ -5,6 +5,8 @@ mod auth;
 mod embedded;
 mod helpers;
 mod isolation;
+mod metrics;
 mod openapi;
+mod ops;
 mod patients;
 mod provisioning;
