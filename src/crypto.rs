@@ -116,10 +116,12 @@ impl Keyring {
     }
 
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
-        self.current.open(sealed, context).or_else(|error| match &self.previous {
-            Some(previous) => previous.open(sealed, context),
-            None => Err(error),
-        })
+        self.current
+            .open(sealed, context)
+            .or_else(|error| match &self.previous {
+                Some(previous) => previous.open(sealed, context),
+                None => Err(error),
+            })
     }
 }
 

@@ -26,9 +26,10 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr: readable lines on a terminal, one JSON object per
 /// line otherwise (with the fields of the enclosing request span, such as
-/// `request.id` and `route`). `RUST_LOG` filters; the default is `info`.
+/// `request.id` and `route`). `RUST_LOG` filters; the default is `info` (PostgreSQL notices: `warn`).
 fn init_logs() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -78,14 +78,21 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let mut table = Table::new(&["CLINIC", "FILE", "SIZE", "RESULT"]);
     for result in &results {
         let (file, size) = match &result.backup {
-            Some(b) => (b.file.display().to_string(), human_bytes(i64::try_from(b.bytes).ok())),
+            Some(b) => (
+                b.file.display().to_string(),
+                human_bytes(i64::try_from(b.bytes).ok()),
+            ),
             None => ("-".into(), "-".into()),
         };
         table.row(vec![
             result.clinic_id.to_string(),
             file,
             size,
-            result.error.clone().unwrap_or_else(|| "ok".into()).replace('\n', " "),
+            result
+                .error
+                .clone()
+                .unwrap_or_else(|| "ok".into())
+                .replace('\n', " "),
         ]);
     }
     table.print();
@@ -137,7 +144,11 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&restored)?;
     } else {
-        let what = if restored.new_clinic { "new clinic" } else { "clinic" };
+        let what = if restored.new_clinic {
+            "new clinic"
+        } else {
+            "clinic"
+        };
         println!(
             "restored into {what} {} (backup at schema version {}, now {}) in {:.1} s",
             restored.clinic_id, restored.backup_version, restored.schema_version, restored.seconds

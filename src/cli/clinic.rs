@@ -112,12 +112,23 @@ async fn show(args: ClinicArgs) -> anyhow::Result<ExitCode> {
         ("phone", or_dash(details.phone.clone())),
         ("country", details.country.clone()),
         ("subscription", details.subscription_status.clone()),
-        ("subscription expiry", or_dash(details.subscription_expiry.map(|t| t.to_rfc3339()))),
+        (
+            "subscription expiry",
+            or_dash(details.subscription_expiry.map(|t| t.to_rfc3339())),
+        ),
         ("staff accounts", details.staff_accounts.to_string()),
         ("database", or_dash(s.database.clone())),
         ("role", or_dash(details.db_user.clone())),
         ("server", or_dash(s.server.clone())),
-        ("host", or_dash(details.db_host.clone().map(|h| format!("{h}:{}", details.db_port.unwrap_or(5432))))),
+        (
+            "host",
+            or_dash(
+                details
+                    .db_host
+                    .clone()
+                    .map(|h| format!("{h}:{}", details.db_port.unwrap_or(5432))),
+            ),
+        ),
         ("schema version", s.schema_version.to_string()),
         ("size", human_bytes(s.size_bytes)),
         ("created", s.created_at.to_rfc3339()),
@@ -240,4 +251,3 @@ async fn create_clinic(args: CreateClinicArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

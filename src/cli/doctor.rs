@@ -59,7 +59,11 @@ fn print_report(report: &DoctorReport, verbose: bool) {
             Severity::Warning => "WARNING",
             Severity::Failure => "FAILED",
         };
-        table.row(vec![subject, label.into(), finding.message.replace('\n', " ")]);
+        table.row(vec![
+            subject,
+            label.into(),
+            finding.message.replace('\n', " "),
+        ]);
     }
     table.print();
     println!(

@@ -72,7 +72,10 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         if let Some(key) = &shown_key {
             println!("{key}");
         }
-        eprintln!("re-sealed {} clinic password(s) with the new key", rotation.resealed);
+        eprintln!(
+            "re-sealed {} clinic password(s) with the new key",
+            rotation.resealed
+        );
     }
     match key_file {
         Some(path) => eprintln!(
@@ -81,7 +84,11 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         ),
         None => eprintln!(
             "set MASTER_KEY to the new key on every server{}; then remove MASTER_KEY_PREVIOUS",
-            if generated { " (printed above, shown only once)" } else { "" }
+            if generated {
+                " (printed above, shown only once)"
+            } else {
+                ""
+            }
         ),
     }
     Ok(ExitCode::SUCCESS)

@@ -66,7 +66,11 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 
 fn print_report(report: &MigrateReport) {
     let central = &report.central;
-    let verb = if report.dry_run { "would apply" } else { "applied" };
+    let verb = if report.dry_run {
+        "would apply"
+    } else {
+        "applied"
+    };
     println!(
         "central: version {} -> {}, {verb} {}",
         central.from_version,
@@ -75,9 +79,16 @@ fn print_report(report: &MigrateReport) {
     );
     if report.dry_run {
         let mut table = Table::new(&["CLINIC", "AT", "WOULD APPLY"]);
-        for outcome in report.clinics.iter().filter(|o| !o.applied.is_empty() || o.error.is_some()) {
+        for outcome in report
+            .clinics
+            .iter()
+            .filter(|o| !o.applied.is_empty() || o.error.is_some())
+        {
             table.row(vec![
-                outcome.clinic_id.map(|id| id.to_string()).unwrap_or_default(),
+                outcome
+                    .clinic_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
                 outcome.from_version.to_string(),
                 match &outcome.error {
                     Some(error) => format!("cannot tell: {error}"),
@@ -87,7 +98,11 @@ fn print_report(report: &MigrateReport) {
         }
         println!(
             "clinics: {} of {} have migrations to apply (newest clinic version: {})",
-            report.clinics.iter().filter(|o| !o.applied.is_empty()).count(),
+            report
+                .clinics
+                .iter()
+                .filter(|o| !o.applied.is_empty())
+                .count(),
             report.clinics.len(),
             report.latest_clinic_version
         );
@@ -114,7 +129,10 @@ fn print_report(report: &MigrateReport) {
     }
     let failures: Vec<_> = report.failures().collect();
     if !failures.is_empty() {
-        println!("\nfailed ({}): run `medicalpro migrate` again once fixed", failures.len());
+        println!(
+            "\nfailed ({}): run `medicalpro migrate` again once fixed",
+            failures.len()
+        );
         let mut table = Table::new(&["DATABASE", "AT", "ERROR"]);
         for outcome in failures {
             table.row(vec![
@@ -134,6 +152,9 @@ fn versions(list: &[i64]) -> String {
     if list.is_empty() {
         "nothing".into()
     } else {
-        list.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        list.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

@@ -140,7 +140,9 @@ async fn register(
         })?;
     state
         .metrics
-        .observe_provisioning(std::time::Duration::from_millis(provisioned.elapsed_ms as u64));
+        .observe_provisioning(std::time::Duration::from_millis(
+            provisioned.elapsed_ms as u64,
+        ));
     let user = provisioned
         .admin
         .ok_or_else(|| anyhow::anyhow!("provisioning returned no admin"))?;

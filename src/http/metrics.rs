@@ -160,8 +160,12 @@ impl Metrics {
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         let requests = self.requests.lock().expect("metrics lock").clone();
-        header(&mut out, "medicalpro_http_requests_total", "counter",
-            "HTTP requests answered, by method, route template and status.");
+        header(
+            &mut out,
+            "medicalpro_http_requests_total",
+            "counter",
+            "HTTP requests answered, by method, route template and status.",
+        );
         for (key, histogram) in &requests {
             let _ = writeln!(
                 out,
@@ -170,8 +174,12 @@ impl Metrics {
                 histogram.count
             );
         }
-        header(&mut out, "medicalpro_http_request_duration_seconds", "histogram",
-            "Time to answer an HTTP request, by method, route template and status.");
+        header(
+            &mut out,
+            "medicalpro_http_request_duration_seconds",
+            "histogram",
+            "Time to answer an HTTP request, by method, route template and status.",
+        );
         for (key, histogram) in &requests {
             histogram.render(
                 &mut out,
@@ -179,12 +187,20 @@ impl Metrics {
                 &request_labels(key),
             );
         }
-        header(&mut out, "medicalpro_clinic_provisioning_seconds", "histogram",
-            "Time to provision a clinic (database, role, schema) on registration.");
+        header(
+            &mut out,
+            "medicalpro_clinic_provisioning_seconds",
+            "histogram",
+            "Time to provision a clinic (database, role, schema) on registration.",
+        );
         let provisioning = self.provisioning.lock().expect("metrics lock").clone();
         provisioning.render(&mut out, "medicalpro_clinic_provisioning_seconds", "");
-        header(&mut out, "medicalpro_login_failures_total", "counter",
-            "Refused logins, by reason.");
+        header(
+            &mut out,
+            "medicalpro_login_failures_total",
+            "counter",
+            "Refused logins, by reason.",
+        );
         let failures = self.login_failures.lock().expect("metrics lock").clone();
         for reason in [LoginFailure::InvalidCredentials, LoginFailure::Throttled] {
             let _ = writeln!(
@@ -194,23 +210,50 @@ impl Metrics {
                 failures.get(&reason).copied().unwrap_or(0)
             );
         }
-        header(&mut out, "medicalpro_clinic_pools_open", "gauge",
-            "Clinic connection pools currently open in this process.");
-        let _ = writeln!(out, "medicalpro_clinic_pools_open {}", gauges.open_clinic_pools);
-        header(&mut out, "medicalpro_central_connections", "gauge",
-            "Connections of the central database pool, by state.");
+        header(
+            &mut out,
+            "medicalpro_clinic_pools_open",
+            "gauge",
+            "Clinic connection pools currently open in this process.",
+        );
+        let _ = writeln!(
+            out,
+            "medicalpro_clinic_pools_open {}",
+            gauges.open_clinic_pools
+        );
+        header(
+            &mut out,
+            "medicalpro_central_connections",
+            "gauge",
+            "Connections of the central database pool, by state.",
+        );
         let idle = gauges.central_idle_connections;
         let busy = (gauges.central_connections as usize).saturating_sub(idle);
-        let _ = writeln!(out, "medicalpro_central_connections{{state=\"idle\"}} {idle}");
-        let _ = writeln!(out, "medicalpro_central_connections{{state=\"busy\"}} {busy}");
-        header(&mut out, "medicalpro_build_info", "gauge", "The running version.");
+        let _ = writeln!(
+            out,
+            "medicalpro_central_connections{{state=\"idle\"}} {idle}"
+        );
+        let _ = writeln!(
+            out,
+            "medicalpro_central_connections{{state=\"busy\"}} {busy}"
+        );
+        header(
+            &mut out,
+            "medicalpro_build_info",
+            "gauge",
+            "The running version.",
+        );
         let _ = writeln!(
             out,
             "medicalpro_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        header(&mut out, "process_start_time_seconds", "gauge",
-            "Start time of the process since the Unix epoch, in seconds.");
+        header(
+            &mut out,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+        );
         let started = self
             .started_at
             .duration_since(UNIX_EPOCH)
@@ -268,7 +311,12 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.observe_request(&method, &route, response.status().as_u16(), started.elapsed());
+    metrics.observe_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -283,7 +331,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         central_idle_connections: state.databases.central.num_idle(),
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(&gauges),
     )
 }
@@ -308,7 +359,10 @@ mod tests {
         metrics.observe_request(&Method::GET, route, 200, Duration::from_millis(300));
         let text = metrics.render(&empty());
         let labels = r#"method="GET",route="/api/v1/patients/{id}",status="200""#;
-        assert!(text.contains(&format!("medicalpro_http_requests_total{{{labels}}} 2")), "{text}");
+        assert!(
+            text.contains(&format!("medicalpro_http_requests_total{{{labels}}} 2")),
+            "{text}"
+        );
         assert!(text.contains(&format!(
             "medicalpro_http_request_duration_seconds_bucket{{{labels},le=\"0.005\"}} 0"
         )));
@@ -331,7 +385,10 @@ mod tests {
         let method = Method::from_bytes(b"BREW").unwrap();
         metrics.observe_request(&method, "a\"b\\c\nd", 418, Duration::ZERO);
         let text = metrics.render(&empty());
-        assert!(text.contains(r#"method="OTHER",route="a\"b\\c\nd",status="418""#), "{text}");
+        assert!(
+            text.contains(r#"method="OTHER",route="a\"b\\c\nd",status="418""#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub async fn backup_all(
         clinics,
         jobs,
         |clinic| {
-            let (fleet, out) = (fleet.clone(), dir.join(format!("{}-{stamp}.dump", clinic.id)));
+            let (fleet, out) = (
+                fleet.clone(),
+                dir.join(format!("{}-{stamp}.dump", clinic.id)),
+            );
             async move {
                 match dump(&fleet, &clinic, &out).await {
                     Ok(backup) => BackupResult {

@@ -58,7 +58,9 @@ pub struct DoctorReport {
 impl DoctorReport {
     /// Healthy when nothing failed (warnings allowed).
     pub fn healthy(&self) -> bool {
-        self.findings.iter().all(|f| f.severity != Severity::Failure)
+        self.findings
+            .iter()
+            .all(|f| f.severity != Severity::Failure)
     }
 
     /// The report of a configuration that could not even be read.
@@ -95,12 +97,20 @@ pub async fn run(settings: &Settings, jobs: usize) -> DoctorReport {
     let fleet = match Fleet::attach(settings).await {
         Ok(fleet) => fleet,
         Err(error) => {
-            report.push(Finding::new("central", Severity::Failure, format!("{error:#}")));
+            report.push(Finding::new(
+                "central",
+                Severity::Failure,
+                format!("{error:#}"),
+            ));
             return report;
         }
     };
     if let Err(error) = check_fleet(&fleet, jobs, &mut report).await {
-        report.push(Finding::new("central", Severity::Failure, format!("{error:#}")));
+        report.push(Finding::new(
+            "central",
+            Severity::Failure,
+            format!("{error:#}"),
+        ));
     }
     fleet.close().await;
     report
@@ -112,8 +122,18 @@ async fn check_fleet(fleet: &Fleet, jobs: usize, report: &mut DoctorReport) -> a
         .fetch_one(&mut *central)
         .await?;
     let latest = migrations::latest_version(&migrations::CENTRAL);
-    let applied = applied_versions(&mut central).await?.last().copied().unwrap_or(0);
-    report.push(version_finding("central", None, applied, latest, &format!("PostgreSQL {server}, ")));
+    let applied = applied_versions(&mut central)
+        .await?
+        .last()
+        .copied()
+        .unwrap_or(0);
+    report.push(version_finding(
+        "central",
+        None,
+        applied,
+        latest,
+        &format!("PostgreSQL {server}, "),
+    ));
     let major = server_major(&mut central).await?;
     drop(central);
     report.push(
@@ -121,7 +141,10 @@ async fn check_fleet(fleet: &Fleet, jobs: usize, report: &mut DoctorReport) -> a
             Ok(tools) => Finding::new(
                 "backup tools",
                 Severity::Ok,
-                format!("{} and pg_restore of PostgreSQL {major}", tools.pg_dump.display()),
+                format!(
+                    "{} and pg_restore of PostgreSQL {major}",
+                    tools.pg_dump.display()
+                ),
             ),
             Err(error) => Finding::new("backup tools", Severity::Warning, format!("{error:#}")),
         },
@@ -174,7 +197,11 @@ async fn check_clinic(fleet: Arc<Fleet>, clinic: ClinicRecord) -> Finding {
     let applied = match applied_versions(&mut conn).await {
         Ok(versions) => versions.last().copied().unwrap_or(0),
         Err(error) => {
-            return Finding::clinic(clinic.id, Severity::Failure, format!("reading its schema version: {error}"))
+            return Finding::clinic(
+                clinic.id,
+                Severity::Failure,
+                format!("reading its schema version: {error}"),
+            )
         }
     };
     let latest = migrations::latest_version(&migrations::CLINIC);
@@ -190,7 +217,13 @@ async fn check_clinic(fleet: Arc<Fleet>, clinic: ClinicRecord) -> Finding {
     finding
 }
 
-fn version_finding(subject: &str, clinic: Option<Uuid>, applied: i64, latest: i64, prefix: &str) -> Finding {
+fn version_finding(
+    subject: &str,
+    clinic: Option<Uuid>,
+    applied: i64,
+    latest: i64,
+    prefix: &str,
+) -> Finding {
     let (severity, message) = if applied < latest {
         (
             Severity::Failure,
@@ -202,7 +235,10 @@ fn version_finding(subject: &str, clinic: Option<Uuid>, applied: i64, latest: i6
             format!("{prefix}schema at version {applied}, newer than this binary's {latest}: upgrade medicalpro"),
         )
     } else {
-        (Severity::Ok, format!("{prefix}reachable, schema version {applied}"))
+        (
+            Severity::Ok,
+            format!("{prefix}reachable, schema version {applied}"),
+        )
     };
     Finding {
         clinic_id: clinic,

@@ -35,7 +35,10 @@ pub enum RotateError {
 }
 
 fn list(ids: &[Uuid]) -> String {
-    ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Re-seals every clinic password with `new_key`.
@@ -60,11 +63,13 @@ pub async fn rotate(fleet: &Fleet, new_key: &MasterKey) -> Result<Rotation, Rota
         return Err(RotateError::Unopenable(unopenable));
     }
     for (id, sealed) in &resealed {
-        sqlx::query("UPDATE companies SET db_password_sealed = $2, updated_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(sealed)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE companies SET db_password_sealed = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     let event = audit::PlatformEvent {

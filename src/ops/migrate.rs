@@ -235,7 +235,11 @@ async fn migrate_on(
     let migrated = migrator.run(pool).await;
     let after = applied_versions(&mut *pool.acquire().await?).await?;
     outcome.to_version = after.last().copied().unwrap_or(0);
-    outcome.applied = after.iter().copied().filter(|v| !before.contains(v)).collect();
+    outcome.applied = after
+        .iter()
+        .copied()
+        .filter(|v| !before.contains(v))
+        .collect();
     let recorded = record_version(fleet, clinic.id, outcome.to_version).await;
     migrated?;
     install_audit_trail(

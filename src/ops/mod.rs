@@ -6,13 +6,13 @@
 //! Every operation goes through a [`Fleet`]: the settings `serve` uses and
 //! the admin and central connections.
 
+pub mod backup;
 pub mod clinics;
 pub mod doctor;
 pub mod keys;
 pub mod migrate;
 pub mod pgtools;
 pub mod restore;
-pub mod backup;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -119,12 +119,14 @@ pub struct Target {
 
 impl Target {
     /// The admin role of `admin_url` on `database` at `host:port`.
-    pub fn admin_on(admin_url: &str, host: &str, port: u16, database: &str) -> anyhow::Result<Self> {
+    pub fn admin_on(
+        admin_url: &str,
+        host: &str,
+        port: u16,
+        database: &str,
+    ) -> anyhow::Result<Self> {
         let mut url = Url::parse(admin_url).context("DATABASE_URL is not a valid URL")?;
-        let password = url
-            .password()
-            .map(percent_decode)
-            .transpose()?;
+        let password = url.password().map(percent_decode).transpose()?;
         let _ = url.set_password(None);
         url.set_host(Some(host)).context("clinic database host")?;
         let _ = url.set_port(Some(port));
@@ -185,7 +187,9 @@ fn program_major(program: &Path) -> Option<u32> {
 }
 
 fn parse_major(version: &str) -> Option<u32> {
-    let number = version.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let number = version
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
     let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -196,7 +200,10 @@ mod tests {
 
     #[test]
     fn versions_are_read_from_the_tools_banner() {
-        assert_eq!(parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
         assert_eq!(parse_major("pg_restore (PostgreSQL) 17beta1"), Some(17));
         assert_eq!(parse_major("no version here"), None);
         assert_eq!(parse_major("pg_dump (PostgreSQL) 16.2"), Some(16));

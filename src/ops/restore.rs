@@ -101,13 +101,7 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
         Some(identity) => into_new(fleet, identity, options).await?,
     };
     let clinic = fleet.clinic(clinic_id).await?;
-    let outcome = migrate_clinic(
-        Arc::new(fleet.clone()),
-        clinic,
-        &migrations::CLINIC,
-        false,
-    )
-    .await;
+    let outcome = migrate_clinic(Arc::new(fleet.clone()), clinic, &migrations::CLINIC, false).await;
     if let Some(error) = outcome.error {
         return Err(anyhow::anyhow!(
             "the backup was restored, but migrating it forward failed ({error}): fix the cause and run `medicalpro migrate --clinic {clinic_id}`"
@@ -159,7 +153,15 @@ async fn into_existing(
     }
     let server = maintenance(fleet, &clinic.db_host, clinic.db_port);
     let mut admin = connect(&server).await?;
-    let staged = stage(fleet, &mut admin, &clinic.db_host, clinic.db_port, &clinic.db_user, options).await?;
+    let staged = stage(
+        fleet,
+        &mut admin,
+        &clinic.db_host,
+        clinic.db_port,
+        &clinic.db_user,
+        options,
+    )
+    .await?;
     let checked = match &staged.settings {
         Some((found, _, _)) if *found == id.0 => Ok(()),
         Some((found, _, _)) => Err(RestoreError::OtherClinic {
@@ -255,7 +257,10 @@ async fn finish_new(
         password,
     } = *plan;
     let Some((source, backup_name, country)) = staged.settings.clone() else {
-        return Err(anyhow::anyhow!("this backup holds no clinic settings: it is not a clinic database").into());
+        return Err(anyhow::anyhow!(
+            "this backup holds no clinic settings: it is not a clinic database"
+        )
+        .into());
     };
     if let Some(expected) = options.clinic {
         if expected.0 != source {
@@ -280,7 +285,13 @@ async fn finish_new(
             .into())
         }
     };
-    let mut staging = connect(&admin_on(fleet, &server.host, server.port, &staged.database)).await?;
+    let mut staging = connect(&admin_on(
+        fleet,
+        &server.host,
+        server.port,
+        &staged.database,
+    ))
+    .await?;
     sqlx::query("UPDATE clinic_settings SET clinic_id = $1, name = $2, updated_at = now()")
         .bind(id.0)
         .bind(&name)
@@ -319,9 +330,19 @@ async fn finish_new(
         db_port: server.port,
         db_name: database.clone(),
         db_user: database,
-        db_password_sealed: fleet.settings.master_key.seal(password.as_bytes(), id.0.as_bytes()),
+        db_password_sealed: fleet
+            .settings
+            .master_key
+            .seal(password.as_bytes(), id.0.as_bytes()),
     };
-    companies::mark_ready(&fleet.databases.central, id, server.id, &placement, staged.version).await?;
+    companies::mark_ready(
+        &fleet.databases.central,
+        id,
+        server.id,
+        &placement,
+        staged.version,
+    )
+    .await?;
     Ok(())
 }
 
@@ -388,19 +409,22 @@ async fn stage(
             )
             .await?;
         let mut conn = connect(&admin_on(fleet, host, port, &database)).await?;
-        sqlx::raw_sql(AUDIT_TRAIL_TO_ADMIN).execute(&mut conn).await?;
+        sqlx::raw_sql(AUDIT_TRAIL_TO_ADMIN)
+            .execute(&mut conn)
+            .await?;
         let version = super::applied_versions(&mut conn)
             .await?
             .last()
             .copied()
             .unwrap_or(0);
-        let settings: Option<(Uuid, String, String)> = if has_table(&mut conn, "clinic_settings").await? {
-            sqlx::query_as("SELECT clinic_id, name, country::text FROM clinic_settings LIMIT 1")
-                .fetch_optional(&mut conn)
-                .await?
-        } else {
-            None
-        };
+        let settings: Option<(Uuid, String, String)> =
+            if has_table(&mut conn, "clinic_settings").await? {
+                sqlx::query_as("SELECT clinic_id, name, country::text FROM clinic_settings LIMIT 1")
+                    .fetch_optional(&mut conn)
+                    .await?
+            } else {
+                None
+            };
         let _ = conn.close().await;
         let known = migrations::latest_version(&migrations::CLINIC);
         if version > known {
@@ -485,7 +509,9 @@ async fn swap(
             match renamed {
                 Ok(_) => break,
                 // 55006: sessions still closing.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") && attempts < 50 => {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("55006") && attempts < 50 =>
+                {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -539,7 +565,11 @@ async fn has_patients(fleet: &Fleet, clinic: &ClinicRecord) -> Result<bool, Rest
                 .and_then(|e| e.as_database_error())
                 .and_then(|e| e.code())
                 .is_some_and(|code| code == "3D000");
-            return if missing { Ok(false) } else { Err(error.into()) };
+            return if missing {
+                Ok(false)
+            } else {
+                Err(error.into())
+            };
         }
     };
     let has = if has_table(&mut conn, "patients").await? {

@@ -21,7 +21,8 @@ async fn metrics_count_requests_by_route_template_and_never_by_id() {
     assert_eq!(app.get(&read, &a.token).await.status, StatusCode::OK);
     assert_eq!(app.get(&read, &b.token).await.status, StatusCode::NOT_FOUND);
     let stranger = Uuid::new_v4();
-    app.get(&format!("/api/v1/nothing/{stranger}"), &a.token).await;
+    app.get(&format!("/api/v1/nothing/{stranger}"), &a.token)
+        .await;
     let refused = app.login(&a.email, "not the password").await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
 
@@ -51,7 +52,12 @@ async fn metrics_count_requests_by_route_template_and_never_by_id() {
     assert!(text.contains(r#"medicalpro_login_failures_total{reason="invalid_credentials"} 1"#));
     assert!(text.contains("medicalpro_clinic_provisioning_seconds_count 2"));
     assert!(text.contains("medicalpro_clinic_pools_open 2"), "{text}");
-    for id in [patient, a.id.to_string(), b.id.to_string(), stranger.to_string()] {
+    for id in [
+        patient,
+        a.id.to_string(),
+        b.id.to_string(),
+        stranger.to_string(),
+    ] {
         assert!(!text.contains(&id), "{id} leaked into /metrics");
     }
     assert!(!text.contains(&a.email));
@@ -107,7 +113,10 @@ async fn a_stop_drains_requests_in_flight_for_a_bounded_time() {
         .unwrap()
         .unwrap();
     let took = stopped_at.elapsed();
-    assert!(took >= drain && took < drain + Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= drain && took < drain + Duration::from_secs(3),
+        "{took:?}"
+    );
     drop(slow);
     app.cleanup().await;
 }
