@@ -50,12 +50,6 @@ pub struct ClinicRecord {
     pub schema_version: i64,
 }
 
-impl ClinicRecord {
-    pub fn clinic_id(&self) -> ClinicId {
-        ClinicId(self.id)
-    }
-}
-
 /// The central database of these settings does not exist yet.
 #[derive(Debug, thiserror::Error)]
 #[error("the central database {0} does not exist yet (`medicalpro migrate` or `medicalpro serve` creates it)")]

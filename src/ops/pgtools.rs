@@ -32,7 +32,6 @@ const LIBPQ_PARAMETERS: &[&str] = &[
 pub struct PgTools {
     pub pg_dump: PathBuf,
     pub pg_restore: PathBuf,
-    pub major: u32,
 }
 
 impl PgTools {
@@ -49,7 +48,6 @@ impl PgTools {
                     return Ok(Self {
                         pg_dump: dump,
                         pg_restore: restore,
-                        major,
                     })
                 }
                 Some(found) => seen.push(format!("{} ({found})", dump.display())),

@@ -332,7 +332,7 @@ async fn finish_new(
         db_user: database,
         db_password_sealed: fleet
             .settings
-            .master_key
+            .keyring()
             .seal(password.as_bytes(), id.0.as_bytes()),
     };
     companies::mark_ready(
