@@ -1,9 +1,13 @@
 //! Assembling the application from settings: the embedded cluster when no
 //! `DATABASE_URL` is given, the central database, the clinic pools, the
-//! router; and `serve`, which runs it until Ctrl-C or SIGTERM.
+//! router; and `serve`, which runs it until Ctrl-C or SIGTERM, then drains
+//! requests in flight (at most [`DRAIN_TIMEOUT`]), closes the pools and
+//! stops the embedded cluster.
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -13,6 +17,7 @@ use crate::central::Databases;
 use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, Settings};
 use crate::crypto::{JwtSecret, MasterKey};
 use crate::embedded::{self, Durability, RunningCluster};
+use crate::http::metrics::Metrics;
 use crate::http::state::AppState;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
@@ -30,6 +35,11 @@ impl Environment {
     pub async fn resolve(args: &DatabaseArgs) -> anyhow::Result<Self> {
         let prefix = DbPrefix::parse(&args.db_prefix)?;
         let pool = args.pool_settings()?;
+        let master_key_previous = args
+            .master_key_previous
+            .as_deref()
+            .map(|key| MasterKey::parse_setting(key, "MASTER_KEY_PREVIOUS"))
+            .transpose()?;
         if let Some(url) = &args.database_url {
             let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
                 ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
@@ -43,6 +53,7 @@ impl Environment {
                     prefix,
                     jwt_secret: JwtSecret::parse(jwt_secret)?,
                     master_key: MasterKey::parse(master_key)?,
+                    master_key_previous,
                     pool,
                 },
                 cluster: None,
@@ -70,6 +81,7 @@ impl Environment {
                 prefix,
                 jwt_secret: JwtSecret::parse(&jwt_secret)?,
                 master_key: MasterKey::parse(&master_key)?,
+                master_key_previous,
                 pool,
             },
             cluster: Some(cluster),
@@ -88,7 +100,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let databases = Databases::open(&settings.admin_url, &settings.prefix).await?;
     let pools = ClinicPools::new(
         databases.central.clone(),
-        settings.master_key.clone(),
+        settings.keyring(),
         databases.admin_options.clone(),
         settings.pool,
     );
@@ -103,6 +115,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             settings.master_key.clone(),
         ),
         databases,
+        metrics: Arc::new(Metrics::default()),
     })
 }
 
@@ -115,22 +128,55 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
+/// How long requests in flight may run on after a stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
 async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Result<()> {
     let state = build_state(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen_addr)
         .await
         .with_context(|| format!("LISTEN_ADDR {listen_addr} cannot be bound"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let app = crate::http::router(state.clone());
-    axum::serve(
+    let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
+    state.pools.close_all().await;
+    state.databases.close().await;
+    result
+}
+
+/// Serves `state` on `listener` until `stop` completes; then accepts no new
+/// connection and lets requests in flight finish for at most `drain`.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let app = crate::http::router(state);
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    tracing::info!("shutting down");
-    state.pools.close_all().await;
-    state.databases.close().await;
+    .with_graceful_shutdown(async move {
+        stop.await;
+        tracing::info!(
+            drain_timeout_s = drain.as_secs(),
+            "stop requested: finishing requests in flight"
+        );
+        let _ = stopping_tx.send(true);
+    });
+    let deadline = async {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        result = server.into_future() => result?,
+        () = deadline => tracing::warn!(
+            drain_timeout_s = drain.as_secs(),
+            "requests still in flight at the drain deadline were cut off"
+        ),
+    }
+    tracing::info!("stopped serving");
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! | `LISTEN_ADDR` | HTTP address | `127.0.0.1:8080` |
 //! | `JWT_SECRET` | HMAC key for access tokens (at least 32 bytes) | embedded: generated in `DATA_DIR`; otherwise required |
 //! | `MASTER_KEY` | base64 of 32 bytes; encrypts clinic database passwords | embedded: generated in `DATA_DIR`; otherwise required |
+//! | `MASTER_KEY_PREVIOUS` | the key being rotated out: tried when `MASTER_KEY` cannot open a password | none |
 //! | `DATA_DIR` | embedded cluster and generated keys | `./data` |
 //! | `CLINIC_POOL_MAX` | connections per clinic pool | `5` |
 //! | `CLINIC_POOL_IDLE_SECS` | an idle clinic connection is closed after this | `60` |
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::crypto::{JwtSecret, MasterKey};
+use crate::crypto::{JwtSecret, Keyring, MasterKey};
 
 /// Settings shared by every command that touches the databases.
 #[derive(Debug, Clone, Args)]
@@ -34,6 +35,9 @@ pub struct DatabaseArgs {
     /// Base64 of 32 bytes; encrypts clinic database passwords.
     #[arg(long, env = "MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
+    /// The master key being rotated out, tried when MASTER_KEY fails.
+    #[arg(long, env = "MASTER_KEY_PREVIOUS", hide_env_values = true)]
+    pub master_key_previous: Option<String>,
     /// Embedded cluster and generated keys.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -79,7 +83,15 @@ pub struct Settings {
     pub prefix: DbPrefix,
     pub jwt_secret: JwtSecret,
     pub master_key: MasterKey,
+    /// Set during a key rotation (see [`Keyring`]).
+    pub master_key_previous: Option<MasterKey>,
     pub pool: PoolSettings,
+}
+
+impl Settings {
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(self.master_key.clone(), self.master_key_previous.clone())
+    }
 }
 
 /// Sizing of the per-clinic connection pools.

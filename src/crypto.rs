@@ -31,12 +31,17 @@ pub struct SealError;
 
 impl MasterKey {
     pub fn parse(base64: &str) -> Result<Self, ConfigError> {
+        Self::parse_setting(base64, "MASTER_KEY")
+    }
+
+    /// Parses a key given by the setting named `setting` (for its errors).
+    pub fn parse_setting(base64: &str, setting: &'static str) -> Result<Self, ConfigError> {
         let bytes = STANDARD
             .decode(base64.trim())
-            .map_err(|_| ConfigError::new("MASTER_KEY", "must be base64"))?;
+            .map_err(|_| ConfigError::new(setting, "must be base64"))?;
         let key: [u8; 32] = bytes
             .try_into()
-            .map_err(|_| ConfigError::new("MASTER_KEY", "must decode to exactly 32 bytes"))?;
+            .map_err(|_| ConfigError::new(setting, "must decode to exactly 32 bytes"))?;
         Ok(Self(key))
     }
 
@@ -88,6 +93,35 @@ impl MasterKey {
 
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
+    }
+}
+
+/// The master keys a process knows: `current` seals, and opening tries
+/// `current` then `previous`. During a key rotation servers run with the new
+/// key as current and the old one as previous, so passwords sealed with
+/// either open while `medicalpro keys rotate` re-seals them.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    pub current: MasterKey,
+    pub previous: Option<MasterKey>,
+}
+
+impl Keyring {
+    pub fn new(current: MasterKey, previous: Option<MasterKey>) -> Self {
+        Self { current, previous }
+    }
+
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        self.current.seal(plaintext, context)
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.current
+            .open(sealed, context)
+            .or_else(|error| match &self.previous {
+                Some(previous) => previous.open(sealed, context),
+                None => Err(error),
+            })
     }
 }
 
@@ -155,6 +189,19 @@ mod tests {
     fn each_seal_uses_a_fresh_nonce() {
         let key = MasterKey::generate();
         assert_ne!(key.seal(b"x", b"c"), key.seal(b"x", b"c"));
+    }
+
+    #[test]
+    fn keyring_opens_with_either_key_and_seals_with_the_current_one() {
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let sealed_old = old.seal(b"pw", b"c");
+        let keyring = Keyring::new(new.clone(), Some(old.clone()));
+        assert_eq!(keyring.open(&sealed_old, b"c").unwrap(), b"pw");
+        let sealed_new = keyring.seal(b"pw", b"c");
+        assert_eq!(new.open(&sealed_new, b"c").unwrap(), b"pw");
+        assert!(old.open(&sealed_new, b"c").is_err());
+        assert!(Keyring::new(new, None).open(&sealed_old, b"c").is_err());
+        assert!(keyring.open(&sealed_old, b"other").is_err());
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl RunningCluster {
         let dir = dir
             .canonicalize()
             .map_err(|e| EmbeddedError::Io(format!("resolving {}", dir.display()), e))?;
+        let _lock = lock_data_dir(&dir)?;
         let password = read_or_create(&dir.join("pg_admin_password"), || random_token(24))?;
         let port: u16 = read_or_create(&dir.join("pg_port"), || free_port().to_string())?
             .trim()
@@ -178,6 +179,26 @@ impl Drop for RunningCluster {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Holds `DATA_DIR/cluster.lock` (released when the file is dropped), so
+/// that of two processes starting at once (a server and a command), one
+/// creates and starts the cluster and the other then attaches to it.
+fn lock_data_dir(dir: &Path) -> Result<fs::File, EmbeddedError> {
+    let path = dir.join("cluster.lock");
+    let io = |e| EmbeddedError::Io(format!("locking {}", path.display()), e);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor this function owns; blocks until free.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
+        return Err(io(std::io::Error::last_os_error()));
+    }
+    Ok(file)
 }
 
 fn admin_url(password: &str, port: u16) -> String {
@@ -411,18 +432,36 @@ fn create_private_dir(dir: &Path, traversable: bool) -> Result<(), EmbeddedError
 }
 
 /// Reads a small secret file, or creates it (mode 0600) with `make()`.
+/// The file appears whole (written aside, then linked into place), so a
+/// process starting at the same moment reads either nothing or all of it,
+/// and of two creating it at once, both end up with the first one's value.
 pub fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String, EmbeddedError> {
+    let read = |file: &mut fs::File| {
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| EmbeddedError::Io(format!("reading {}", path.display()), e))?;
+        Ok(text.trim().to_owned())
+    };
     match fs::File::open(path) {
-        Ok(mut file) => {
-            let mut text = String::new();
-            file.read_to_string(&mut text)
-                .map_err(|e| EmbeddedError::Io(format!("reading {}", path.display()), e))?;
-            Ok(text.trim().to_owned())
-        }
+        Ok(mut file) => read(&mut file),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let value = make();
-            write_private(path, &value)?;
-            Ok(value)
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".{}.new", std::process::id()));
+            let aside = PathBuf::from(aside);
+            let _ = fs::remove_file(&aside);
+            write_private(&aside, &value)?;
+            let linked = fs::hard_link(&aside, path);
+            let _ = fs::remove_file(&aside);
+            match linked {
+                Ok(()) => Ok(value),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let mut file = fs::File::open(path)
+                        .map_err(|e| EmbeddedError::Io(format!("reading {}", path.display()), e))?;
+                    read(&mut file)
+                }
+                Err(e) => Err(EmbeddedError::Io(format!("writing {}", path.display()), e)),
+            }
         }
         Err(e) => Err(EmbeddedError::Io(format!("reading {}", path.display()), e)),
     }

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod embedded;
 pub mod http;
 pub mod migrations;
+pub mod ops;
 pub mod platform;
 pub mod tenancy;
 pub mod validation;

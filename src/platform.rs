@@ -1,5 +1,6 @@
-//! Platform administration: super admin accounts, the clinic overview
-//! (placement, schema version, size: never patient data), and suspending or
+//! Platform administration, for the API's `super_admin` and the command
+//! line alike: super admin accounts, the clinic directory (status,
+//! placement, schema version, size: never patient data), and suspending or
 //! reactivating a clinic.
 
 use chrono::{DateTime, Utc};
@@ -12,10 +13,8 @@ use uuid::Uuid;
 use crate::auth::password;
 use crate::auth::roles::Role;
 use crate::central::users::{self, NewUser, UserRecord};
-use crate::central::{audit, companies, Databases};
+use crate::central::{audit, companies};
 use crate::tenancy::naming::ClinicId;
-use crate::tenancy::pools::ClinicPools;
-use crate::tenancy::state::StateCache;
 use crate::validation;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,99 +71,130 @@ pub async fn create_super_admin(
     Ok(user)
 }
 
-/// A clinic as the platform sees it: no patient data.
+/// One clinic as the platform sees it: no patient data.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ClinicOverview {
+pub struct ClinicSummary {
     pub id: Uuid,
     pub name: String,
-    pub email: String,
-    pub country: String,
-    pub is_active: bool,
-    pub subscription_status: String,
-    pub provisioning_status: String,
-    pub db_server: Option<String>,
-    pub db_host: Option<String>,
-    pub db_port: Option<i32>,
-    pub db_name: Option<String>,
+    /// `active`, `suspended`, `pending` (not provisioned) or `deleted`.
+    pub status: String,
+    pub database: Option<String>,
+    /// The name of its database server in `db_servers`.
+    pub server: Option<String>,
+    /// The schema version central last recorded for it.
     pub schema_version: i64,
-    /// Size of the clinic database on disk, when it exists.
-    #[sqlx(default)]
+    /// `pg_database_size`, when the database is on the central server.
     pub size_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
-/// Live clinics (or one), oldest first, with their database sizes.
-pub async fn clinic_overviews(
-    databases: &Databases,
-    only: Option<ClinicId>,
-    limit: i64,
+/// A clinic in detail (still no patient data).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClinicDetails {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub summary: ClinicSummary,
+    pub email: String,
+    pub phone: Option<String>,
+    pub country: String,
+    pub subscription_status: String,
+    pub subscription_expiry: Option<DateTime<Utc>>,
+    pub db_host: Option<String>,
+    pub db_port: Option<i32>,
+    pub db_user: Option<String>,
+    pub staff_accounts: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SUMMARY_COLUMNS: &str = "
+    c.id, c.name,
+    CASE WHEN c.deleted_at IS NOT NULL THEN 'deleted'
+         WHEN c.provisioning_status <> 'ready' THEN 'pending'
+         WHEN c.is_active THEN 'active' ELSE 'suspended' END AS status,
+    c.db_name AS database, s.name AS server, c.schema_version,
+    (SELECT pg_database_size(d.oid) FROM pg_database d
+      WHERE d.datname = c.db_name AND d.datallowconn) AS size_bytes,
+    c.created_at";
+
+/// A page of clinics, oldest first, and how many there are in all; `limit`
+/// `None` lists every one.
+pub async fn list_clinics(
+    central: &PgPool,
+    limit: Option<i64>,
     offset: i64,
-) -> Result<(Vec<ClinicOverview>, i64), sqlx::Error> {
-    let filter = "c.deleted_at IS NULL AND ($1::uuid IS NULL OR c.id = $1)";
-    let total: i64 =
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM companies c WHERE {filter}"))
-            .bind(only.map(|id| id.0))
-            .fetch_one(&databases.central)
-            .await?;
-    let mut clinics: Vec<ClinicOverview> = sqlx::query_as(&format!(
-        "SELECT c.id, c.name, c.email, c.country::text AS country, c.is_active, c.subscription_status,
-                c.provisioning_status, s.name AS db_server, c.db_host, c.db_port, c.db_name,
-                c.schema_version, c.created_at
+) -> Result<(Vec<ClinicSummary>, i64), sqlx::Error> {
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM companies")
+        .fetch_one(central)
+        .await?;
+    let clinics = sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}
            FROM companies c LEFT JOIN db_servers s ON s.id = c.db_server_id
-          WHERE {filter} ORDER BY c.created_at, c.id LIMIT $2 OFFSET $3"
+          ORDER BY c.created_at, c.id LIMIT $1 OFFSET $2"
     ))
-    .bind(only.map(|id| id.0))
     .bind(limit)
     .bind(offset)
-    .fetch_all(&databases.central)
+    .fetch_all(central)
     .await?;
-    let names: Vec<String> = clinics.iter().filter_map(|c| c.db_name.clone()).collect();
-    let sizes: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT datname::text, pg_database_size(oid) FROM pg_database WHERE datname = ANY($1)",
-    )
-    .bind(&names)
-    .fetch_all(&databases.admin)
-    .await?;
-    for clinic in &mut clinics {
-        clinic.size_bytes = sizes
-            .iter()
-            .find(|(name, _)| Some(name) == clinic.db_name.as_ref())
-            .map(|(_, size)| *size);
-    }
     Ok((clinics, total))
 }
 
-/// Suspends or reactivates a clinic. On this instance it takes effect on
-/// the very next request (the state cache entry is dropped and the pool
-/// closed); other instances see it when their cache entry expires
-/// (`tenancy::state::STATE_TTL`). `false` when there is no such clinic.
+pub async fn show_clinic(
+    central: &PgPool,
+    id: ClinicId,
+) -> Result<Option<ClinicDetails>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}, c.email, c.phone, c.country::text AS country,
+                c.subscription_status, c.subscription_expiry, c.db_host, c.db_port, c.db_user,
+                (SELECT COUNT(*) FROM users u WHERE u.company_id = c.id AND u.deleted_at IS NULL)
+                    AS staff_accounts,
+                c.updated_at
+           FROM companies c LEFT JOIN db_servers s ON s.id = c.db_server_id
+          WHERE c.id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(central)
+    .await
+}
+
+/// Who switched a clinic off or on, for the platform audit.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangedBy {
+    /// A `super_admin` through the API.
+    Admin(Uuid),
+    CommandLine,
+}
+
+/// Suspends (`active = false`) or reactivates a clinic and records the
+/// platform event `clinic.suspended` / `clinic.activated`; `false` when no
+/// such clinic exists. Running servers notice within their state cache's
+/// lifetime (`tenancy::state::STATE_TTL`); the instance that suspends
+/// through the API also drops its cache entry and pool at once.
 pub async fn set_clinic_active(
-    databases: &Databases,
-    states: &StateCache,
-    pools: &ClinicPools,
+    central: &PgPool,
     id: ClinicId,
     active: bool,
-    actor: Option<Uuid>,
+    by: ChangedBy,
 ) -> Result<bool, sqlx::Error> {
-    if !companies::set_active(&databases.central, id, active).await? {
+    if !companies::set_active(central, id, active).await? {
         return Ok(false);
     }
-    states.forget(id);
-    if !active {
-        pools.close(id).await;
-    }
+    let (actor_user_id, via) = match by {
+        ChangedBy::Admin(user) => (Some(user), "api"),
+        ChangedBy::CommandLine => (None, "command line"),
+    };
     let event = audit::PlatformEvent {
         action: if active {
             "clinic.activated"
         } else {
             "clinic.suspended"
         },
-        actor_user_id: actor,
+        actor_user_id,
         company_id: Some(id.0),
         client_addr: None,
-        details: json!({}),
+        details: json!({ "via": via }),
     };
-    audit::record(&databases.central, event).await?;
+    audit::record(central, event).await?;
     Ok(true)
 }

@@ -87,15 +87,26 @@ impl Databases {
     }
 }
 
+/// Creates the database if it is missing and closes it to PUBLIC, under an
+/// advisory lock: of several processes starting at once (server instances,
+/// operations commands), one does it while the others wait.
 async fn create_database_if_missing(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    let mut conn = admin.acquire().await?;
+    // Closing the connection afterwards releases the lock, whatever happens.
+    conn.close_on_drop();
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    let admin = &mut *conn;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(name)
-            .fetch_one(admin)
+            .fetch_one(&mut *admin)
             .await?;
     if !exists {
         let created = sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(name)))
-            .execute(admin)
+            .execute(&mut *admin)
             .await;
         match created {
             // Another instance created it first.
@@ -109,7 +120,7 @@ async fn create_database_if_missing(admin: &PgPool, name: &str) -> Result<(), sq
         "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
         quote_ident(name)
     ))
-    .execute(admin)
+    .execute(&mut *admin)
     .await?;
     Ok(())
 }

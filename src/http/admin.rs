@@ -14,7 +14,7 @@ use super::list::ListQuery;
 use super::state::AppState;
 use crate::auth::roles::Role;
 use crate::central::users;
-use crate::platform::{self, ClinicOverview};
+use crate::platform::{self, ChangedBy, ClinicDetails, ClinicSummary};
 use crate::tenancy::naming::ClinicId;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -46,17 +46,16 @@ impl FromRequestParts<AppState> for SuperAdmin {
 
 /// Every clinic: status, placement, schema version, size. No patient data.
 #[utoipa::path(get, path = "/admin/clinics", tag = "admin", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [ClinicOverview]), (status = 403, description = "forbidden")))]
+    params(ListQuery), responses((status = 200, body = [ClinicSummary]), (status = 403, description = "forbidden")))]
 async fn list_clinics(
     State(state): State<AppState>,
     _admin: SuperAdmin,
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page_request = query.page()?;
-    let (clinics, total) = platform::clinic_overviews(
-        &state.databases,
-        None,
-        page_request.limit,
+    let (clinics, total) = platform::list_clinics(
+        &state.databases.central,
+        Some(page_request.limit),
         page_request.offset,
     )
     .await?;
@@ -64,18 +63,18 @@ async fn list_clinics(
 }
 
 #[utoipa::path(get, path = "/admin/clinics/{id}", tag = "admin", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses((status = 200, body = ClinicOverview), (status = 404, description = "not_found")))]
+    params(("id" = Uuid, Path)), responses((status = 200, body = ClinicDetails), (status = 404, description = "not_found")))]
 async fn show_clinic(
     State(state): State<AppState>,
     _admin: SuperAdmin,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    overview(&state, ClinicId(id)).await.map(ok)
+    details(&state, ClinicId(id)).await.map(ok)
 }
 
 /// Suspends a clinic: its tokens get 403 `clinic_inactive` from the next request.
 #[utoipa::path(post, path = "/admin/clinics/{id}/suspend", tag = "admin", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses((status = 200, body = ClinicOverview), (status = 404, description = "not_found")))]
+    params(("id" = Uuid, Path)), responses((status = 200, body = ClinicDetails), (status = 404, description = "not_found")))]
 async fn suspend_clinic(
     State(state): State<AppState>,
     SuperAdmin(admin): SuperAdmin,
@@ -87,7 +86,7 @@ async fn suspend_clinic(
 }
 
 #[utoipa::path(post, path = "/admin/clinics/{id}/activate", tag = "admin", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses((status = 200, body = ClinicOverview), (status = 404, description = "not_found")))]
+    params(("id" = Uuid, Path)), responses((status = 200, body = ClinicDetails), (status = 404, description = "not_found")))]
 async fn activate_clinic(
     State(state): State<AppState>,
     SuperAdmin(admin): SuperAdmin,
@@ -101,23 +100,20 @@ async fn set_active(
     admin: &Caller,
     id: ClinicId,
     active: bool,
-) -> Result<ClinicOverview, ApiError> {
-    let found = platform::set_clinic_active(
-        &state.databases,
-        &state.states,
-        &state.pools,
-        id,
-        active,
-        Some(admin.user_id),
-    )
-    .await?;
-    if !found {
+) -> Result<ClinicDetails, ApiError> {
+    let central = &state.databases.central;
+    if !platform::set_clinic_active(central, id, active, ChangedBy::Admin(admin.user_id)).await? {
         return Err(ApiError::NotFound);
     }
-    overview(state, id).await
+    state.states.forget(id);
+    if !active {
+        state.pools.close(id).await;
+    }
+    details(state, id).await
 }
 
-async fn overview(state: &AppState, id: ClinicId) -> Result<ClinicOverview, ApiError> {
-    let (mut clinics, _) = platform::clinic_overviews(&state.databases, Some(id), 1, 0).await?;
-    clinics.pop().ok_or(ApiError::NotFound)
+async fn details(state: &AppState, id: ClinicId) -> Result<ClinicDetails, ApiError> {
+    platform::show_clinic(&state.databases.central, id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::clinic::Caller;
 use super::error::ApiError;
 use super::extract::{created, ok, ClientAddr, Json};
+use super::metrics::LoginFailure;
 use super::state::AppState;
 use crate::auth::password;
 use crate::auth::roles::Role;
@@ -137,6 +138,11 @@ async fn register(
             },
             other => ApiError::Internal(other.into()),
         })?;
+    state
+        .metrics
+        .observe_provisioning(std::time::Duration::from_millis(
+            provisioned.elapsed_ms as u64,
+        ));
     let user = provisioned
         .admin
         .ok_or_else(|| anyhow::anyhow!("provisioning returned no admin"))?;
@@ -191,6 +197,7 @@ async fn login(
     let (user, tokens) = sessions(&state)
         .login(&email, password, &client_addr)
         .await
+        .inspect_err(|e| count_login_failure(&state, e))
         .map_err(session_error)?;
     let clinic = match user.company_id {
         Some(id) => companies::find(&state.databases.central, ClinicId(id)).await?,
@@ -269,6 +276,15 @@ fn sessions(state: &AppState) -> Sessions<'_> {
         keys: &state.keys,
         states: &state.states,
     }
+}
+
+fn count_login_failure(state: &AppState, error: &SessionError) {
+    let reason = match error {
+        SessionError::InvalidCredentials => LoginFailure::InvalidCredentials,
+        SessionError::Throttled => LoginFailure::Throttled,
+        _ => return,
+    };
+    state.metrics.login_failed(reason);
 }
 
 fn session_error(error: SessionError) -> ApiError {

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod gdpr;
 pub mod list;
 pub mod medical_records;
+pub mod metrics;
 pub mod patient_data;
 pub mod patients;
 pub mod practitioners;
@@ -95,12 +96,14 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     api.merge(system::router(openapi))
+        .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(
             // Spans name the route template, never the raw path or query
             // (which could carry search text).

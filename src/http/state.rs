@@ -1,9 +1,10 @@
 //! What every handler can reach: the central database, the token keys, the
-//! clinic pool registry, the clinic state and account caches, and the
-//! provisioner.
+//! clinic pool registry, the clinic state and account caches, the
+//! provisioner and the metrics.
 
 use std::sync::Arc;
 
+use super::metrics::Metrics;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
@@ -19,4 +20,5 @@ pub struct AppState {
     pub states: Arc<StateCache>,
     pub accounts: Arc<AccountCache>,
     pub provisioner: Provisioner,
+    pub metrics: Arc<Metrics>,
 }

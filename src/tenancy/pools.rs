@@ -12,7 +12,7 @@ use sqlx::PgPool;
 
 use crate::central::companies;
 use crate::config::PoolSettings;
-use crate::crypto::MasterKey;
+use crate::crypto::Keyring;
 use crate::tenancy::naming::ClinicId;
 
 /// How long a request waits for a clinic connection before answering 503.
@@ -30,7 +30,7 @@ pub enum PoolError {
 
 pub struct ClinicPools {
     central: PgPool,
-    master_key: MasterKey,
+    master_key: Keyring,
     /// Connection settings shared with the admin connection (TLS mode,
     /// timeouts); host, port, database and credentials are the clinic's.
     base_options: PgConnectOptions,
@@ -41,7 +41,7 @@ pub struct ClinicPools {
 impl ClinicPools {
     pub fn new(
         central: PgPool,
-        master_key: MasterKey,
+        master_key: Keyring,
         base_options: PgConnectOptions,
         settings: PoolSettings,
     ) -> Self {

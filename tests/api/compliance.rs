@@ -472,7 +472,7 @@ async fn platform_admins_suspend_clinics_and_read_no_patient_data() {
         )
         .await;
     assert_eq!(suspend.status, StatusCode::OK, "{}", suspend.body);
-    assert_eq!(suspend.data()["isActive"], false);
+    assert_eq!(suspend.data()["status"], "suspended");
     let refused = app.get("/api/v1/patients", &clinic.token).await;
     assert_eq!(
         (refused.status, refused.code()),

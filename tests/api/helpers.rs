@@ -121,6 +121,7 @@ pub fn settings_for(prefix: &str) -> Settings {
         prefix: DbPrefix::parse(prefix).expect("test prefix"),
         jwt_secret: JwtSecret::parse(&JwtSecret::generate()).expect("secret"),
         master_key: MasterKey::generate(),
+        master_key_previous: None,
         pool: PoolSettings {
             per_clinic_max: 3,
             idle_timeout: Duration::from_secs(30),

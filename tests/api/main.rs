@@ -4,6 +4,7 @@
 mod appointments;
 mod auth;
 mod catalogue;
+mod cli;
 mod compliance;
 mod consents;
 mod documents;
@@ -11,7 +12,9 @@ mod embedded;
 mod helpers;
 mod isolation;
 mod medical_records;
+mod metrics;
 mod openapi;
+mod ops;
 mod patients;
 mod practitioners;
 mod provisioning;

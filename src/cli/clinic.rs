@@ -1,0 +1,259 @@
+//! `medicalpro clinic ...`: create, list, show, suspend, activate.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::output::{human_bytes, print_json, Table};
+use super::{with_fleet, Connect};
+use crate::app::{self, Environment};
+use crate::auth::password;
+use crate::config::DatabaseArgs;
+use crate::platform::{self, ChangedBy};
+use crate::tenancy::naming::ClinicId;
+use crate::tenancy::provisioning::{FirstAdmin, NewClinic, ProvisionError};
+use crate::validation::{self as v, FieldErrors};
+
+#[derive(Debug, Subcommand)]
+pub enum ClinicCommand {
+    /// Provision a clinic (database, role, schema) and print its id.
+    Create(CreateClinicArgs),
+    /// List every clinic: status, database, server, schema version, size.
+    List(ListArgs),
+    /// Show one clinic in detail.
+    Show(ClinicArgs),
+    /// Suspend a clinic: its staff get 403 clinic_inactive until reactivated.
+    Suspend(ClinicArgs),
+    /// Reactivate a suspended clinic.
+    Activate(ClinicArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClinicArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The clinic's id.
+    pub id: Uuid,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClinicCommand::Create(args) => create_clinic(args).await,
+        ClinicCommand::List(args) => list(args).await,
+        ClinicCommand::Show(args) => show(args).await,
+        ClinicCommand::Suspend(args) => set_active(args, false).await,
+        ClinicCommand::Activate(args) => set_active(args, true).await,
+    }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let clinics = with_fleet(&args.db, Connect::Attach, |fleet| async move {
+        Ok(platform::list_clinics(&fleet.databases.central, None, 0)
+            .await?
+            .0)
+    })
+    .await?;
+    if args.json {
+        print_json(&clinics)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&[
+        "ID", "NAME", "STATUS", "DATABASE", "SERVER", "SCHEMA", "SIZE", "CREATED",
+    ]);
+    for clinic in &clinics {
+        table.row(vec![
+            clinic.id.to_string(),
+            clinic.name.clone(),
+            clinic.status.clone(),
+            clinic.database.clone().unwrap_or_else(|| "-".into()),
+            clinic.server.clone().unwrap_or_else(|| "-".into()),
+            clinic.schema_version.to_string(),
+            human_bytes(clinic.size_bytes),
+            clinic.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        ]);
+    }
+    table.print();
+    eprintln!("{} clinic(s)", clinics.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(args: ClinicArgs) -> anyhow::Result<ExitCode> {
+    let id = ClinicId(args.id);
+    let details = with_fleet(&args.db, Connect::Attach, |fleet| async move {
+        Ok(platform::show_clinic(&fleet.databases.central, id).await?)
+    })
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("no clinic has the id {id}"))?;
+    if args.json {
+        print_json(&details)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &details.summary;
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut table = Table::new(&["FIELD", "VALUE"]);
+    for (field, value) in [
+        ("id", s.id.to_string()),
+        ("name", s.name.clone()),
+        ("status", s.status.clone()),
+        ("email", details.email.clone()),
+        ("phone", or_dash(details.phone.clone())),
+        ("country", details.country.clone()),
+        ("subscription", details.subscription_status.clone()),
+        (
+            "subscription expiry",
+            or_dash(details.subscription_expiry.map(|t| t.to_rfc3339())),
+        ),
+        ("staff accounts", details.staff_accounts.to_string()),
+        ("database", or_dash(s.database.clone())),
+        ("role", or_dash(details.db_user.clone())),
+        ("server", or_dash(s.server.clone())),
+        (
+            "host",
+            or_dash(
+                details
+                    .db_host
+                    .clone()
+                    .map(|h| format!("{h}:{}", details.db_port.unwrap_or(5432))),
+            ),
+        ),
+        ("schema version", s.schema_version.to_string()),
+        ("size", human_bytes(s.size_bytes)),
+        ("created", s.created_at.to_rfc3339()),
+        ("updated", details.updated_at.to_rfc3339()),
+    ] {
+        table.row(vec![field.to_owned(), value]);
+    }
+    table.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_active(args: ClinicArgs, active: bool) -> anyhow::Result<ExitCode> {
+    let id = ClinicId(args.id);
+    with_fleet(&args.db, Connect::Attach, |fleet| async move {
+        let central = &fleet.databases.central;
+        if !platform::set_clinic_active(central, id, active, ChangedBy::CommandLine).await? {
+            anyhow::bail!("no clinic has the id {id}");
+        }
+        Ok(())
+    })
+    .await?;
+    let status = if active { "active" } else { "suspended" };
+    if args.json {
+        print_json(&json!({"id": id, "status": status}))?;
+    } else {
+        println!("clinic {id} is {status}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateClinicArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Clinic name.
+    #[arg(long)]
+    pub name: String,
+    /// Clinic contact email (also the first admin's login, if one is made).
+    #[arg(long)]
+    pub email: String,
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    #[arg(long, default_value = "FR")]
+    pub country: String,
+    /// Read the first admin's password from standard input and create that admin.
+    #[arg(long)]
+    pub admin_password_stdin: bool,
+    #[arg(long, default_value = "Clinic")]
+    pub admin_first_name: String,
+    #[arg(long, default_value = "Admin")]
+    pub admin_last_name: String,
+    /// Print JSON instead of the bare id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn create_clinic(args: CreateClinicArgs) -> anyhow::Result<ExitCode> {
+    let mut errors = FieldErrors::default();
+    let name = v::required(Some(args.name), v::text(200), "--name", &mut errors);
+    let email = v::required(Some(args.email), v::email, "--email", &mut errors);
+    let phone = v::optional(args.phone, v::phone, "--phone", &mut errors);
+    let country = v::required(Some(args.country), v::country, "--country", &mut errors);
+    let (Some(name), Some(email), Some(country)) = (name, email, country) else {
+        let details = errors.into_details();
+        anyhow::bail!(
+            "{}",
+            details
+                .iter()
+                .map(|d| format!("{} {}", d.field, d.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    };
+    let admin = if args.admin_password_stdin {
+        let mut password = String::new();
+        std::io::stdin().read_to_string(&mut password)?;
+        let password = v::password(password.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|m| anyhow::anyhow!("the admin password {m}"))?;
+        Some(FirstAdmin {
+            email: email.clone(),
+            password_hash: password::hash(password).await?,
+            first_name: args.admin_first_name,
+            last_name: args.admin_last_name,
+        })
+    } else {
+        None
+    };
+    let environment = Environment::resolve(&args.db).await?;
+    let result = async {
+        let state = app::build_state(&environment.settings).await?;
+        let provisioned = state
+            .provisioner
+            .provision(
+                NewClinic {
+                    name,
+                    email,
+                    phone,
+                    country,
+                },
+                admin,
+            )
+            .await
+            .map_err(|e| match e {
+                ProvisionError::EmailTaken => {
+                    anyhow::anyhow!("a clinic or account with this email already exists")
+                }
+                other => other.into(),
+            })?;
+        state.databases.close().await;
+        anyhow::Ok(provisioned)
+    }
+    .await;
+    environment.stop();
+    let provisioned = result?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"id": provisioned.clinic_id, "adminUserId": provisioned.admin.map(|a| a.id),
+                   "provisioningMs": provisioned.elapsed_ms as u64})
+        );
+    } else {
+        println!("{}", provisioned.clinic_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}

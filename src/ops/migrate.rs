@@ -1,0 +1,270 @@
+//! `medicalpro migrate`: the central database first, then every clinic,
+//! several at once. One clinic failing does not stop the others; running
+//! again finishes what is left (applied migrations are skipped).
+//!
+//! A clinic is migrated as its own role (so it owns what the migrations
+//! create); then the admin re-applies the audit trail script (the trail
+//! stays the admin's) and central records the clinic's schema version.
+//! sqlx applies each migration in its own transaction, so a clinic whose
+//! migration is under way keeps being served from its last committed
+//! version, and a failed migration leaves nothing half done.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{applied_versions, for_each_bounded, ClinicRecord, Fleet, CONNECT_TIMEOUT};
+use crate::migrations;
+use crate::tenancy::naming::ClinicId;
+use crate::tenancy::provisioning::install_audit_trail;
+
+/// How long one migration statement waits for a lock held by live traffic
+/// before that clinic's migration fails (and is retried by the next run).
+pub const LOCK_TIMEOUT: &str = "30s";
+
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Only this clinic (central is migrated all the same).
+    pub clinic: Option<ClinicId>,
+    /// Clinics migrated at once.
+    pub jobs: usize,
+    /// List what would run, change nothing.
+    pub dry_run: bool,
+    /// The clinic migration set: [`migrations::CLINIC`], or a test's own.
+    pub clinic_migrator: &'static Migrator,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            clinic: None,
+            jobs: 4,
+            dry_run: false,
+            clinic_migrator: &migrations::CLINIC,
+        }
+    }
+}
+
+/// Where one database stood and stands.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// `None` for the central database.
+    pub clinic_id: Option<Uuid>,
+    pub from_version: i64,
+    pub to_version: i64,
+    /// Versions applied by this run (with `dry_run`: that would be applied).
+    pub applied: Vec<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrateReport {
+    pub dry_run: bool,
+    pub central: Outcome,
+    pub latest_clinic_version: i64,
+    pub clinics: Vec<Outcome>,
+}
+
+impl MigrateReport {
+    pub fn failures(&self) -> impl Iterator<Item = &Outcome> {
+        std::iter::once(&self.central)
+            .chain(&self.clinics)
+            .filter(|o| o.error.is_some())
+    }
+
+    /// How many clinics are at each schema version after the run.
+    pub fn clinics_by_version(&self) -> BTreeMap<i64, usize> {
+        let mut counts = BTreeMap::new();
+        for outcome in &self.clinics {
+            *counts.entry(outcome.to_version).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Progress of the clinic phase, for a terminal display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: usize,
+    pub failed: usize,
+    pub total: usize,
+}
+
+pub async fn run(
+    fleet: &Fleet,
+    options: &MigrateOptions,
+    mut progress: impl FnMut(Progress),
+) -> anyhow::Result<MigrateReport> {
+    let central = migrate_central(&fleet.databases.central, options.dry_run).await?;
+    if central.error.is_some() {
+        // Clinics wait for a central database that is up to date.
+        return Ok(MigrateReport {
+            dry_run: options.dry_run,
+            central,
+            latest_clinic_version: migrations::latest_version(options.clinic_migrator),
+            clinics: Vec::new(),
+        });
+    }
+    if !options.dry_run {
+        crate::central::servers::register_primary(
+            &fleet.databases.central,
+            &fleet.databases.admin_options,
+        )
+        .await?;
+    }
+    let clinics = match options.clinic {
+        Some(id) => vec![fleet.clinic(id).await?],
+        None => fleet.clinics(None).await?,
+    };
+    let total = clinics.len();
+    let mut tally = Progress {
+        done: 0,
+        failed: 0,
+        total,
+    };
+    progress(tally);
+    let fleet = Arc::new(fleet.clone());
+    let (migrator, dry_run) = (options.clinic_migrator, options.dry_run);
+    let outcomes = for_each_bounded(
+        clinics,
+        options.jobs,
+        |clinic| migrate_clinic(fleet.clone(), clinic, migrator, dry_run),
+        |outcome: &Outcome| {
+            tally.done += 1;
+            tally.failed += usize::from(outcome.error.is_some());
+            progress(tally);
+        },
+    )
+    .await;
+    Ok(MigrateReport {
+        dry_run: options.dry_run,
+        central,
+        latest_clinic_version: migrations::latest_version(migrator),
+        clinics: outcomes,
+    })
+}
+
+async fn migrate_central(central: &PgPool, dry_run: bool) -> anyhow::Result<Outcome> {
+    let mut conn = central.acquire().await?;
+    let before = applied_versions(&mut conn).await?;
+    let pending = pending(&migrations::CENTRAL, &before);
+    let mut outcome = Outcome {
+        clinic_id: None,
+        from_version: before.last().copied().unwrap_or(0),
+        to_version: before.last().copied().unwrap_or(0),
+        applied: pending.clone(),
+        error: None,
+    };
+    if dry_run || pending.is_empty() {
+        return Ok(outcome);
+    }
+    drop(conn);
+    if let Err(error) = migrations::CENTRAL.run(central).await {
+        outcome.error = Some(format!("{error:#}"));
+    }
+    let after = applied_versions(&mut *central.acquire().await?).await?;
+    outcome.to_version = after.last().copied().unwrap_or(0);
+    outcome.applied = after.into_iter().filter(|v| !before.contains(v)).collect();
+    Ok(outcome)
+}
+
+/// Migrates one clinic; every failure ends up in the outcome's `error`.
+pub async fn migrate_clinic(
+    fleet: Arc<Fleet>,
+    clinic: ClinicRecord,
+    migrator: &'static Migrator,
+    dry_run: bool,
+) -> Outcome {
+    let mut outcome = Outcome {
+        clinic_id: Some(clinic.id),
+        from_version: clinic.schema_version,
+        to_version: clinic.schema_version,
+        applied: Vec::new(),
+        error: None,
+    };
+    if let Err(error) = migrate_into(&fleet, &clinic, migrator, dry_run, &mut outcome).await {
+        tracing::warn!(clinic.id = %clinic.id, error = %format!("{error:#}"), "clinic migration failed");
+        outcome.error = Some(format!("{error:#}"));
+    }
+    outcome
+}
+
+async fn migrate_into(
+    fleet: &Fleet,
+    clinic: &ClinicRecord,
+    migrator: &Migrator,
+    dry_run: bool,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let options = fleet
+        .role_options(clinic)?
+        .options([("lock_timeout", LOCK_TIMEOUT)]);
+    // A one-connection pool: sqlx's migrator runs on pools in spawned tasks.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options)
+        .await?;
+    let result = migrate_on(fleet, clinic, &pool, migrator, dry_run, outcome).await;
+    pool.close().await;
+    result
+}
+
+async fn migrate_on(
+    fleet: &Fleet,
+    clinic: &ClinicRecord,
+    pool: &PgPool,
+    migrator: &Migrator,
+    dry_run: bool,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let before = applied_versions(&mut *pool.acquire().await?).await?;
+    outcome.from_version = before.last().copied().unwrap_or(0);
+    outcome.to_version = outcome.from_version;
+    outcome.applied = pending(migrator, &before);
+    if dry_run {
+        return Ok(());
+    }
+    let migrated = migrator.run(pool).await;
+    let after = applied_versions(&mut *pool.acquire().await?).await?;
+    outcome.to_version = after.last().copied().unwrap_or(0);
+    outcome.applied = after
+        .iter()
+        .copied()
+        .filter(|v| !before.contains(v))
+        .collect();
+    let recorded = record_version(fleet, clinic.id, outcome.to_version).await;
+    migrated?;
+    install_audit_trail(
+        &fleet.admin_options_on(clinic, &clinic.db_name),
+        &clinic.db_name,
+    )
+    .await?;
+    recorded?;
+    Ok(())
+}
+
+async fn record_version(fleet: &Fleet, id: Uuid, version: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE companies SET schema_version = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(version)
+        .execute(&fleet.databases.central)
+        .await
+        .map(drop)
+}
+
+fn pending(migrator: &Migrator, applied: &[i64]) -> Vec<i64> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect()
+}

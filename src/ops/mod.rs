@@ -1,0 +1,235 @@
+//! Operations on the whole fleet of clinic databases: listing and
+//! suspending clinics, migrations, backups and restores, health checks and
+//! master key rotation. Each command of the `medicalpro` command line is a
+//! function here, so tests call them as the command line does.
+//!
+//! Every operation goes through a [`Fleet`]: the settings `serve` uses and
+//! the admin and central connections.
+
+pub mod backup;
+pub mod doctor;
+pub mod keys;
+pub mod migrate;
+pub mod pgtools;
+pub mod restore;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgConnection};
+use uuid::Uuid;
+
+use crate::central::Databases;
+use crate::config::Settings;
+use crate::tenancy::naming::ClinicId;
+
+/// How long an operation waits for one clinic database to accept a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings and connections every operation works with.
+#[derive(Clone)]
+pub struct Fleet {
+    pub settings: Settings,
+    pub databases: Databases,
+}
+
+/// A provisioned clinic and where its database lives.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClinicRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub is_active: bool,
+    pub db_host: String,
+    pub db_port: i32,
+    pub db_name: String,
+    pub db_user: String,
+    pub db_password_sealed: Vec<u8>,
+    pub schema_version: i64,
+}
+
+/// The central database of these settings does not exist yet.
+#[derive(Debug, thiserror::Error)]
+#[error("the central database {0} does not exist yet (`medicalpro migrate` or `medicalpro serve` creates it)")]
+pub struct CentralMissing(pub String);
+
+impl Fleet {
+    /// Connects as `serve` does: creates the central database if needed and
+    /// brings it to the newest migration.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        let databases = Databases::open(&settings.admin_url, &settings.prefix).await?;
+        Ok(Self {
+            settings: settings.clone(),
+            databases,
+        })
+    }
+
+    /// Connects to an existing central database without changing anything
+    /// (health checks, dry runs). Fails with [`CentralMissing`] when there is
+    /// no central database yet.
+    pub async fn attach(settings: &Settings) -> anyhow::Result<Self> {
+        let admin_options = PgConnectOptions::from_str(&settings.admin_url)
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?
+            .application_name("medicalpro-ops");
+        let admin = PgPoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(admin_options.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the database server at {}:{}",
+                    admin_options.get_host(),
+                    admin_options.get_port()
+                )
+            })?;
+        let central_name = settings.prefix.central_database();
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&central_name)
+                .fetch_one(&admin)
+                .await?;
+        if !exists {
+            admin.close().await;
+            return Err(CentralMissing(central_name).into());
+        }
+        let central = PgPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(
+                admin_options
+                    .clone()
+                    .database(&central_name)
+                    .application_name("medicalpro-ops"),
+            )
+            .await?;
+        Ok(Self {
+            settings: settings.clone(),
+            databases: Databases {
+                admin,
+                central,
+                admin_options,
+            },
+        })
+    }
+
+    pub async fn close(&self) {
+        self.databases.close().await;
+    }
+
+    /// Provisioned, not deleted clinics (suspended ones included), oldest
+    /// first; only `only` when given.
+    pub async fn clinics(&self, only: Option<ClinicId>) -> Result<Vec<ClinicRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, name, is_active, db_host, db_port, db_name, db_user, db_password_sealed,
+                    schema_version
+               FROM companies
+              WHERE provisioning_status = 'ready' AND deleted_at IS NULL
+                AND ($1::uuid IS NULL OR id = $1)
+              ORDER BY created_at, id",
+        )
+        .bind(only.map(|id| id.0))
+        .fetch_all(&self.databases.central)
+        .await
+    }
+
+    /// One provisioned clinic, or an error naming it.
+    pub async fn clinic(&self, id: ClinicId) -> anyhow::Result<ClinicRecord> {
+        self.clinics(Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no provisioned clinic has the id {id}"))
+    }
+
+    /// The admin role, connected to `database` on the clinic's server.
+    pub fn admin_options_on(&self, clinic: &ClinicRecord, database: &str) -> PgConnectOptions {
+        self.databases
+            .admin_options
+            .clone()
+            .host(&clinic.db_host)
+            .port(u16::try_from(clinic.db_port).unwrap_or(5432))
+            .database(database)
+    }
+
+    /// The clinic's own role on its own database, its password unsealed
+    /// with the configured keys (current, then previous).
+    pub fn role_options(&self, clinic: &ClinicRecord) -> anyhow::Result<PgConnectOptions> {
+        let password = self
+            .settings
+            .keyring()
+            .open(&clinic.db_password_sealed, clinic.id.as_bytes())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!("its stored password cannot be opened with MASTER_KEY (nor MASTER_KEY_PREVIOUS)")
+            })?;
+        Ok(self
+            .admin_options_on(clinic, &clinic.db_name)
+            .username(&clinic.db_user)
+            .password(&password)
+            .application_name("medicalpro-ops"))
+    }
+}
+
+/// One connection, given up after [`CONNECT_TIMEOUT`].
+pub async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgConnection> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(connection) => Ok(connection?),
+        Err(_) => anyhow::bail!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    }
+}
+
+/// The versions of the migrations applied to a database, oldest first
+/// (none before the first migration).
+pub async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
+    let ledger: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !ledger {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(conn)
+        .await
+}
+
+/// Runs `work` over `items` with at most `jobs` at once, calling `done`
+/// after each; results come back in the order of `items`.
+pub async fn for_each_bounded<T, R, F, Fut>(
+    items: Vec<T>,
+    jobs: usize,
+    work: F,
+    mut done: impl FnMut(&R),
+) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = items.len();
+    for (index, item) in items.into_iter().enumerate() {
+        let permit = semaphore.clone();
+        let future = work(item);
+        tasks.spawn(async move {
+            let _permit = permit.acquire_owned().await;
+            (index, future.await)
+        });
+    }
+    let mut results: Vec<Option<R>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, result)) => {
+                done(&result);
+                results[index] = Some(result);
+            }
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    results.into_iter().flatten().collect()
+}

@@ -1,0 +1,654 @@
+//! The operations commands (`medicalpro migrate`, `backup`, `restore`,
+//! `doctor`, `keys rotate`, `clinic ...`) as library calls, against real
+//! clinic databases.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use medicalpro::app::build_state;
+use medicalpro::crypto::MasterKey;
+use medicalpro::migrations;
+use medicalpro::ops::backup::{backup_all, backup_clinic, checksum_path};
+use medicalpro::ops::doctor::{self, Severity};
+use medicalpro::ops::keys;
+use medicalpro::ops::migrate::{self, MigrateOptions};
+use medicalpro::ops::restore::{restore, NewIdentity, RestoreError, RestoreOptions};
+use medicalpro::ops::Fleet;
+use medicalpro::platform::{self, ChangedBy};
+use medicalpro::tenancy::naming::ClinicId;
+use medicalpro::tenancy::provisioning::NewClinic;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn fleet(app: &TestApp) -> Fleet {
+    Fleet::attach(&app.settings)
+        .await
+        .expect("attaching to central")
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("medicalpro-ops-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The clinic migrations plus one of the test's own, numbered after them.
+fn migrator_with_probe() -> &'static Migrator {
+    let mut set: Vec<Migration> = migrations::CLINIC.iter().cloned().collect();
+    set.push(Migration::new(
+        9001,
+        Cow::Borrowed("fleet probe"),
+        MigrationType::Simple,
+        Cow::Borrowed("CREATE TABLE fleet_probe (id integer PRIMARY KEY)"),
+        false,
+    ));
+    Box::leak(Box::new(Migrator {
+        migrations: Cow::Owned(set),
+        ..Migrator::DEFAULT
+    }))
+}
+
+async fn provision(app: &TestApp, count: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let clinic = NewClinic {
+            name: format!("Clinic {n}"),
+            email: format!("fleet-{n}-{}@example.fr", app.prefix),
+            phone: None,
+            country: "FR".into(),
+        };
+        let made = app.state.provisioner.provision(clinic, None).await.unwrap();
+        ids.push(made.clinic_id.0);
+    }
+    ids
+}
+
+async fn recorded_versions(app: &TestApp) -> Vec<(Uuid, i64)> {
+    sqlx::query_as("SELECT id, schema_version FROM companies ORDER BY id")
+        .fetch_all(&app.state.databases.central)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_fleet_is_migrated_despite_one_failing_clinic_and_finished_by_a_second_run() {
+    let app = spawn_app().await;
+    let ids = provision(&app, 20).await;
+    let broken = ids[7];
+    // Sabotage: the table the new migration creates already exists there.
+    let mut admin = app.admin_connection(&app.clinic_database(broken)).await;
+    sqlx::raw_sql("CREATE TABLE fleet_probe (id integer)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let fleet = fleet(&app).await;
+    let options = MigrateOptions {
+        jobs: 4,
+        clinic_migrator: migrator_with_probe(),
+        ..MigrateOptions::default()
+    };
+
+    let plan = migrate::run(
+        &fleet,
+        &MigrateOptions {
+            dry_run: true,
+            ..options.clone()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        plan.clinics.iter().all(|o| o.applied == vec![9001]),
+        "{plan:?}"
+    );
+    assert!(
+        recorded_versions(&app)
+            .await
+            .iter()
+            .all(|(_, v)| *v == released()),
+        "a dry run changes nothing"
+    );
+
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let report = migrate::run(&fleet, &options, |p| seen.push((p.done, p.failed)))
+        .await
+        .unwrap();
+    eprintln!(
+        "migrate over 20 clinics (4 jobs, one new migration): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(seen.last(), Some(&(20, 1)));
+    let failures: Vec<_> = report.failures().collect();
+    assert_eq!(failures.len(), 1, "{report:?}");
+    assert_eq!(failures[0].clinic_id, Some(broken));
+    assert!(failures[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("already exists"));
+    assert_eq!(
+        report.clinics_by_version().into_iter().collect::<Vec<_>>(),
+        vec![(released(), 1), (9001, 19)]
+    );
+    for (id, version) in recorded_versions(&app).await {
+        assert_eq!(
+            version,
+            if id == broken { released() } else { 9001 },
+            "{id}"
+        );
+    }
+    // Migrations ran as each clinic's role: it owns what they made.
+    let other = ids[0];
+    let mut conn = app.admin_connection(&app.clinic_database(other)).await;
+    let owner: String = sqlx::query_scalar(
+        "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'fleet_probe'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(owner, app.clinic_database(other));
+
+    // Fixed, then run again: only the broken clinic has work left.
+    sqlx::raw_sql("DROP TABLE fleet_probe")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let again = migrate::run(&fleet, &options, |_| {}).await.unwrap();
+    assert_eq!(again.failures().count(), 0, "{again:?}");
+    for outcome in &again.clinics {
+        let expected: Vec<i64> = if outcome.clinic_id == Some(broken) {
+            vec![9001]
+        } else {
+            vec![]
+        };
+        assert_eq!(outcome.applied, expected);
+        assert_eq!(outcome.to_version, 9001);
+    }
+    assert!(recorded_versions(&app)
+        .await
+        .iter()
+        .all(|(_, v)| *v == 9001));
+
+    let dir = scratch_dir();
+    let started = Instant::now();
+    let backups = backup_all(&fleet, &dir, 2, |_, _| {}).await.unwrap();
+    eprintln!(
+        "backup --all over 20 clinics (2 jobs): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(backups.len(), 20);
+    assert!(backups.iter().all(|b| b.error.is_none()), "{backups:?}");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        40,
+        "a dump and a checksum each"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    fleet.close().await;
+    app.cleanup().await;
+}
+
+/// Row count and a hash of the content of every table of a database.
+async fn snapshot(conn: &mut PgConnection) -> Vec<(String, i64, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for table in tables {
+        let (count, hash): (i64, String) = sqlx::query_as(&format!(
+            "SELECT COUNT(*), md5(COALESCE(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{table}\" t"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        out.push((table, count, hash));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    let b = app.register_clinic("Clinic B").await;
+    for (first, last) in [
+        ("Marie", "Curie"),
+        ("Louis", "Pasteur"),
+        ("Claude", "Bernard"),
+    ] {
+        app.create_patient(&a.token, first, last).await;
+    }
+    let b_patient = app.create_patient(&b.token, "Rosalind", "Franklin").await;
+    assert_eq!(
+        app.get("/api/v1/patients", &a.token).await.status,
+        StatusCode::OK
+    );
+    let a_db = app.clinic_database(a.id);
+    let mut a_conn = app.admin_connection(&a_db).await;
+    let before = snapshot(&mut a_conn).await;
+    let mut b_conn = app.admin_connection(&app.clinic_database(b.id)).await;
+    let b_before = snapshot(&mut b_conn).await;
+    assert!(before.iter().any(|(t, n, _)| t == "patients" && *n == 3));
+    assert!(before.iter().any(|(t, n, _)| t == "audit_events" && *n > 0));
+
+    let fleet = fleet(&app).await;
+    let dir = scratch_dir();
+    let file = dir.join("a.dump");
+    let made = backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+    assert!(made.bytes > 0 && checksum_path(&file).exists());
+
+    // Damage: patients removed behind the application's back.
+    sqlx::raw_sql("DELETE FROM patients WHERE last_name <> 'Curie'")
+        .execute(&mut a_conn)
+        .await
+        .unwrap();
+    a_conn.close().await.unwrap();
+    let options = RestoreOptions {
+        clinic: Some(ClinicId(a.id)),
+        from: file.clone(),
+        force: false,
+        as_new_clinic: None,
+    };
+    assert!(matches!(
+        restore(&fleet, &options).await,
+        Err(RestoreError::HasPatients(_))
+    ));
+    // Another clinic's backup is refused too.
+    let b_file = dir.join("b.dump");
+    backup_clinic(&fleet, ClinicId(b.id), &b_file)
+        .await
+        .unwrap();
+    let wrong = RestoreOptions {
+        from: b_file,
+        force: true,
+        ..options.clone()
+    };
+    assert!(matches!(
+        restore(&fleet, &wrong).await,
+        Err(RestoreError::OtherClinic { .. })
+    ));
+    // And a damaged file.
+    let damaged = dir.join("damaged.dump");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::copy(checksum_path(&file), checksum_path(&damaged)).unwrap();
+    let error = restore(
+        &fleet,
+        &RestoreOptions {
+            from: damaged,
+            force: true,
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("checksum"), "{error}");
+
+    let restored = restore(
+        &fleet,
+        &RestoreOptions {
+            force: true,
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored.clinic_id, a.id);
+    assert_eq!(
+        restored.schema_version,
+        migrations::latest_version(&migrations::CLINIC)
+    );
+    let mut a_conn = app.admin_connection(&a_db).await;
+    assert_eq!(snapshot(&mut a_conn).await, before);
+    assert_eq!(
+        snapshot(&mut b_conn).await,
+        b_before,
+        "the other clinic is untouched"
+    );
+    let chain = medicalpro::clinic::audit::verify_chain(&mut a_conn)
+        .await
+        .unwrap();
+    assert!(chain.broken.is_none(), "{chain:?}");
+    // Owned as provisioning leaves it: the role owns all but the audit trail.
+    let owners: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, pg_get_userbyid(c.relowner)::text FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+    )
+    .fetch_all(&mut a_conn)
+    .await
+    .unwrap();
+    for (relation, owner) in owners {
+        if relation.starts_with("audit_events") {
+            assert_ne!(owner, a_db, "{relation}");
+        } else {
+            assert_eq!(owner, a_db, "{relation}");
+        }
+    }
+    // The clinic role may append to the trail but not rewrite it.
+    let password = app.clinic_password(a.id).await;
+    let mut as_role = app.connect_as(&a_db, &password, &a_db).await.unwrap();
+    assert!(sqlx::raw_sql("DELETE FROM audit_events")
+        .execute(&mut as_role)
+        .await
+        .is_err());
+    assert!(
+        sqlx::raw_sql("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+            .execute(&mut as_role)
+            .await
+            .is_err()
+    );
+
+    // The running application serves the restored database.
+    let listed = app.get("/api/v1/patients", &a.token).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["pagination"]["total"], 3);
+    let created = app.create_patient(&a.token, "Ada", "Lovelace").await;
+    assert!(!created.is_empty());
+    assert_eq!(
+        app.get(&format!("/api/v1/patients/{b_patient}"), &b.token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    fleet.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_backup_restored_as_a_new_clinic_is_a_separate_clinic() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    app.create_patient(&a.token, "Marie", "Curie").await;
+    let fleet = fleet(&app).await;
+    let dir = scratch_dir();
+    let file = dir.join("a.dump");
+    backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+
+    let restored = restore(
+        &fleet,
+        &RestoreOptions {
+            clinic: Some(ClinicId(a.id)),
+            from: file,
+            force: false,
+            as_new_clinic: Some(NewIdentity::default()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(restored.new_clinic);
+    let new = restored.clinic_id;
+    assert_ne!(new, a.id);
+    let details = platform::show_clinic(&fleet.databases.central, ClinicId(new))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(details.summary.status, "active");
+    assert_eq!(details.summary.name, "Clinic A (restored)");
+    assert!(details.email.contains("+restored-"), "{}", details.email);
+    assert_eq!(
+        details.summary.database.as_deref(),
+        Some(app.clinic_database(new).as_str())
+    );
+
+    let (a_db, new_db) = (app.clinic_database(a.id), app.clinic_database(new));
+    let new_password = app.clinic_password(new).await;
+    let a_password = app.clinic_password(a.id).await;
+    assert_ne!(new_password, a_password);
+    let mut own = app
+        .connect_as(&new_db, &new_password, &new_db)
+        .await
+        .unwrap();
+    let (patients, settings_id): (i64, Uuid) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM patients), (SELECT clinic_id FROM clinic_settings)",
+    )
+    .fetch_one(&mut own)
+    .await
+    .unwrap();
+    assert_eq!((patients, settings_id), (1, new));
+    assert!(app.connect_as(&new_db, &new_password, &a_db).await.is_err());
+    assert!(app.connect_as(&a_db, &a_password, &new_db).await.is_err());
+    assert!(app
+        .connect_as(&new_db, &new_password, &app.central_database())
+        .await
+        .is_err());
+    // The original is untouched and still served.
+    let listed = app.get("/api/v1/patients", &a.token).await;
+    assert_eq!(listed.body["pagination"]["total"], 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+    fleet.close().await;
+    app.cleanup().await;
+}
+
+/// A second application on the same databases, with other settings.
+async fn app_with(app: &TestApp, settings: medicalpro::config::Settings) -> TestApp {
+    let state = build_state(&settings).await.unwrap();
+    TestApp {
+        router: medicalpro::http::router(state.clone()),
+        state,
+        settings,
+        prefix: app.prefix.clone(),
+    }
+}
+
+async fn close(other: TestApp) {
+    other.state.pools.close_all().await;
+    other.state.databases.close().await;
+}
+
+#[tokio::test]
+async fn a_rotated_master_key_keeps_every_clinic_reachable() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    let b = app.register_clinic("Clinic B").await;
+    app.create_patient(&a.token, "Marie", "Curie").await;
+    app.create_patient(&b.token, "Louis", "Pasteur").await;
+    let old_key = app.settings.master_key.clone();
+    let new_key = MasterKey::generate();
+    let fleet = fleet(&app).await;
+    let rotation = keys::rotate(&fleet, &new_key).await.unwrap();
+    assert_eq!(rotation.resealed, 2);
+
+    let mut renewed = app.settings.clone();
+    renewed.master_key = new_key.clone();
+    let fresh = app_with(&app, renewed).await;
+    for clinic in [&a, &b] {
+        let listed = fresh.get("/api/v1/patients", &clinic.token).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        assert_eq!(listed.body["pagination"]["total"], 1);
+    }
+    close(fresh).await;
+
+    // A server still on the old key alone cannot open the new seals...
+    let stale = app_with(&app, app.settings.clone()).await;
+    assert_ne!(
+        stale.get("/api/v1/patients", &a.token).await.status,
+        StatusCode::OK
+    );
+    close(stale).await;
+    // ...but one given the new key as MASTER_KEY_PREVIOUS can (rollout order).
+    let mut rolling = app.settings.clone();
+    rolling.master_key = MasterKey::generate();
+    rolling.master_key_previous = Some(new_key.clone());
+    let rolling = app_with(&app, rolling).await;
+    assert_eq!(
+        rolling.get("/api/v1/patients", &b.token).await.status,
+        StatusCode::OK
+    );
+    close(rolling).await;
+
+    // Rotating with keys that open nothing changes nothing.
+    let mut lost = app.settings.clone();
+    lost.master_key = old_key;
+    let lost_fleet = Fleet::attach(&lost).await.unwrap();
+    let before: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT db_password_sealed FROM companies ORDER BY id")
+            .fetch_all(&app.state.databases.central)
+            .await
+            .unwrap();
+    assert!(matches!(
+        keys::rotate(&lost_fleet, &MasterKey::generate()).await,
+        Err(keys::RotateError::Unopenable(ids)) if ids.len() == 2
+    ));
+    let after: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT db_password_sealed FROM companies ORDER BY id")
+            .fetch_all(&app.state.databases.central)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    lost_fleet.close().await;
+    fleet.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn doctor_names_a_clinic_whose_database_is_gone() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    let b = app.register_clinic("Clinic B").await;
+    let healthy = doctor::run(&app.settings, 4).await;
+    assert!(healthy.healthy(), "{healthy:?}");
+    assert_eq!(
+        healthy
+            .findings
+            .iter()
+            .filter(|f| f.subject == "clinic" && f.severity == Severity::Ok)
+            .count(),
+        2
+    );
+
+    let mut admin = app.admin_connection("postgres").await;
+    sqlx::raw_sql(&format!(
+        "DROP DATABASE \"{}\" WITH (FORCE)",
+        app.clinic_database(b.id)
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let report = doctor::run(&app.settings, 4).await;
+    assert!(!report.healthy());
+    let failing: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Failure)
+        .collect();
+    assert_eq!(failing.len(), 1, "{report:?}");
+    assert_eq!(failing[0].clinic_id, Some(b.id));
+    assert!(
+        failing[0].message.contains("does not exist"),
+        "{}",
+        failing[0].message
+    );
+    let a_finding = report
+        .findings
+        .iter()
+        .find(|f| f.clinic_id == Some(a.id))
+        .unwrap();
+    assert_eq!(a_finding.severity, Severity::Ok);
+
+    // With the wrong master key, no clinic password opens.
+    let mut wrong = app.settings.clone();
+    wrong.master_key = MasterKey::generate();
+    let report = doctor::run(&wrong, 4).await;
+    let a_finding = report
+        .findings
+        .iter()
+        .find(|f| f.clinic_id == Some(a.id))
+        .unwrap();
+    assert_eq!(a_finding.severity, Severity::Failure);
+    assert!(
+        a_finding.message.contains("MASTER_KEY"),
+        "{}",
+        a_finding.message
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn suspending_a_clinic_from_the_command_line_closes_it_and_is_audited() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    let b = app.register_clinic("Clinic B").await;
+    let fleet = fleet(&app).await;
+    platform::set_clinic_active(
+        &fleet.databases.central,
+        ClinicId(a.id),
+        false,
+        ChangedBy::CommandLine,
+    )
+    .await
+    .unwrap();
+    app.state.states.forget(ClinicId(a.id));
+    let refused = app.get("/api/v1/patients", &a.token).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "clinic_inactive")
+    );
+    assert_eq!(
+        app.get("/api/v1/patients", &b.token).await.status,
+        StatusCode::OK
+    );
+    let listed = platform::list_clinics(&fleet.databases.central, None, 0)
+        .await
+        .unwrap()
+        .0;
+    let status = |id: Uuid| listed.iter().find(|c| c.id == id).unwrap().status.clone();
+    assert_eq!(
+        (status(a.id), status(b.id)),
+        ("suspended".into(), "active".into())
+    );
+    assert!(listed
+        .iter()
+        .all(|c| c.size_bytes.unwrap_or(0) > 0 && c.schema_version == released()));
+
+    platform::set_clinic_active(
+        &fleet.databases.central,
+        ClinicId(a.id),
+        true,
+        ChangedBy::CommandLine,
+    )
+    .await
+    .unwrap();
+    app.state.states.forget(ClinicId(a.id));
+    assert_eq!(
+        app.get("/api/v1/patients", &a.token).await.status,
+        StatusCode::OK
+    );
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_logs WHERE company_id = $1 AND action LIKE 'clinic.%' ORDER BY id",
+    )
+    .bind(a.id)
+    .fetch_all(&app.state.databases.central)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        ["clinic.provisioned", "clinic.suspended", "clinic.activated"]
+    );
+    let unknown = platform::set_clinic_active(
+        &fleet.databases.central,
+        ClinicId(Uuid::new_v4()),
+        false,
+        ChangedBy::CommandLine,
+    );
+    assert!(!unknown.await.unwrap());
+    fleet.close().await;
+    app.cleanup().await;
+}
+
+/// The newest clinic migration this build ships.
+fn released() -> i64 {
+    medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC)
+}
