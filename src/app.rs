@@ -29,6 +29,7 @@ impl Environment {
     pub async fn resolve(args: &DatabaseArgs) -> anyhow::Result<Self> {
         let prefix = DbPrefix::parse(&args.db_prefix)?;
         let pool = args.pool_settings()?;
+        let provisioning = args.provisioning_settings()?;
         if let Some(url) = &args.database_url {
             let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
                 ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
@@ -43,6 +44,7 @@ impl Environment {
                     jwt_secret: JwtSecret::parse(jwt_secret)?,
                     master_key: MasterKey::parse(master_key)?,
                     pool,
+                    provisioning,
                 },
                 cluster: None,
             });
@@ -70,6 +72,7 @@ impl Environment {
                 jwt_secret: JwtSecret::parse(&jwt_secret)?,
                 master_key: MasterKey::parse(&master_key)?,
                 pool,
+                provisioning,
             },
             cluster: Some(cluster),
         })
@@ -99,6 +102,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             databases.clone(),
             settings.prefix.clone(),
             settings.master_key.clone(),
+            settings.provisioning,
         ),
         databases,
     })
@@ -119,6 +123,14 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
         .await
         .with_context(|| format!("LISTEN_ADDR {listen_addr} cannot be bound"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    if settings.provisioning.from_template {
+        let provisioner = state.provisioner.clone();
+        tokio::spawn(async move {
+            if let Err(error) = provisioner.prepare_template().await {
+                tracing::error!(%error, "building the clinic template failed; clinics are migrated meanwhile");
+            }
+        });
+    }
     let app = crate::http::router(state.clone());
     axum::serve(
         listener,

@@ -8,3 +8,4 @@ mod isolation;
 mod openapi;
 mod patients;
 mod provisioning;
+mod scale;
