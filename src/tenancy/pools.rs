@@ -14,10 +14,16 @@
 //!   semaphore counts checkouts, and a new connection is opened only when the
 //!   clinic has no idle one, so its open connections never exceed it either.
 //! - Idle connections are kept per clinic and in one least-recently-used
-//!   order. When the budget is spent, a checkout closes the least recently
-//!   used idle connection (of another clinic) and takes its permit. When
-//!   every connection is busy, it waits; a connection released while someone
-//!   waits is closed rather than kept idle, so its permit passes on.
+//!   order. A checkout takes an idle connection of its clinic, else opens one
+//!   if the budget allows. When the budget is spent:
+//!   - a clinic that has connections (all busy) waits for one of them, or a
+//!     permit, whichever comes first: it does not take from others;
+//!   - a clinic with none closes the least recently used idle connection of
+//!     another clinic and takes its permit, or, none being idle, waits for a
+//!     permit. While such clinics wait, a released connection is closed so
+//!     that its permit passes on, unless it is the last of a clinic that is
+//!     itself waiting for it. Busy clinics thus shrink to one connection
+//!     under pressure, and idle ones lose theirs, least recently used first.
 //! - Every wait ends at `CLINIC_CHECKOUT_TIMEOUT_MS`: the request then gets
 //!   [`PoolError::Unavailable`] (503 `clinic_unavailable` with `Retry-After`).
 //! - One short lock guards the registry; it is never held across an await,
@@ -29,13 +35,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgTransactionManager};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, TransactionManager};
-use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 
 use crate::central::companies;
@@ -96,7 +104,7 @@ struct Registry {
     /// Idle connections, least recently used first: tick -> clinic.
     lru: BTreeMap<u64, ClinicId>,
     tick: u64,
-    /// Checkouts waiting for a budget permit.
+    /// Checkouts of clinics with no connection, waiting for a permit.
     waiting: usize,
     open: usize,
     closed: bool,
@@ -108,6 +116,8 @@ struct Slot {
     idle: Vec<Idle>,
     /// Open connections of this clinic, idle or busy.
     open: usize,
+    /// Checkouts waiting for one of this clinic's busy connections.
+    waiting: usize,
     last_used: Instant,
 }
 
@@ -120,6 +130,8 @@ struct Clinic {
     /// Set when the clinic is closed (suspension, shutdown): its busy
     /// connections are closed when released.
     retired: AtomicBool,
+    /// Signalled when one of its connections is released or lost.
+    released: Notify,
 }
 
 /// An open connection and the budget permit it holds.
@@ -142,14 +154,38 @@ enum Found {
     /// The least recently used idle connection of another clinic, to close
     /// before connecting with its permit.
     Evicted(Live),
+    /// The budget is spent and the clinic's connections are busy: wait for
+    /// one of them (or a permit). Counted in the clinic's slot.
+    WaitOwn,
+    /// The budget is spent, the clinic has no connection and there is none
+    /// idle to evict: wait for a permit. Counted in `Registry::waiting`.
+    WaitBudget,
 }
 
-/// A checkout counted as waiting for a permit, until dropped.
-struct Waiting<'a>(&'a Shared);
+/// What a checkout ends with: a connection, or the right to open one.
+enum Got {
+    Idle(Live),
+    Permit(OwnedSemaphorePermit),
+}
+
+/// A checkout counted as waiting (for its clinic's connections or for the
+/// budget), until dropped.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    clinic: Option<&'a Arc<Clinic>>,
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.lock().waiting -= 1;
+        let mut registry = self.shared.lock();
+        match self.clinic {
+            Some(clinic) => {
+                if let Some(slot) = registry.slot(clinic) {
+                    slot.waiting -= 1;
+                }
+            }
+            None => registry.waiting -= 1,
+        }
     }
 }
 
@@ -245,9 +281,11 @@ impl Shared {
                 options: OnceCell::new(),
                 checkouts: Arc::new(Semaphore::new(self.settings.per_clinic_max as usize)),
                 retired: AtomicBool::new(false),
+                released: Notify::new(),
             }),
             idle: Vec::new(),
             open: 0,
+            waiting: 0,
             last_used: Instant::now(),
         });
         slot.last_used = Instant::now();
@@ -286,92 +324,116 @@ impl Shared {
             .application_name("medicalpro-clinic"))
     }
 
-    /// An idle connection of `clinic`, else a budget permit, else the least
-    /// recently used idle connection to evict; `None`: wait for a permit
-    /// (counted as waiting, so released connections close to free one).
-    fn find(&self, clinic: &Clinic) -> Result<Option<Found>, Unavailable> {
+    /// Looks for a connection of `clinic` without waiting: an idle one,
+    /// else a budget permit, else (the clinic having no connection) the
+    /// least recently used idle connection to evict; else says what to wait
+    /// for, counting the checkout as waiting.
+    fn find(&self, clinic: &Arc<Clinic>) -> Result<Found, Unavailable> {
         let mut registry = self.lock();
         if registry.closed {
             return Err(Unavailable::Closed);
         }
         if let Some(live) = registry.pop_idle(clinic.id) {
-            return Ok(Some(Found::Idle(live)));
+            return Ok(Found::Idle(live));
         }
         if let Ok(permit) = self.budget.clone().try_acquire_owned() {
-            return Ok(Some(Found::Permit(permit)));
+            return Ok(Found::Permit(permit));
+        }
+        if let Some(slot) = registry.slot(clinic).filter(|slot| slot.open > 0) {
+            slot.waiting += 1;
+            return Ok(Found::WaitOwn);
         }
         if let Some(live) = registry.evict_oldest() {
-            return Ok(Some(Found::Evicted(live)));
+            return Ok(Found::Evicted(live));
         }
         registry.waiting += 1;
-        Ok(None)
+        Ok(Found::WaitBudget)
     }
 
-    /// Waits for a budget permit; then prefers an idle connection of the
-    /// clinic that may have been released meanwhile.
-    async fn wait_for_permit(
+    /// Waits until one of the clinic's connections is released (`None`: look
+    /// again) or a budget permit frees up.
+    async fn wait_own(
         &self,
-        clinic: &Clinic,
-        deadline: tokio::time::Instant,
-    ) -> Result<Found, Unavailable> {
-        let waiting = Waiting(self);
-        let waited = timeout_at(deadline, self.budget.clone().acquire_owned()).await;
-        drop(waiting);
-        let permit = waited
-            .map_err(|_| Unavailable::Timeout)?
-            .map_err(|_| Unavailable::Closed)?;
-        match self.lock().pop_idle(clinic.id) {
-            Some(live) => Ok(Found::Idle(live)),
-            None => Ok(Found::Permit(permit)),
-        }
-    }
-
-    /// Counts a new connection of `clinic` (which may have been forgotten
-    /// meanwhile: then it comes back).
-    fn opened(&self, clinic: &Arc<Clinic>) {
-        let mut registry = self.lock();
-        registry.open += 1;
-        if let Some(slot) = registry.clinics.get_mut(&clinic.id) {
-            if Arc::ptr_eq(&slot.clinic, clinic) {
-                slot.open += 1;
+        clinic: &Arc<Clinic>,
+        released: Pin<&mut Notified<'_>>,
+    ) -> Result<Option<OwnedSemaphorePermit>, Unavailable> {
+        let _waiting = Waiting {
+            shared: self,
+            clinic: Some(clinic),
+        };
+        tokio::select! {
+            _ = released => Ok(None),
+            permit = self.budget.clone().acquire_owned() => {
+                permit.map(Some).map_err(|_| Unavailable::Closed)
             }
         }
     }
 
-    /// Takes a connection back: kept idle, or closed when the clinic is
-    /// retired, the connection is old, or another checkout needs its permit.
+    /// Waits for a budget permit.
+    async fn wait_budget(&self) -> Result<OwnedSemaphorePermit, Unavailable> {
+        let _waiting = Waiting {
+            shared: self,
+            clinic: None,
+        };
+        self.budget
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Unavailable::Closed)
+    }
+
+    /// Counts a new connection of `clinic` (which may have been forgotten
+    /// meanwhile: then only the total counts it).
+    fn opened(&self, clinic: &Arc<Clinic>) {
+        let mut registry = self.lock();
+        registry.open += 1;
+        if let Some(slot) = registry.slot(clinic) {
+            slot.open += 1;
+        }
+    }
+
+    /// Takes a connection back. It is closed when the clinic is retired or
+    /// the connection old, and when clinics with no connection wait for the
+    /// budget, unless it is its clinic's last and that clinic waits for it.
+    /// Otherwise it is kept idle.
     fn release(&self, clinic: &Arc<Clinic>, live: Live) {
         let mut registry = self.lock();
-        let keep = !clinic.retired.load(Ordering::Relaxed)
-            && registry.waiting == 0
+        let others_wait = registry.waiting > 0;
+        let usable = !clinic.retired.load(Ordering::Relaxed)
             && !registry.closed
             && live.opened_at.elapsed() < MAX_LIFETIME;
-        let slot = registry
-            .clinics
-            .get(&clinic.id)
-            .filter(|slot| Arc::ptr_eq(&slot.clinic, clinic));
-        if keep && slot.is_some() {
-            registry.tick += 1;
-            let tick = registry.tick;
-            registry.lru.insert(tick, clinic.id);
-            if let Some(slot) = registry.clinics.get_mut(&clinic.id) {
+        let tick = registry.tick + 1;
+        let kept = match registry.slot(clinic) {
+            Some(slot) if usable && (!others_wait || (slot.open == 1 && slot.waiting > 0)) => {
                 slot.last_used = Instant::now();
                 slot.idle.push(Idle {
                     live,
                     tick,
                     since: Instant::now(),
                 });
+                None
             }
-        } else {
-            registry.forget_connection(clinic);
-            drop(registry);
-            close_later(live);
+            _ => Some(live),
+        };
+        match kept {
+            None => {
+                registry.tick = tick;
+                registry.lru.insert(tick, clinic.id);
+                drop(registry);
+            }
+            Some(live) => {
+                registry.forget_connection(clinic);
+                drop(registry);
+                close_later(live);
+            }
         }
+        clinic.released.notify_one();
     }
 
     /// Counts a connection closed while checked out (broken or failed).
     fn lost(&self, clinic: &Arc<Clinic>) {
         self.lock().forget_connection(clinic);
+        clinic.released.notify_one();
     }
 
     /// Closes connections idle too long, and forgets clinics left with no
@@ -403,6 +465,13 @@ impl Shared {
 }
 
 impl Registry {
+    /// The slot of this very clinic entry (not of a newer one with its id).
+    fn slot(&mut self, clinic: &Arc<Clinic>) -> Option<&mut Slot> {
+        self.clinics
+            .get_mut(&clinic.id)
+            .filter(|slot| Arc::ptr_eq(&slot.clinic, clinic))
+    }
+
     fn pop_idle(&mut self, id: ClinicId) -> Option<Live> {
         let slot = self.clinics.get_mut(&id)?;
         let idle = slot.idle.pop()?;
@@ -429,10 +498,8 @@ impl Registry {
 
     fn forget_connection(&mut self, clinic: &Arc<Clinic>) {
         self.open -= 1;
-        if let Some(slot) = self.clinics.get_mut(&clinic.id) {
-            if Arc::ptr_eq(&slot.clinic, clinic) {
-                slot.open -= 1;
-            }
+        if let Some(slot) = self.slot(clinic) {
+            slot.open -= 1;
         }
     }
 
@@ -500,15 +567,36 @@ impl ClinicPool {
         deadline: tokio::time::Instant,
     ) -> Result<(Live, bool), Unavailable> {
         let shared = &self.shared;
-        let found = match shared.find(&self.clinic)? {
-            Some(found) => found,
-            None => shared.wait_for_permit(&self.clinic, deadline).await?,
+        let got = timeout_at(deadline, async {
+            loop {
+                // Registered before looking, so no release is missed.
+                let released = self.clinic.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                match shared.find(&self.clinic)? {
+                    Found::Idle(live) => return Ok(Got::Idle(live)),
+                    Found::Permit(permit) => return Ok(Got::Permit(permit)),
+                    Found::Evicted(live) => return Ok(Got::Permit(close_now(live).await)),
+                    Found::WaitOwn => {
+                        if let Some(permit) = shared.wait_own(&self.clinic, released).await? {
+                            return Ok(Got::Permit(permit));
+                        }
+                    }
+                    Found::WaitBudget => return shared.wait_budget().await.map(Got::Permit),
+                }
+            }
+        })
+        .await
+        .map_err(|_| Unavailable::Timeout)??;
+        let permit = match got {
+            Got::Permit(permit) => permit,
+            Got::Idle(live) => return Ok((live, false)),
         };
-        let permit = match found {
-            Found::Idle(live) => return Ok((live, false)),
-            Found::Permit(permit) => permit,
-            Found::Evicted(live) => close_now(live).await,
-        };
+        // A permit came while waiting: one of ours may be idle by now.
+        if let Some(live) = shared.lock().pop_idle(self.clinic.id) {
+            drop(permit);
+            return Ok((live, false));
+        }
         let options = self.clinic.options.get().ok_or(Unavailable::Closed)?;
         let conn = timeout_at(deadline, options.connect())
             .await

@@ -154,6 +154,45 @@ async fn a_request_that_gets_no_connection_in_time_answers_503_promptly() {
 }
 
 #[tokio::test]
+async fn a_clinic_with_busy_connections_waits_for_its_own_and_leaves_others_alone() {
+    let app = spawn_app_with(|settings| {
+        settings.pool.max_connections = 2;
+        settings.pool.per_clinic_max = 2;
+        settings.pool.checkout_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let a = app.register_clinic("Hot").await;
+    let b = app.register_clinic("Quiet").await;
+    assert_eq!(
+        app.get("/api/v1/patients", &b.token).await.status,
+        StatusCode::OK
+    );
+    let quiet = vec![app.clinic_database(b.id)];
+    let mut admin = app.admin_connection("postgres").await;
+    assert_eq!(connections_to(&mut admin, &quiet).await, 1);
+
+    // A's one connection is busy, the budget is spent (A's and B's idle one).
+    let pool_a = app.state.pools.pool(ClinicId(a.id)).await.unwrap();
+    let held = pool_a.begin().await.unwrap();
+    let second = tokio::spawn({
+        let pool_a = app.state.pools.pool(ClinicId(a.id)).await.unwrap();
+        async move { pool_a.begin().await.map(drop).is_ok() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second checkout did not wait");
+    assert_eq!(
+        connections_to(&mut admin, &quiet).await,
+        1,
+        "B lost its connection"
+    );
+    held.commit().await.unwrap();
+    assert!(second.await.unwrap());
+    assert_eq!(connections_to(&mut admin, &quiet).await, 1);
+    assert_eq!(app.state.pools.open_connections(), 2);
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_dropped_transaction_rolls_back_and_its_connection_is_reused() {
     let app = spawn_app_with(|settings| {
         settings.pool.max_connections = 1;
