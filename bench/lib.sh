@@ -13,6 +13,7 @@ need_tools() {
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v jq >/dev/null || missing+=(jq)
     command -v curl >/dev/null || missing+=(curl)
+    command -v ss >/dev/null || missing+=(iproute2)
     ((${#missing[@]} == 0)) && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -32,11 +33,12 @@ medicalpro_bin() {
     echo "${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/medicalpro"
 }
 
+# A port below the ephemeral range that no socket uses.
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 20000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+        port=$((10000 + RANDOM % 20000))
+        [ -z "$(ss -Htan "( sport = :$port )" 2>/dev/null)" ] && { echo "$port"; return; }
     done
 }
 
