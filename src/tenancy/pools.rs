@@ -35,14 +35,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgTransactionManager};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, TransactionManager};
-use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 
@@ -350,38 +348,6 @@ impl Shared {
         Ok(Found::WaitBudget)
     }
 
-    /// Waits until one of the clinic's connections is released (`None`: look
-    /// again) or a budget permit frees up.
-    async fn wait_own(
-        &self,
-        clinic: &Arc<Clinic>,
-        released: Pin<&mut Notified<'_>>,
-    ) -> Result<Option<OwnedSemaphorePermit>, Unavailable> {
-        let _waiting = Waiting {
-            shared: self,
-            clinic: Some(clinic),
-        };
-        tokio::select! {
-            _ = released => Ok(None),
-            permit = self.budget.clone().acquire_owned() => {
-                permit.map(Some).map_err(|_| Unavailable::Closed)
-            }
-        }
-    }
-
-    /// Waits for a budget permit.
-    async fn wait_budget(&self) -> Result<OwnedSemaphorePermit, Unavailable> {
-        let _waiting = Waiting {
-            shared: self,
-            clinic: None,
-        };
-        self.budget
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Unavailable::Closed)
-    }
-
     /// Counts a new connection of `clinic` (which may have been forgotten
     /// meanwhile: then only the total counts it).
     fn opened(&self, clinic: &Arc<Clinic>) {
@@ -485,7 +451,7 @@ impl Registry {
         self.lru.remove(&tick);
         let slot = self.clinics.get_mut(&id)?;
         let position = slot.idle.iter().position(|idle| idle.tick == tick)?;
-        let idle = slot.idle.swap_remove(position);
+        let idle = slot.idle.remove(position);
         slot.open -= 1;
         self.open -= 1;
         Some(idle.live)
@@ -573,16 +539,32 @@ impl ClinicPool {
                 let released = self.clinic.released.notified();
                 tokio::pin!(released);
                 released.as_mut().enable();
+                let budget = shared.budget.clone();
                 match shared.find(&self.clinic)? {
                     Found::Idle(live) => return Ok(Got::Idle(live)),
                     Found::Permit(permit) => return Ok(Got::Permit(permit)),
                     Found::Evicted(live) => return Ok(Got::Permit(close_now(live).await)),
                     Found::WaitOwn => {
-                        if let Some(permit) = shared.wait_own(&self.clinic, released).await? {
-                            return Ok(Got::Permit(permit));
+                        let _waiting = Waiting {
+                            shared,
+                            clinic: Some(&self.clinic),
+                        };
+                        // Released: look again; or a permit came first.
+                        tokio::select! {
+                            _ = released => {}
+                            permit = budget.acquire_owned() => {
+                                return permit.map(Got::Permit).map_err(|_| Unavailable::Closed);
+                            }
                         }
                     }
-                    Found::WaitBudget => return shared.wait_budget().await.map(Got::Permit),
+                    Found::WaitBudget => {
+                        let _waiting = Waiting {
+                            shared,
+                            clinic: None,
+                        };
+                        let permit = budget.acquire_owned().await;
+                        return permit.map(Got::Permit).map_err(|_| Unavailable::Closed);
+                    }
                 }
             }
         })
