@@ -241,6 +241,73 @@ mod tests {
         }
     }
 
+    fn serve_args(flags: &[&str]) -> DatabaseArgs {
+        use clap::Parser;
+        let argv = ["medicalpro", "serve"].iter().chain(flags);
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("arguments")
+            .command
+        {
+            crate::cli::Command::Serve(args) => args.db,
+            _ => unreachable!("parsed as serve"),
+        }
+    }
+
+    #[test]
+    fn connection_and_provisioning_defaults_match_the_documentation() {
+        let args = serve_args(&[]);
+        let pool = args.pool_settings().unwrap();
+        let defaults = PoolSettings::default();
+        assert_eq!(
+            (
+                pool.per_clinic_max,
+                pool.max_connections,
+                pool.checkout_timeout,
+                pool.idle_timeout
+            ),
+            (5, 60, Duration::from_secs(3), Duration::from_secs(60))
+        );
+        assert_eq!(
+            (
+                pool.per_clinic_max,
+                pool.max_connections,
+                pool.checkout_timeout
+            ),
+            (
+                defaults.per_clinic_max,
+                defaults.max_connections,
+                defaults.checkout_timeout
+            )
+        );
+        let provisioning = args.provisioning_settings().unwrap();
+        assert_eq!(
+            (provisioning.concurrency, provisioning.from_template),
+            (4, true)
+        );
+    }
+
+    #[test]
+    fn out_of_range_connection_settings_are_refused_by_name() {
+        for (flag, value, setting) in [
+            ("--max-clinic-connections", "0", "MAX_CLINIC_CONNECTIONS"),
+            (
+                "--clinic-checkout-timeout-ms",
+                "5",
+                "CLINIC_CHECKOUT_TIMEOUT_MS",
+            ),
+            ("--clinic-pool-max", "0", "CLINIC_POOL_MAX"),
+        ] {
+            let error = serve_args(&[flag, value]).pool_settings().unwrap_err();
+            assert_eq!(error.setting, setting);
+        }
+        let error = serve_args(&["--provision-concurrency", "0"])
+            .provisioning_settings()
+            .unwrap_err();
+        assert_eq!(error.setting, "PROVISION_CONCURRENCY");
+        let off = serve_args(&["--provision-from-template", "false"]);
+        assert!(!off.provisioning_settings().unwrap().from_template);
+    }
+
     #[test]
     fn central_database_name_uses_the_prefix() {
         assert_eq!(

@@ -236,6 +236,7 @@ impl Provisioner {
         clinic: &NewClinic,
         made: &mut Made,
     ) -> Result<(), ProvisionError> {
+        // (The semaphore is never closed: acquiring only waits.)
         let _slot = self
             .slots
             .acquire()
@@ -252,23 +253,16 @@ impl Provisioner {
         let copied = created?;
         self.fail_if(FailAfter::DatabaseCreated)?;
 
-        let template = Template::new(&self.prefix);
-        let mut as_admin = self
-            .databases
-            .admin_options
-            .clone()
-            .host(&server.host)
-            .port(u16::try_from(server.port).unwrap_or(5432))
-            .database(&database)
-            .connect()
-            .await?;
-        let prepared = if copied {
-            template.adopt(&mut as_admin, &database).await
-        } else {
-            Ok(())
-        };
-        let _ = as_admin.close().await;
-        prepared?;
+        if copied {
+            // Copies are made on the admin's own server only.
+            let options = self.databases.admin_options.clone().database(&database);
+            let mut as_admin = options.connect().await?;
+            let adopted = Template::new(&self.prefix)
+                .adopt(&mut as_admin, &database)
+                .await;
+            let _ = as_admin.close().await;
+            adopted?;
+        }
 
         // As the clinic's own role: it owns what it creates.
         let mut conn = self.options_for(&server, id, &password).connect().await?;
