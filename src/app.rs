@@ -40,6 +40,7 @@ impl Environment {
             .as_deref()
             .map(|key| MasterKey::parse_setting(key, "MASTER_KEY_PREVIOUS"))
             .transpose()?;
+        let provisioning = args.provisioning_settings()?;
         if let Some(url) = &args.database_url {
             let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
                 ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
@@ -55,6 +56,7 @@ impl Environment {
                     master_key: MasterKey::parse(master_key)?,
                     master_key_previous,
                     pool,
+                    provisioning,
                 },
                 cluster: None,
             });
@@ -83,6 +85,7 @@ impl Environment {
                 master_key: MasterKey::parse(&master_key)?,
                 master_key_previous,
                 pool,
+                provisioning,
             },
             cluster: Some(cluster),
         })
@@ -113,6 +116,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             databases.clone(),
             settings.prefix.clone(),
             settings.master_key.clone(),
+            settings.provisioning,
         ),
         databases,
         metrics: Arc::new(Metrics::default()),
@@ -137,6 +141,14 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
         .await
         .with_context(|| format!("LISTEN_ADDR {listen_addr} cannot be bound"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    if settings.provisioning.from_template {
+        let provisioner = state.provisioner.clone();
+        tokio::spawn(async move {
+            if let Err(error) = provisioner.prepare_template().await {
+                tracing::error!(%error, "building the clinic template failed; clinics are migrated meanwhile");
+            }
+        });
+    }
     let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
     state.pools.close_all().await;
     state.databases.close().await;

@@ -10,11 +10,23 @@
 //! | `MASTER_KEY` | base64 of 32 bytes; encrypts clinic database passwords | embedded: generated in `DATA_DIR`; otherwise required |
 //! | `MASTER_KEY_PREVIOUS` | the key being rotated out: tried when `MASTER_KEY` cannot open a password | none |
 //! | `DATA_DIR` | embedded cluster and generated keys | `./data` |
-//! | `CLINIC_POOL_MAX` | connections per clinic pool | `5` |
+//! | `CLINIC_POOL_MAX` | connections one clinic may hold at once | `5` |
 //! | `CLINIC_POOL_IDLE_SECS` | an idle clinic connection is closed after this | `60` |
+//! | `MAX_CLINIC_CONNECTIONS` | clinic connections this instance may hold, all clinics together | `60` |
+//! | `CLINIC_CHECKOUT_TIMEOUT_MS` | how long a request waits for a clinic connection before answering 503 | `3000` |
+//! | `PROVISION_CONCURRENCY` | clinics provisioned at once; more registrations wait their turn | `4` |
+//! | `PROVISION_FROM_TEMPLATE` | create clinic databases by copying the migrated template database | `true` |
+//!
+//! The connection budget: a PostgreSQL server with its default
+//! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
+//! instance needs up to 16 central and 4 admin connections, and each
+//! provisioning in progress 2 more (8 at the default concurrency): 97 - 28 =
+//! 69. The default budget of 60 leaves 9 for operators (psql, backups).
+//! Several instances on one server share it: their budgets must add up.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -47,6 +59,18 @@ pub struct DatabaseArgs {
     /// Seconds after which an idle clinic connection is closed.
     #[arg(long, env = "CLINIC_POOL_IDLE_SECS", default_value_t = 60)]
     pub clinic_pool_idle_secs: u64,
+    /// Clinic connections this instance may hold, all clinics together.
+    #[arg(long, env = "MAX_CLINIC_CONNECTIONS", default_value_t = 60)]
+    pub max_clinic_connections: u32,
+    /// Milliseconds a request waits for a clinic connection before a 503.
+    #[arg(long, env = "CLINIC_CHECKOUT_TIMEOUT_MS", default_value_t = 3000)]
+    pub clinic_checkout_timeout_ms: u64,
+    /// Clinics provisioned at once.
+    #[arg(long, env = "PROVISION_CONCURRENCY", default_value_t = 4)]
+    pub provision_concurrency: u32,
+    /// Copy new clinic databases from the migrated template database.
+    #[arg(long, env = "PROVISION_FROM_TEMPLATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub provision_from_template: bool,
 }
 
 /// Settings of `medicalpro serve`.
@@ -86,6 +110,7 @@ pub struct Settings {
     /// Set during a key rotation (see [`Keyring`]).
     pub master_key_previous: Option<MasterKey>,
     pub pool: PoolSettings,
+    pub provisioning: ProvisioningSettings,
 }
 
 impl Settings {
@@ -94,11 +119,46 @@ impl Settings {
     }
 }
 
-/// Sizing of the per-clinic connection pools.
+/// Sizing of the clinic connections (see `tenancy::pools`).
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
+    /// Connections one clinic may hold at once.
     pub per_clinic_max: u32,
-    pub idle_timeout: std::time::Duration,
+    /// An idle connection is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections all clinics together may hold (the budget).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before a 503.
+    pub checkout_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            per_clinic_max: 5,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 60,
+            checkout_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// How clinics are provisioned (see `tenancy::provisioning`).
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisioningSettings {
+    /// Clinics provisioned at once.
+    pub concurrency: u32,
+    /// Copy new clinic databases from the template database.
+    pub from_template: bool,
+}
+
+impl Default for ProvisioningSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            from_template: true,
+        }
+    }
 }
 
 impl DatabaseArgs {
@@ -109,9 +169,36 @@ impl DatabaseArgs {
                 "must be between 1 and 50",
             ));
         }
+        if !(1..=10_000).contains(&self.max_clinic_connections) {
+            return Err(ConfigError::new(
+                "MAX_CLINIC_CONNECTIONS",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(10..=60_000).contains(&self.clinic_checkout_timeout_ms) {
+            return Err(ConfigError::new(
+                "CLINIC_CHECKOUT_TIMEOUT_MS",
+                "must be between 10 and 60000",
+            ));
+        }
         Ok(PoolSettings {
             per_clinic_max: self.clinic_pool_max,
-            idle_timeout: std::time::Duration::from_secs(self.clinic_pool_idle_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.clinic_pool_idle_secs.max(1)),
+            max_connections: self.max_clinic_connections,
+            checkout_timeout: Duration::from_millis(self.clinic_checkout_timeout_ms),
+        })
+    }
+
+    pub fn provisioning_settings(&self) -> Result<ProvisioningSettings, ConfigError> {
+        if !(1..=32).contains(&self.provision_concurrency) {
+            return Err(ConfigError::new(
+                "PROVISION_CONCURRENCY",
+                "must be between 1 and 32",
+            ));
+        }
+        Ok(ProvisioningSettings {
+            concurrency: self.provision_concurrency,
+            from_template: self.provision_from_template,
         })
     }
 }
@@ -164,6 +251,73 @@ mod tests {
         for bad in ["", "1abc", "Abc", "a-b", "a;drop", "abcdefghijabcdefghij"] {
             assert!(DbPrefix::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn serve_args(flags: &[&str]) -> DatabaseArgs {
+        use clap::Parser;
+        let argv = ["medicalpro", "serve"].iter().chain(flags);
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("arguments")
+            .command
+        {
+            crate::cli::Command::Serve(args) => args.db,
+            _ => unreachable!("parsed as serve"),
+        }
+    }
+
+    #[test]
+    fn connection_and_provisioning_defaults_match_the_documentation() {
+        let args = serve_args(&[]);
+        let pool = args.pool_settings().unwrap();
+        let defaults = PoolSettings::default();
+        assert_eq!(
+            (
+                pool.per_clinic_max,
+                pool.max_connections,
+                pool.checkout_timeout,
+                pool.idle_timeout
+            ),
+            (5, 60, Duration::from_secs(3), Duration::from_secs(60))
+        );
+        assert_eq!(
+            (
+                pool.per_clinic_max,
+                pool.max_connections,
+                pool.checkout_timeout
+            ),
+            (
+                defaults.per_clinic_max,
+                defaults.max_connections,
+                defaults.checkout_timeout
+            )
+        );
+        let provisioning = args.provisioning_settings().unwrap();
+        assert_eq!(
+            (provisioning.concurrency, provisioning.from_template),
+            (4, true)
+        );
+    }
+
+    #[test]
+    fn out_of_range_connection_settings_are_refused_by_name() {
+        for (flag, value, setting) in [
+            ("--max-clinic-connections", "0", "MAX_CLINIC_CONNECTIONS"),
+            (
+                "--clinic-checkout-timeout-ms",
+                "5",
+                "CLINIC_CHECKOUT_TIMEOUT_MS",
+            ),
+            ("--clinic-pool-max", "0", "CLINIC_POOL_MAX"),
+        ] {
+            let error = serve_args(&[flag, value]).pool_settings().unwrap_err();
+            assert_eq!(error.setting, setting);
+        }
+        let error = serve_args(&["--provision-concurrency", "0"])
+            .provisioning_settings()
+            .unwrap_err();
+        assert_eq!(error.setting, "PROVISION_CONCURRENCY");
+        let off = serve_args(&["--provision-from-template", "false"]);
+        assert!(!off.provisioning_settings().unwrap().from_template);
     }
 
     #[test]

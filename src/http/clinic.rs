@@ -12,7 +12,7 @@ use axum::http::Method;
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -22,6 +22,7 @@ use crate::auth::roles::{Operation, Resource, Role};
 use crate::central::companies::ClinicState;
 use crate::clinic::audit::{self, Actor};
 use crate::tenancy::naming::ClinicId;
+use crate::tenancy::pools::{ClinicPool, ClinicTransaction};
 
 /// The resource a route touches, named once per handler in its signature.
 pub trait ClinicResource: Send + Sync + 'static {
@@ -106,7 +107,7 @@ pub struct Clinic<R> {
     pub id: ClinicId,
     /// The caller as the audit trail names them.
     pub actor: Actor,
-    pool: PgPool,
+    pool: ClinicPool,
     _resource: PhantomData<R>,
 }
 
@@ -153,9 +154,10 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
 }
 
 impl<R> Clinic<R> {
-    /// A transaction on the clinic's database; 503 when it cannot be reached.
-    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, ApiError> {
-        self.pool.begin().await.map_err(unavailable)
+    /// A transaction on the clinic's database (`&mut tx` is a
+    /// `&mut PgConnection`); 503 when no connection can be had in time.
+    pub async fn begin(&self) -> Result<ClinicTransaction, ApiError> {
+        Ok(self.pool.begin().await?)
     }
 
     /// Records an access in the clinic's audit trail, inside `conn`'s
@@ -168,9 +170,4 @@ impl<R> Clinic<R> {
         audit::record(conn, &self.actor, entry).await?;
         Ok(())
     }
-}
-
-fn unavailable(error: sqlx::Error) -> ApiError {
-    tracing::warn!(%error, "clinic database unavailable");
-    ApiError::ClinicUnavailable
 }

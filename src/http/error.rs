@@ -130,6 +130,10 @@ impl From<PoolError> for ApiError {
     fn from(error: PoolError) -> Self {
         match error {
             PoolError::NotProvisioned(_) => ApiError::ClinicInactive,
+            PoolError::Unavailable(..) => {
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "clinic database unavailable");
+                ApiError::ClinicUnavailable
+            }
             PoolError::Unsealable(_) | PoolError::Central(_) => ApiError::Internal(error.into()),
         }
     }

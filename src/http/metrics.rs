@@ -121,6 +121,7 @@ impl Default for Metrics {
 /// What `/metrics` reads from the rest of the server at scrape time.
 pub struct Gauges {
     pub open_clinic_pools: usize,
+    pub open_clinic_connections: usize,
     pub central_connections: u32,
     pub central_idle_connections: usize,
 }
@@ -214,12 +215,23 @@ impl Metrics {
             &mut out,
             "medicalpro_clinic_pools_open",
             "gauge",
-            "Clinic connection pools currently open in this process.",
+            "Clinics opened in this process (credentials unsealed, connections open or not).",
         );
         let _ = writeln!(
             out,
             "medicalpro_clinic_pools_open {}",
             gauges.open_clinic_pools
+        );
+        header(
+            &mut out,
+            "medicalpro_clinic_connections_open",
+            "gauge",
+            "Clinic database connections open in this process (bounded by MAX_CLINIC_CONNECTIONS).",
+        );
+        let _ = writeln!(
+            out,
+            "medicalpro_clinic_connections_open {}",
+            gauges.open_clinic_connections
         );
         header(
             &mut out,
@@ -326,7 +338,8 @@ pub fn router() -> Router<AppState> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let gauges = Gauges {
-        open_clinic_pools: state.pools.open_pools(),
+        open_clinic_pools: state.pools.open_clinics(),
+        open_clinic_connections: state.pools.open_connections(),
         central_connections: state.databases.central.size(),
         central_idle_connections: state.databases.central.num_idle(),
     };
@@ -346,6 +359,7 @@ mod tests {
     fn empty() -> Gauges {
         Gauges {
             open_clinic_pools: 2,
+            open_clinic_connections: 4,
             central_connections: 3,
             central_idle_connections: 1,
         }

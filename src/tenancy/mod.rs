@@ -1,5 +1,6 @@
 //! Tenancy: one database and one role per clinic. Provisioning makes them,
-//! the pool registry opens connections to them, and the state cache says
+//! the template database speeds provisioning up, the pool registry opens
+//! connections to them under one budget, and the state cache says
 //! whether a clinic may be served. Requests reach a clinic database only
 //! through `http::clinic::Clinic`, built from a verified token.
 
@@ -7,3 +8,4 @@ pub mod naming;
 pub mod pools;
 pub mod provisioning;
 pub mod state;
+pub mod template;

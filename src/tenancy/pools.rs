@@ -1,22 +1,60 @@
-//! The clinic pool registry: one small pool per clinic, opened on first use
-//! from the clinic's central record (its password unsealed in memory only,
-//! once per pool opening), then cached. Connections close when idle. No lock
-//! is held while connecting: pools are lazy and connect on checkout.
+//! Clinic connections under one budget. Each clinic database is reached
+//! with its own role, so connections cannot be shared between clinics; with
+//! thousands of clinics and one server's `max_connections`, this module
+//! decides which clinic holds which connection.
+//!
+//! - A clinic is *opened* on first use: its placement is read from central
+//!   and its password unsealed once, kept in memory as connect options. A
+//!   clinic with no connection left is forgotten after the idle timeout.
+//! - The budget (`MAX_CLINIC_CONNECTIONS`) is a semaphore whose permits
+//!   count OPEN connections: a permit is taken before connecting and given
+//!   back only once the connection is closed, so the server never sees more
+//!   clinic connections from this instance than the budget.
+//! - A clinic holds at most `CLINIC_POOL_MAX` connections: a per-clinic
+//!   semaphore counts checkouts, and a new connection is opened only when the
+//!   clinic has no idle one, so its open connections never exceed it either.
+//! - Idle connections are kept per clinic and in one least-recently-used
+//!   order. A checkout takes an idle connection of its clinic, else opens one
+//!   if the budget allows. When the budget is spent:
+//!   - a clinic that has connections (all busy) waits for one of them, or a
+//!     permit, whichever comes first: it does not take from others;
+//!   - a clinic with none closes the least recently used idle connection of
+//!     another clinic and takes its permit, or, none being idle, waits for a
+//!     permit. While such clinics wait, a released connection is closed so
+//!     that its permit passes on, unless it is the last of a clinic that is
+//!     itself waiting for it. Busy clinics thus shrink to one connection
+//!     under pressure, and idle ones lose theirs, least recently used first.
+//! - Every wait ends at `CLINIC_CHECKOUT_TIMEOUT_MS`: the request then gets
+//!   [`PoolError::Unavailable`] (503 `clinic_unavailable` with `Retry-After`).
+//! - One short lock guards the registry; it is never held across an await,
+//!   so opening or connecting one clinic never delays another.
+//! - A connection is not pinged on checkout (one round trip saved per
+//!   request): if `BEGIN` fails on a reused connection, it is closed and a
+//!   fresh one opened. A background sweep closes connections idle longer than
+//!   `CLINIC_POOL_IDLE_SECS`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgTransactionManager};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, TransactionManager};
+use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout_at;
 
 use crate::central::companies;
 use crate::config::PoolSettings;
 use crate::crypto::Keyring;
 use crate::tenancy::naming::ClinicId;
 
-/// How long a request waits for a clinic connection before answering 503.
-pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection older than this is closed when released, not reused, so
+/// long-lived backends do not accumulate memory.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// How long closing one connection may take before it is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -26,16 +64,127 @@ pub enum PoolError {
     Unsealable(ClinicId),
     #[error("central database")]
     Central(#[from] sqlx::Error),
+    #[error("clinic {0}: {1}")]
+    Unavailable(ClinicId, Unavailable),
 }
 
+/// Why a clinic connection could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("no connection within the checkout timeout")]
+    Timeout,
+    #[error("cannot connect")]
+    Connect(#[source] sqlx::Error),
+    #[error("the connection registry is closed")]
+    Closed,
+}
+
+/// The registry of clinic connections. Cheap to share (`Arc` inside).
 pub struct ClinicPools {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     central: PgPool,
     master_key: Keyring,
     /// Connection settings shared with the admin connection (TLS mode,
     /// timeouts); host, port, database and credentials are the clinic's.
     base_options: PgConnectOptions,
     settings: PoolSettings,
-    pools: Mutex<HashMap<ClinicId, PgPool>>,
+    /// One permit per open clinic connection.
+    budget: Arc<Semaphore>,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    clinics: HashMap<ClinicId, Slot>,
+    /// Idle connections, least recently used first: tick -> clinic.
+    lru: BTreeMap<u64, ClinicId>,
+    tick: u64,
+    /// Checkouts of clinics with no connection, waiting for a permit.
+    waiting: usize,
+    open: usize,
+    closed: bool,
+}
+
+struct Slot {
+    clinic: Arc<Clinic>,
+    /// Most recently released last.
+    idle: Vec<Idle>,
+    /// Open connections of this clinic, idle or busy.
+    open: usize,
+    /// Checkouts waiting for one of this clinic's busy connections.
+    waiting: usize,
+    last_used: Instant,
+}
+
+/// A clinic opened in this instance: its credentials, unsealed once.
+struct Clinic {
+    id: ClinicId,
+    options: OnceCell<PgConnectOptions>,
+    /// Checkout permits: the per-clinic maximum.
+    checkouts: Arc<Semaphore>,
+    /// Set when the clinic is closed (suspension, shutdown): its busy
+    /// connections are closed when released.
+    retired: AtomicBool,
+    /// Signalled when one of its connections is released or lost.
+    released: Notify,
+}
+
+/// An open connection and the budget permit it holds.
+struct Live {
+    conn: PgConnection,
+    permit: OwnedSemaphorePermit,
+    opened_at: Instant,
+}
+
+struct Idle {
+    live: Live,
+    tick: u64,
+    since: Instant,
+}
+
+/// What a checkout found in the registry.
+enum Found {
+    Idle(Live),
+    Permit(OwnedSemaphorePermit),
+    /// The least recently used idle connection of another clinic, to close
+    /// before connecting with its permit.
+    Evicted(Live),
+    /// The budget is spent and the clinic's connections are busy: wait for
+    /// one of them (or a permit). Counted in the clinic's slot.
+    WaitOwn,
+    /// The budget is spent, the clinic has no connection and there is none
+    /// idle to evict: wait for a permit. Counted in `Registry::waiting`.
+    WaitBudget,
+}
+
+/// What a checkout ends with: a connection, or the right to open one.
+enum Got {
+    Idle(Live),
+    Permit(OwnedSemaphorePermit),
+}
+
+/// A checkout counted as waiting (for its clinic's connections or for the
+/// budget), until dropped.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    clinic: Option<&'a Arc<Clinic>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut registry = self.shared.lock();
+        match self.clinic {
+            Some(clinic) => {
+                if let Some(slot) = registry.slot(clinic) {
+                    slot.waiting -= 1;
+                }
+            }
+            None => registry.waiting -= 1,
+        }
+    }
 }
 
 impl ClinicPools {
@@ -45,20 +194,115 @@ impl ClinicPools {
         base_options: PgConnectOptions,
         settings: PoolSettings,
     ) -> Self {
-        Self {
+        let shared = Arc::new(Shared {
             central,
             master_key,
             base_options,
+            budget: Arc::new(Semaphore::new(settings.max_connections as usize)),
             settings,
-            pools: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&shared)));
+        }
+        Self { shared }
+    }
+
+    /// The clinic's handle, opened from its central record on first use.
+    pub async fn pool(&self, id: ClinicId) -> Result<ClinicPool, PoolError> {
+        let clinic = self.shared.clinic(id);
+        let opened = clinic
+            .options
+            .get_or_try_init(|| self.shared.connect_options(id))
+            .await;
+        if let Err(error) = opened {
+            self.shared.forget_unopened(&clinic);
+            return Err(error);
+        }
+        Ok(ClinicPool {
+            shared: self.shared.clone(),
+            clinic,
+        })
+    }
+
+    /// Closes a clinic's connections and forgets its credentials
+    /// (suspension, deletion, restore). Busy connections close on release.
+    pub async fn close(&self, id: ClinicId) {
+        let idle = {
+            let mut registry = self.shared.lock();
+            match registry.clinics.remove(&id) {
+                Some(slot) => registry.retire(slot),
+                None => Vec::new(),
+            }
+        };
+        close_all(idle).await;
+    }
+
+    /// Closes every connection; later checkouts fail (shutdown).
+    pub async fn close_all(&self) {
+        let idle = {
+            let mut registry = self.shared.lock();
+            registry.closed = true;
+            let slots: Vec<Slot> = registry.clinics.drain().map(|(_, slot)| slot).collect();
+            slots
+                .into_iter()
+                .flat_map(|slot| registry.retire(slot))
+                .collect()
+        };
+        close_all(idle).await;
+    }
+
+    /// Clinic connections open right now, idle or busy.
+    pub fn open_connections(&self) -> usize {
+        self.shared.lock().open
+    }
+
+    /// Clinics opened (credentials in memory) right now.
+    pub fn open_clinics(&self) -> usize {
+        self.shared.lock().clinics.len()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .expect("clinic connection registry lock")
+    }
+
+    /// The clinic's entry, created (not yet opened) if missing.
+    fn clinic(&self, id: ClinicId) -> Arc<Clinic> {
+        let mut registry = self.lock();
+        let slot = registry.clinics.entry(id).or_insert_with(|| Slot {
+            clinic: Arc::new(Clinic {
+                id,
+                options: OnceCell::new(),
+                checkouts: Arc::new(Semaphore::new(self.settings.per_clinic_max as usize)),
+                retired: AtomicBool::new(false),
+                released: Notify::new(),
+            }),
+            idle: Vec::new(),
+            open: 0,
+            waiting: 0,
+            last_used: Instant::now(),
+        });
+        slot.last_used = Instant::now();
+        slot.clinic.clone()
+    }
+
+    /// Drops an entry whose opening failed, so the next request retries.
+    fn forget_unopened(&self, clinic: &Arc<Clinic>) {
+        let mut registry = self.lock();
+        let unopened = registry.clinics.get(&clinic.id).is_some_and(|slot| {
+            Arc::ptr_eq(&slot.clinic, clinic) && slot.open == 0 && clinic.options.get().is_none()
+        });
+        if unopened {
+            registry.clinics.remove(&clinic.id);
         }
     }
 
-    /// The clinic's pool, opened from its central record on first use.
-    pub async fn pool(&self, id: ClinicId) -> Result<PgPool, PoolError> {
-        if let Some(pool) = self.pools.lock().expect("pool registry lock").get(&id) {
-            return Ok(pool.clone());
-        }
+    /// Reads the placement from central and unseals the password.
+    async fn connect_options(&self, id: ClinicId) -> Result<PgConnectOptions, PoolError> {
         let placement = companies::placement(&self.central, id)
             .await?
             .ok_or(PoolError::NotProvisioned(id))?;
@@ -67,7 +311,7 @@ impl ClinicPools {
             .open(&placement.db_password_sealed, id.0.as_bytes())
             .map_err(|_| PoolError::Unsealable(id))?;
         let password = String::from_utf8(password).map_err(|_| PoolError::Unsealable(id))?;
-        let options = self
+        Ok(self
             .base_options
             .clone()
             .host(&placement.db_host)
@@ -75,39 +319,401 @@ impl ClinicPools {
             .database(&placement.db_name)
             .username(&placement.db_user)
             .password(&password)
-            .application_name("medicalpro-clinic");
-        let pool = PgPoolOptions::new()
-            .max_connections(self.settings.per_clinic_max)
-            .min_connections(0)
-            .idle_timeout(self.settings.idle_timeout)
-            .acquire_timeout(CHECKOUT_TIMEOUT)
-            .connect_lazy_with(options);
-        let mut pools = self.pools.lock().expect("pool registry lock");
-        Ok(pools.entry(id).or_insert(pool).clone())
+            .application_name("medicalpro-clinic"))
     }
 
-    /// Closes and forgets a clinic's pool (suspension, deletion, restore).
-    pub async fn close(&self, id: ClinicId) {
-        let pool = self.pools.lock().expect("pool registry lock").remove(&id);
-        if let Some(pool) = pool {
-            pool.close().await;
+    /// Looks for a connection of `clinic` without waiting: an idle one,
+    /// else a budget permit, else (the clinic having no connection) the
+    /// least recently used idle connection to evict; else says what to wait
+    /// for, counting the checkout as waiting.
+    fn find(&self, clinic: &Arc<Clinic>) -> Result<Found, Unavailable> {
+        let mut registry = self.lock();
+        if registry.closed {
+            return Err(Unavailable::Closed);
+        }
+        if let Some(live) = registry.pop_idle(clinic.id) {
+            return Ok(Found::Idle(live));
+        }
+        if let Ok(permit) = self.budget.clone().try_acquire_owned() {
+            return Ok(Found::Permit(permit));
+        }
+        if let Some(slot) = registry.slot(clinic).filter(|slot| slot.open > 0) {
+            slot.waiting += 1;
+            return Ok(Found::WaitOwn);
+        }
+        if let Some(live) = registry.evict_oldest() {
+            return Ok(Found::Evicted(live));
+        }
+        registry.waiting += 1;
+        Ok(Found::WaitBudget)
+    }
+
+    /// Counts a new connection of `clinic` (which may have been forgotten
+    /// meanwhile: then only the total counts it).
+    fn opened(&self, clinic: &Arc<Clinic>) {
+        let mut registry = self.lock();
+        registry.open += 1;
+        if let Some(slot) = registry.slot(clinic) {
+            slot.open += 1;
         }
     }
 
-    pub async fn close_all(&self) {
-        let pools: Vec<PgPool> = self
-            .pools
-            .lock()
-            .expect("pool registry lock")
-            .drain()
-            .map(|(_, pool)| pool)
-            .collect();
-        for pool in pools {
-            pool.close().await;
+    /// Takes a connection back. It is closed when the clinic is retired or
+    /// the connection old, and when clinics with no connection wait for the
+    /// budget, unless it is its clinic's last and that clinic waits for it.
+    /// Otherwise it is kept idle.
+    fn release(&self, clinic: &Arc<Clinic>, live: Live) {
+        let mut registry = self.lock();
+        let others_wait = registry.waiting > 0;
+        let usable = !clinic.retired.load(Ordering::Relaxed)
+            && !registry.closed
+            && live.opened_at.elapsed() < MAX_LIFETIME;
+        let tick = registry.tick + 1;
+        let kept = match registry.slot(clinic) {
+            Some(slot) if usable && (!others_wait || (slot.open == 1 && slot.waiting > 0)) => {
+                slot.last_used = Instant::now();
+                slot.idle.push(Idle {
+                    live,
+                    tick,
+                    since: Instant::now(),
+                });
+                None
+            }
+            _ => Some(live),
+        };
+        match kept {
+            None => {
+                registry.tick = tick;
+                registry.lru.insert(tick, clinic.id);
+                drop(registry);
+            }
+            Some(live) => {
+                registry.forget_connection(clinic);
+                drop(registry);
+                close_later(live);
+            }
+        }
+        clinic.released.notify_one();
+    }
+
+    /// Counts a connection closed while checked out (broken or failed).
+    fn lost(&self, clinic: &Arc<Clinic>) {
+        self.lock().forget_connection(clinic);
+        clinic.released.notify_one();
+    }
+
+    /// Closes connections idle too long, and forgets clinics left with no
+    /// connection for as long.
+    fn sweep(&self) -> Vec<Live> {
+        let idle_timeout = self.settings.idle_timeout;
+        let mut registry = self.lock();
+        let mut expired = Vec::new();
+        while let Some((&tick, &id)) = registry.lru.first_key_value() {
+            let old = registry.clinics.get(&id).is_some_and(|slot| {
+                slot.idle
+                    .iter()
+                    .any(|idle| idle.tick == tick && idle.since.elapsed() >= idle_timeout)
+            });
+            if !old {
+                break;
+            }
+            if let Some(live) = registry.take_idle(id, tick) {
+                expired.push(live);
+            }
+        }
+        registry.clinics.retain(|_, slot| {
+            slot.open > 0
+                || slot.last_used.elapsed() < idle_timeout
+                || Arc::strong_count(&slot.clinic) > 1
+        });
+        expired
+    }
+}
+
+impl Registry {
+    /// The slot of this very clinic entry (not of a newer one with its id).
+    fn slot(&mut self, clinic: &Arc<Clinic>) -> Option<&mut Slot> {
+        self.clinics
+            .get_mut(&clinic.id)
+            .filter(|slot| Arc::ptr_eq(&slot.clinic, clinic))
+    }
+
+    fn pop_idle(&mut self, id: ClinicId) -> Option<Live> {
+        let slot = self.clinics.get_mut(&id)?;
+        let idle = slot.idle.pop()?;
+        slot.last_used = Instant::now();
+        self.lru.remove(&idle.tick);
+        Some(idle.live)
+    }
+
+    /// Removes one idle connection; the caller closes it.
+    fn take_idle(&mut self, id: ClinicId, tick: u64) -> Option<Live> {
+        self.lru.remove(&tick);
+        let slot = self.clinics.get_mut(&id)?;
+        let position = slot.idle.iter().position(|idle| idle.tick == tick)?;
+        let idle = slot.idle.remove(position);
+        slot.open -= 1;
+        self.open -= 1;
+        Some(idle.live)
+    }
+
+    fn evict_oldest(&mut self) -> Option<Live> {
+        let (&tick, &id) = self.lru.first_key_value()?;
+        self.take_idle(id, tick)
+    }
+
+    fn forget_connection(&mut self, clinic: &Arc<Clinic>) {
+        self.open -= 1;
+        if let Some(slot) = self.slot(clinic) {
+            slot.open -= 1;
         }
     }
 
-    pub fn open_pools(&self) -> usize {
-        self.pools.lock().expect("pool registry lock").len()
+    /// Marks a removed clinic retired and hands back its idle connections.
+    fn retire(&mut self, slot: Slot) -> Vec<Live> {
+        slot.clinic.retired.store(true, Ordering::Relaxed);
+        let count = slot.idle.len();
+        self.open -= count;
+        slot.idle
+            .into_iter()
+            .map(|idle| {
+                self.lru.remove(&idle.tick);
+                idle.live
+            })
+            .collect()
+    }
+}
+
+/// One clinic's connections, as a request sees them.
+pub struct ClinicPool {
+    shared: Arc<Shared>,
+    clinic: Arc<Clinic>,
+}
+
+impl ClinicPool {
+    /// A transaction on the clinic's database, within the checkout timeout.
+    pub async fn begin(&self) -> Result<ClinicTransaction, PoolError> {
+        let id = self.clinic.id;
+        let unavailable = |reason| PoolError::Unavailable(id, reason);
+        let deadline = tokio::time::Instant::now() + self.shared.settings.checkout_timeout;
+        let checkout = timeout_at(deadline, self.clinic.checkouts.clone().acquire_owned())
+            .await
+            .map_err(|_| unavailable(Unavailable::Timeout))?
+            .map_err(|_| unavailable(Unavailable::Closed))?;
+        let mut lease = Lease {
+            shared: self.shared.clone(),
+            clinic: self.clinic.clone(),
+            live: None,
+            _checkout: checkout,
+        };
+        loop {
+            let (live, fresh) = self.connection(deadline).await.map_err(unavailable)?;
+            lease.live = Some(live);
+            let begun = timeout_at(deadline, PgTransactionManager::begin(lease.conn(), None)).await;
+            let error = match begun {
+                Ok(Ok(())) => return Ok(ClinicTransaction { lease, open: true }),
+                Ok(Err(error)) => Unavailable::Connect(error),
+                Err(_) => Unavailable::Timeout,
+            };
+            // An idle connection may have been closed by the server: close
+            // it and go on with the next one, until a fresh one fails.
+            if let Some(live) = lease.discard() {
+                close_later(live);
+            }
+            if fresh {
+                return Err(unavailable(error));
+            }
+        }
+    }
+
+    /// A connection (idle, or newly opened within the budget) and whether it
+    /// is new.
+    async fn connection(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Live, bool), Unavailable> {
+        let shared = &self.shared;
+        let got = timeout_at(deadline, async {
+            loop {
+                // Registered before looking, so no release is missed.
+                let released = self.clinic.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                let budget = shared.budget.clone();
+                match shared.find(&self.clinic)? {
+                    Found::Idle(live) => return Ok(Got::Idle(live)),
+                    Found::Permit(permit) => return Ok(Got::Permit(permit)),
+                    Found::Evicted(live) => return Ok(Got::Permit(close_now(live).await)),
+                    Found::WaitOwn => {
+                        let _waiting = Waiting {
+                            shared,
+                            clinic: Some(&self.clinic),
+                        };
+                        // Released: look again; or a permit came first.
+                        tokio::select! {
+                            _ = released => {}
+                            permit = budget.acquire_owned() => {
+                                return permit.map(Got::Permit).map_err(|_| Unavailable::Closed);
+                            }
+                        }
+                    }
+                    Found::WaitBudget => {
+                        let _waiting = Waiting {
+                            shared,
+                            clinic: None,
+                        };
+                        let permit = budget.acquire_owned().await;
+                        return permit.map(Got::Permit).map_err(|_| Unavailable::Closed);
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| Unavailable::Timeout)??;
+        let permit = match got {
+            Got::Permit(permit) => permit,
+            Got::Idle(live) => return Ok((live, false)),
+        };
+        // A permit came while waiting: one of ours may be idle by now.
+        if let Some(live) = shared.lock().pop_idle(self.clinic.id) {
+            drop(permit);
+            return Ok((live, false));
+        }
+        let options = self.clinic.options.get().ok_or(Unavailable::Closed)?;
+        let conn = timeout_at(deadline, options.connect())
+            .await
+            .map_err(|_| Unavailable::Timeout)?
+            .map_err(Unavailable::Connect)?;
+        shared.opened(&self.clinic);
+        Ok((
+            Live {
+                conn,
+                permit,
+                opened_at: Instant::now(),
+            },
+            true,
+        ))
+    }
+}
+
+/// A checked-out connection: returned to the registry when dropped.
+struct Lease {
+    shared: Arc<Shared>,
+    clinic: Arc<Clinic>,
+    live: Option<Live>,
+    _checkout: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self
+            .live
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+            .conn
+    }
+
+    /// Takes the connection out of the registry's count, to close it.
+    fn discard(&mut self) -> Option<Live> {
+        let live = self.live.take()?;
+        self.shared.lost(&self.clinic);
+        Some(live)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            self.shared.release(&self.clinic, live);
+        }
+    }
+}
+
+/// A transaction on a clinic database. Derefs to the connection; dropped
+/// without [`commit`](Self::commit), it rolls back, and the connection goes
+/// back to the registry either way.
+pub struct ClinicTransaction {
+    lease: Lease,
+    open: bool,
+}
+
+impl ClinicTransaction {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        PgTransactionManager::commit(self.lease.conn()).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        PgTransactionManager::rollback(self.lease.conn()).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Deref for ClinicTransaction {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self
+            .lease
+            .live
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
+            .conn
+    }
+}
+
+impl DerefMut for ClinicTransaction {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.lease.conn()
+    }
+}
+
+impl Drop for ClinicTransaction {
+    fn drop(&mut self) {
+        if self.open {
+            // Queued, sent before the connection's next statement.
+            PgTransactionManager::start_rollback(self.lease.conn());
+        }
+    }
+}
+
+/// Closes a connection, then gives its permit back (returned, to reuse).
+async fn close_now(live: Live) -> OwnedSemaphorePermit {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, live.conn.close()).await;
+    live.permit
+}
+
+/// Closes a connection in the background; its permit is freed only then.
+fn close_later(live: Live) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(close_now(live));
+        }
+        Err(_) => drop(live),
+    }
+}
+
+async fn close_all(connections: Vec<Live>) {
+    for live in connections {
+        drop(close_now(live).await);
+    }
+}
+
+/// Closes idle connections past the idle timeout until the registry is gone.
+async fn sweep(shared: Weak<Shared>) {
+    let period = shared
+        .upgrade()
+        .map(|shared| (shared.settings.idle_timeout / 4).max(Duration::from_millis(250)))
+        .unwrap_or_default();
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let expired = shared.sweep();
+        drop(shared);
+        close_all(expired).await;
     }
 }

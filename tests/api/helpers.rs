@@ -12,7 +12,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use medicalpro::app::build_state;
-use medicalpro::config::{DbPrefix, PoolSettings, Settings};
+use medicalpro::config::{DbPrefix, PoolSettings, ProvisioningSettings, Settings};
 use medicalpro::crypto::{random_token, JwtSecret, MasterKey};
 use medicalpro::embedded::{Durability, RunningCluster};
 use medicalpro::http::state::AppState;
@@ -125,7 +125,9 @@ pub fn settings_for(prefix: &str) -> Settings {
         pool: PoolSettings {
             per_clinic_max: 3,
             idle_timeout: Duration::from_secs(30),
+            ..PoolSettings::default()
         },
+        provisioning: ProvisioningSettings::default(),
     }
 }
 

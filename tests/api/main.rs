@@ -19,5 +19,6 @@ mod patients;
 mod practitioners;
 mod provisioning;
 mod roles;
+mod scale;
 mod settings;
 mod users;

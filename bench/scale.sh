@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Many clinics on one PostgreSQL server left at max_connections = 100:
+# provisions CLINICS clinics (default 10,000, fewer if the disk cannot take
+# them with a wide margin), then GETs patients as clinics chosen at random
+# among all of them (and among 50 of them: a working set within the
+# connection budget), sampling the server's connections meanwhile.
+#
+#   bench/scale.sh                      # up to 10,000 clinics, 60 s run
+#   CLINICS=200 DURATION=5 bench/scale.sh
+#
+# Settings (environment): CLINICS (10000), DURATION (60), CONNECTIONS (64),
+# THREADS (2), PARALLEL (registrations at once, 8), DISK_SHARE (the share of
+# the free disk the clinics may take, 0.25), MEDICALPRO_BIN.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CLINICS=${CLINICS:-10000}
+DURATION=${DURATION:-60}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+PARALLEL=${PARALLEL:-8}
+DISK_SHARE=${DISK_SHARE:-0.25}
+RUN_ID=$(date +%s)
+
+need_tools
+BIN=$(medicalpro_bin)
+WORK=$(mktemp -d)
+chmod 711 "$WORK" # the cluster may run as the postgres user
+DATA=$WORK/data
+mkdir -p "$DATA"
+trap 'stop_server; rm -rf "$WORK"' EXIT
+start_server "$DATA"
+machine
+
+# What one clinic costs on disk, against what is free.
+setup_clinics 1 "$WORK/clinics" 1
+per_clinic=$(psql -Atc "SELECT MAX(pg_database_size(datname)) FROM pg_database WHERE datname LIKE 'medicalpro\_clinic\_%'")
+free=$(df -B1 --output=avail "$DATA" | tail -1)
+fits=$(awk -v f="$free" -v s="$DISK_SHARE" -v c="$per_clinic" 'BEGIN { printf "%d", f * s / c }')
+echo "one clinic database: $((per_clinic / 1024 / 1024)) MiB; free disk: $((free / 1024 / 1024 / 1024)) GiB; $DISK_SHARE of it holds $fits clinics"
+if ((CLINICS > fits)); then
+    echo "only $fits of the $CLINICS clinics asked for fit: running with $fits"
+    CLINICS=$fits
+fi
+
+started=$SECONDS
+RUN_ID=$RUN_ID-more setup_clinics "$((CLINICS - 1))" "$WORK/more" "$PARALLEL"
+cat "$WORK/more" >>"$WORK/clinics"
+provisioned=$(wc -l <"$WORK/clinics")
+echo "provisioned $provisioned clinics in $((SECONDS - started)) s"
+if ((SECONDS - started > 600)); then
+    echo "tokens are near expiry: logging in again"
+    refresh_tokens "$WORK/clinics"
+fi
+
+# Registrations leave the server's memory high (password hashing): the
+# runs are made on a fresh process. Stopping the cluster waits for its
+# shutdown checkpoint, which syncs every file of the new databases (about
+# 300 each): minutes after mass provisioning.
+restarted=$SECONDS
+stop_server
+start_server "$DATA"
+echo "server restarted in $((SECONDS - restarted)) s"
+shuf -n 50 "$WORK/clinics" >"$WORK/clinics-50"
+
+# run NAME FILE: GETs as the clinics of FILE, sampling the server's
+# connections every half second; prints one table row.
+run() {
+    (
+        while :; do
+            psql -Atc "SELECT COUNT(*), COUNT(*) FILTER (WHERE datname LIKE 'medicalpro\_clinic\_%')
+                         FROM pg_stat_activity WHERE backend_type = 'client backend'" 2>/dev/null || true
+            sleep 0.5
+        done
+    ) >"$WORK/connections" &
+    local sampler=$! rps p50 p99 errors peak
+    reset_peak_rss
+    read -r rps p50 p99 errors <<<"$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
+        -s "$BENCH_DIR/spread.lua" "$BASE/" -- "$2")"
+    kill "$sampler"
+    wait "$sampler" 2>/dev/null || true
+    peak=$(awk -F'|' '$1 > a { a = $1 } $2 > c { c = $2 } END { printf "%d total, %d clinic", a, c }' "$WORK/connections")
+    printf '%-10s %10s %9s %9s %7s %9s  %s\n' "$1" "$rps" "$p50" "$p99" "$errors" "$(peak_rss_mb)" "$peak"
+}
+
+echo
+echo "clinics: $provisioned; server max_connections: $(psql -Atc 'SHOW max_connections')"
+printf '%-10s %10s %9s %9s %7s %9s  %s\n' scenario "req/s" "p50 ms" "p99 ms" errors "RSS MB" "peak server connections"
+run spread "$WORK/clinics"
+run spread-50 "$WORK/clinics-50"
+echo "spread: each request as one of all $provisioned clinics at random; spread-50: one of 50 of them"

@@ -1,0 +1,253 @@
+//! The clinic template database, `<prefix>_template`: an empty clinic at the
+//! newest migration with the audit trail installed, which new clinic
+//! databases copy (`CREATE DATABASE ... TEMPLATE`) instead of running every
+//! migration. Its name is outside the `<prefix>_clinic_` pattern on purpose:
+//! what lists clinic databases by name never counts it.
+//!
+//! - Its objects are created by a dedicated role of the same name (NOLOGIN),
+//!   the audit trail by the admin role; the database itself belongs to the
+//!   admin role. In a copy, `REASSIGN OWNED BY <template role> TO <clinic
+//!   role>` hands every clinic object to the clinic while the audit trail
+//!   stays the admin's. (Were the template role to own the template
+//!   database, that command would hand over the template itself: it is a
+//!   shared object.)
+//! - The database comment records a fingerprint of the clinic migrations
+//!   (versions and checksums) and the audit trail schema, written last. A
+//!   template without the current fingerprint is stale (or half built) and
+//!   never copied: it is rebuilt, and until then clinics are migrated.
+//! - `CREATE DATABASE ... TEMPLATE` fails while another session is connected
+//!   to the template. A session-level advisory lock on the admin connection's
+//!   database orders the two uses: copies take it shared, a rebuild takes it
+//!   exclusively. Both only try it: a provisioning never waits for a rebuild,
+//!   it migrates instead.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sha2::{Digest, Sha256};
+use sqlx::migrate::MigrateError;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+
+use crate::clinic::audit as clinic_audit;
+use crate::config::DbPrefix;
+use crate::migrations;
+use crate::tenancy::naming::quote_ident;
+
+/// Advisory lock class of the template (key 2 is a hash of its name).
+const LOCK_CLASS: i32 = 7312;
+
+/// The template database of a prefix, and the role that owns its objects.
+pub struct Template {
+    name: String,
+}
+
+impl Template {
+    pub fn new(prefix: &DbPrefix) -> Self {
+        Self {
+            name: format!("{}_template", prefix.as_str()),
+        }
+    }
+
+    /// Both the database and its objects' owner role.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the template's comment says when it is current.
+    pub fn fingerprint() -> String {
+        let mut hasher = Sha256::new();
+        for migration in migrations::CLINIC.iter() {
+            hasher.update(migration.version.to_be_bytes());
+            hasher.update(&*migration.checksum);
+        }
+        hasher.update(clinic_audit::SCHEMA.as_bytes());
+        let digest = hasher.finalize();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "medicalpro clinic template v{} {hex}",
+            migrations::latest_version(&migrations::CLINIC)
+        )
+    }
+
+    /// Whether the template exists with the current fingerprint.
+    pub async fn is_current(&self, admin: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let comment: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+        )
+        .bind(&self.name)
+        .fetch_optional(admin)
+        .await?;
+        Ok(comment.flatten() == Some(Self::fingerprint()))
+    }
+
+    /// Takes the lock shared when the template is current: the caller may
+    /// then copy it, and must [`unlock_shared`](Self::unlock_shared) after
+    /// (or close the session). `false`: migrate instead.
+    pub async fn lock_for_copy(&self, admin: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1, hashtext($2))")
+                .bind(LOCK_CLASS)
+                .bind(&self.name)
+                .fetch_one(&mut *admin)
+                .await?;
+        if !locked {
+            return Ok(false);
+        }
+        if self.is_current(admin).await? {
+            return Ok(true);
+        }
+        self.unlock_shared(admin).await?;
+        Ok(false)
+    }
+
+    pub async fn unlock_shared(&self, admin: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_unlock_shared($1, hashtext($2))")
+            .bind(LOCK_CLASS)
+            .bind(&self.name)
+            .execute(admin)
+            .await?;
+        Ok(())
+    }
+
+    /// Rebuilds the template unless it is current or in use (copied or
+    /// rebuilt by another session): `true` when it is current afterwards.
+    pub async fn rebuild(
+        &self,
+        admin: &mut PgConnection,
+        admin_options: &PgConnectOptions,
+    ) -> Result<bool, sqlx::Error> {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LOCK_CLASS)
+            .bind(&self.name)
+            .fetch_one(&mut *admin)
+            .await?;
+        if !locked {
+            return Ok(false);
+        }
+        let built = match self.is_current(admin).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.build(admin, admin_options).await,
+            Err(error) => Err(error),
+        };
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+            .bind(LOCK_CLASS)
+            .bind(&self.name)
+            .execute(&mut *admin)
+            .await;
+        built?;
+        unlocked?;
+        Ok(true)
+    }
+
+    async fn build(
+        &self,
+        admin: &mut PgConnection,
+        admin_options: &PgConnectOptions,
+    ) -> Result<(), sqlx::Error> {
+        let name = quote_ident(&self.name);
+        let role_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(&self.name)
+                .fetch_one(&mut *admin)
+                .await?;
+        if !role_exists {
+            run(admin, &format!(
+                "CREATE ROLE {name} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+            ))
+            .await?;
+        }
+        // The admin must be a member to act as the role and hand its objects over.
+        run(admin, &format!("GRANT {name} TO CURRENT_USER")).await?;
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name} TEMPLATE template0"),
+            format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"),
+            // Trusted extensions (btree_gist) need CREATE on the database.
+            format!("GRANT CREATE ON DATABASE {name} TO {name}"),
+        ] {
+            run(admin, &statement).await?;
+        }
+        let mut conn = admin_options.clone().database(&self.name).connect().await?;
+        let migrated = self.fill(&mut conn).await;
+        let _ = conn.close().await;
+        migrated?;
+        run(
+            admin,
+            &format!("COMMENT ON DATABASE {name} IS '{}'", Self::fingerprint()),
+        )
+        .await?;
+        tracing::info!(template = %self.name, "clinic template database built");
+        Ok(())
+    }
+
+    /// Runs the clinic migrations as the template role, then installs the
+    /// audit trail as the admin.
+    async fn fill(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let name = quote_ident(&self.name);
+        run(
+            conn,
+            &format!("GRANT CREATE ON SCHEMA public TO {name}; SET ROLE {name}"),
+        )
+        .await?;
+        migrate(&mut *conn)
+            .await
+            .map_err(|error| sqlx::Error::Migrate(Box::new(error)))?;
+        run(conn, "RESET ROLE").await?;
+        run(conn, clinic_audit::SCHEMA).await?;
+        Ok(())
+    }
+
+    /// In a fresh copy (connected as the admin): gives the template role's
+    /// objects to the clinic role, withdraws the template role's rights, and
+    /// grants the clinic role its part of the audit trail. One transaction.
+    pub async fn adopt(
+        &self,
+        copy: &mut PgConnection,
+        clinic_role: &str,
+    ) -> Result<(), sqlx::Error> {
+        let template = quote_ident(&self.name);
+        let clinic = quote_ident(clinic_role);
+        run(
+            copy,
+            &format!(
+                "REASSIGN OWNED BY {template} TO {clinic};\n\
+             REVOKE CREATE ON SCHEMA public FROM {template};\n{}",
+                clinic_audit::grants_for(clinic_role)
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Runs one or more SQL statements (simple protocol: one implicit
+/// transaction, no parameters).
+pub async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    conn.execute(sql).await.map(drop)
+}
+
+/// Runs the clinic migrations on `conn`. Boxed here, at one lifetime, so
+/// that callers' futures stay `Send` (the migrator's generic future does not
+/// prove it for every lifetime).
+pub fn migrate(
+    conn: &mut PgConnection,
+) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + '_>> {
+    Box::pin(migrations::CLINIC.run_direct(conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_names_the_latest_version_and_is_stable() {
+        let fingerprint = Template::fingerprint();
+        assert!(fingerprint.starts_with(&format!(
+            "medicalpro clinic template v{} ",
+            migrations::latest_version(&migrations::CLINIC)
+        )));
+        assert_eq!(fingerprint, Template::fingerprint());
+        assert!(!fingerprint.contains('\''));
+    }
+}
