@@ -255,6 +255,166 @@ pub fn present_names<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&
         .collect()
 }
 
+/// OpenAPI schemas stating what the checkers above accept, for
+/// `#[schema(schema_with = ...)]` on request fields: a client (or a
+/// property-based test) can then tell a valid value from an invalid one.
+/// The `_or_null` forms are for fields where `null` clears the value.
+pub mod schema {
+    use std::borrow::Cow;
+    use std::marker::PhantomData;
+
+    use utoipa::openapi::schema::{
+        KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+    };
+    use utoipa::openapi::RefOr;
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// `char::is_whitespace` (what `str::trim` removes), as a class body.
+    const WHITESPACE: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+    /// The control characters [`super::text`] refuses: all but tab and newline.
+    const CONTROL: &str = r"\x00-\x08\x0b-\x1f\x7f-\x9f";
+    /// The longest text whose trimmed length the pattern itself bounds:
+    /// longer bounds compile too large for some regex engines, so for those
+    /// `maxLength` bounds the raw text instead.
+    const PATTERN_BOUND: usize = 1000;
+
+    fn string(nullable: bool) -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(if nullable {
+            SchemaType::from_iter([Type::String, Type::Null])
+        } else {
+            SchemaType::new(Type::String)
+        })
+    }
+
+    /// [`super::text`]: once trimmed, 1 to `max` characters, none of them a
+    /// control character but tab and newline.
+    fn text_schema(max: usize, nullable: bool) -> Object {
+        let (w, c) = (WHITESPACE, CONTROL);
+        if max <= PATTERN_BOUND {
+            let inner = max.saturating_sub(2);
+            string(nullable)
+                .pattern(Some(format!(
+                    "^[{w}]*[^{w}{c}](?:[^{c}]{{0,{inner}}}[^{w}{c}])?[{w}]*$"
+                )))
+                .build()
+        } else {
+            string(nullable)
+                .pattern(Some(format!(
+                    "^[{w}]*[^{w}{c}](?:[^{c}]*[^{w}{c}])?[{w}]*$"
+                )))
+                .max_length(Some(max))
+                .build()
+        }
+    }
+
+    pub fn text<const MAX: usize>() -> Object {
+        text_schema(MAX, false)
+    }
+
+    pub fn text_or_null<const MAX: usize>() -> Object {
+        text_schema(MAX, true)
+    }
+
+    fn email_schema(nullable: bool) -> Object {
+        string(nullable)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .max_length(Some(254))
+            .build()
+    }
+
+    /// [`super::email`].
+    pub fn email() -> Object {
+        email_schema(false)
+    }
+
+    pub fn email_or_null() -> Object {
+        email_schema(true)
+    }
+
+    /// [`super::phone`]: 4 to 20 digits among spaces, `+`, `.`, `-`, brackets.
+    pub fn phone_or_null() -> Object {
+        string(true)
+            .pattern(Some(r"^[ +.()-]*(?:[0-9][ +.()-]*){4,20}$"))
+            .max_length(Some(30))
+            .build()
+    }
+
+    /// `letters` ASCII letters, any case, whitespace around them trimmed.
+    fn code_schema(letters: usize, nullable: bool) -> Object {
+        let w = WHITESPACE;
+        string(nullable)
+            .pattern(Some(format!("^[{w}]*[A-Za-z]{{{letters}}}[{w}]*$")))
+            .build()
+    }
+
+    /// [`super::country`]: an ISO 3166-1 alpha-2 code.
+    pub fn country_or_null() -> Object {
+        code_schema(2, true)
+    }
+
+    /// An ISO 4217 currency code.
+    pub fn currency() -> Object {
+        code_schema(3, false)
+    }
+
+    pub fn currency_or_null() -> Object {
+        code_schema(3, true)
+    }
+
+    /// [`super::password`].
+    pub fn password() -> Object {
+        string(false)
+            .min_length(Some(8))
+            .max_length(Some(1024))
+            .build()
+    }
+
+    /// [`super::one_of`].
+    pub fn one_of(allowed: &[&str], nullable: bool) -> Object {
+        let values = allowed.iter().map(|value| serde_json::json!(value));
+        let values: Vec<_> = if nullable {
+            values.chain([serde_json::Value::Null]).collect()
+        } else {
+            values.collect()
+        };
+        string(nullable).enum_values(Some(values)).build()
+    }
+
+    /// A create-or-update request type whose create must carry some fields.
+    pub trait Creatable: ToSchema {
+        /// The component name of a create's body, e.g. `NewPatient`.
+        const CREATE_NAME: &'static str;
+        /// What a create must carry.
+        const REQUIRED: &'static [&'static str];
+    }
+
+    /// The body of a create (`request_body = Create<PatientInput>`): the
+    /// request's schema with [`Creatable::REQUIRED`] required.
+    pub struct Create<T>(PhantomData<T>);
+
+    impl<T: Creatable> PartialSchema for Create<T> {
+        fn schema() -> RefOr<Schema> {
+            let mut schema = T::schema();
+            if let RefOr::T(Schema::Object(object)) = &mut schema {
+                object
+                    .required
+                    .extend(T::REQUIRED.iter().map(|field| (*field).to_owned()));
+            }
+            schema
+        }
+    }
+
+    impl<T: Creatable> ToSchema for Create<T> {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed(T::CREATE_NAME)
+        }
+
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            T::schemas(schemas);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
