@@ -269,10 +269,40 @@ pub mod schema {
     use utoipa::openapi::RefOr;
     use utoipa::{PartialSchema, ToSchema};
 
-    /// `char::is_whitespace` (what `str::trim` removes), as a class body.
-    const WHITESPACE: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+    /// `char::is_whitespace`, what `str::trim` removes.
+    const WHITESPACE: &[(char, char)] = &[
+        ('\t', '\r'),
+        (' ', ' '),
+        ('\u{85}', '\u{85}'),
+        ('\u{a0}', '\u{a0}'),
+        ('\u{1680}', '\u{1680}'),
+        ('\u{2000}', '\u{200a}'),
+        ('\u{2028}', '\u{2029}'),
+        ('\u{202f}', '\u{202f}'),
+        ('\u{205f}', '\u{205f}'),
+        ('\u{3000}', '\u{3000}'),
+    ];
     /// The control characters [`super::text`] refuses: all but tab and newline.
-    const CONTROL: &str = r"\x00-\x08\x0b-\x1f\x7f-\x9f";
+    const CONTROL: &[(char, char)] = &[
+        ('\u{0}', '\u{8}'),
+        ('\u{b}', '\u{1f}'),
+        ('\u{7f}', '\u{9f}'),
+    ];
+
+    /// Ranges as the body of a regular expression class, in `\uXXXX`
+    /// escapes (read alike by ECMA-262, Python and Rust engines).
+    fn class(ranges: &[(char, char)]) -> String {
+        ranges
+            .iter()
+            .map(|&(first, last)| {
+                if first == last {
+                    format!("\\u{:04x}", u32::from(first))
+                } else {
+                    format!("\\u{:04x}-\\u{:04x}", u32::from(first), u32::from(last))
+                }
+            })
+            .collect()
+    }
     /// The longest text whose trimmed length the pattern itself bounds:
     /// longer bounds compile too large for some regex engines, so for those
     /// `maxLength` bounds the raw text instead.
@@ -286,10 +316,8 @@ pub mod schema {
         })
     }
 
-    /// [`super::text`]: once trimmed, 1 to `max` characters, none of them a
-    /// control character but tab and newline.
     fn text_schema(max: usize, nullable: bool) -> Object {
-        let (w, c) = (WHITESPACE, CONTROL);
+        let (w, c) = (class(WHITESPACE), class(CONTROL));
         if max <= PATTERN_BOUND {
             let inner = max.saturating_sub(2);
             string(nullable)
@@ -307,6 +335,8 @@ pub mod schema {
         }
     }
 
+    /// [`super::text`]`(MAX)`: once trimmed, 1 to `MAX` characters, none
+    /// of them a control character but tab and newline.
     pub fn text<const MAX: usize>() -> Object {
         text_schema(MAX, false)
     }
@@ -341,7 +371,7 @@ pub mod schema {
 
     /// `letters` ASCII letters, any case, whitespace around them trimmed.
     fn code_schema(letters: usize, nullable: bool) -> Object {
-        let w = WHITESPACE;
+        let w = class(WHITESPACE);
         string(nullable)
             .pattern(Some(format!("^[{w}]*[A-Za-z]{{{letters}}}[{w}]*$")))
             .build()
@@ -380,6 +410,51 @@ pub mod schema {
         string(nullable).enum_values(Some(values)).build()
     }
 
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn within(ranges: &[(char, char)], c: char) -> bool {
+            ranges
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&c))
+        }
+
+        /// The patterns are built from these classes: they must be exactly
+        /// what `trim` removes and what `text` refuses.
+        #[test]
+        fn classes_are_exactly_the_checkers_characters() {
+            for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+                assert_eq!(within(WHITESPACE, c), c.is_whitespace(), "{c:?}");
+                let refused = c.is_control() && c != '\t' && c != '\n';
+                assert_eq!(within(CONTROL, c), refused, "{c:?}");
+            }
+            assert_eq!(class(&[('a', 'a'), ('\t', '\r')]), r"\u0061\u0009-\u000d");
+        }
+
+        #[test]
+        fn long_texts_are_bounded_by_max_length() {
+            let short = text::<100>();
+            assert!(short.pattern.unwrap().contains("{0,98}"));
+            assert_eq!(short.max_length, None);
+            let long = text::<10_000>();
+            assert_eq!(long.max_length, Some(10_000));
+        }
+
+        #[test]
+        fn nullable_choices_allow_null() {
+            let choices = one_of(&["a", "b"], true);
+            assert_eq!(
+                choices.enum_values,
+                Some(vec![
+                    serde_json::json!("a"),
+                    serde_json::json!("b"),
+                    serde_json::Value::Null
+                ])
+            );
+        }
+    }
+
     /// A create-or-update request type whose create must carry some fields.
     pub trait Creatable: ToSchema {
         /// The component name of a create's body, e.g. `NewPatient`.
@@ -388,8 +463,10 @@ pub mod schema {
         const REQUIRED: &'static [&'static str];
     }
 
-    /// The body of a create (`request_body = Create<PatientInput>`): the
-    /// request's schema with [`Creatable::REQUIRED`] required.
+    /// The body of a create: the request's schema with
+    /// [`Creatable::REQUIRED`] required. Named through an alias
+    /// (`pub type NewPatient = Create<PatientInput>`, then
+    /// `request_body = NewPatient`): the path macro takes no generic type.
     pub struct Create<T>(PhantomData<T>);
 
     impl<T: Creatable> PartialSchema for Create<T> {

@@ -187,7 +187,7 @@ impl Modify for ErrorResponses {
 /// otherwise unconstrained (a format, enum or pattern already excludes NUL).
 struct NoNulStrings;
 
-const NO_NUL: &str = r"^[^\x00]*$";
+const NO_NUL: &str = r"^[^\u0000]*$";
 
 impl Modify for NoNulStrings {
     fn modify(&self, openapi: &mut OpenApi) {
