@@ -2,6 +2,8 @@
 //! turned into clean values, every problem collected with the field it
 //! concerns (the `details` of a 422).
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -53,6 +55,33 @@ impl FieldErrors {
 
     pub fn into_details(self) -> Vec<FieldError> {
         self.0
+    }
+}
+
+/// A struct nested in a request body, read only from a JSON object (serde
+/// would also take an array, filling the fields in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nested<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nested<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(Nested)
     }
 }
 
@@ -563,6 +592,22 @@ mod tests {
         errors.require(&Some(1), "price");
         let fields: Vec<String> = errors.into_details().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "code"]);
+    }
+
+    #[test]
+    fn nested_structs_come_from_objects_only() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Pair {
+            a: i32,
+            b: Option<i32>,
+        }
+        let read = |json| serde_json::from_str::<Nested<Pair>>(json);
+        assert_eq!(read(r#"{"a": 1}"#).unwrap().0, Pair { a: 1, b: None });
+        assert!(read("[1, 2]").is_err());
+        assert!(
+            serde_json::from_str::<Pair>("[1, 2]").is_ok(),
+            "serde alone takes arrays"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{like_pattern, nir, Page};
 use crate::validation::schema::{Creatable, Create};
-use crate::validation::{self as v, FieldErrors, Patch};
+use crate::validation::{self as v, FieldErrors, Nested, Patch};
 
 pub const GENDERS: &[&str] = &["male", "female", "other", "unknown"];
 pub const STATUSES: &[&str] = &["active", "inactive", "deceased"];
@@ -81,7 +81,7 @@ pub struct PatientInput {
     pub phone: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<AddressInput>)]
-    pub address: Patch<AddressInput>,
+    pub address: Patch<Nested<AddressInput>>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub national_id: Patch<String>,
@@ -184,7 +184,7 @@ impl PatientInput {
         let address = match self.address {
             Patch::Absent => current.address,
             Patch::Null => Address::default(),
-            Patch::Value(input) => address(input, e),
+            Patch::Value(Nested(input)) => address(input, e),
         };
         let notes = self.notes.apply(current.notes, v::text(10_000), "notes", e);
         let status = self

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::validation::FieldErrors;
+use crate::validation::{FieldErrors, Nested};
 
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -63,8 +63,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 ///   is a 422 naming the field;
 /// - a number written with a zero fraction (`2.0`) is the integer it equals,
 ///   as JSON Schema reads it;
-/// - well-formed JSON of the wrong shape (unknown field, wrong type) is a
-///   422 naming the field. A repeated key keeps its last value.
+/// - well-formed JSON of the wrong shape (not an object, unknown field,
+///   wrong type) is a 422 naming the field. A repeated key keeps its last
+///   value.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|_| ApiError::BadRequest("the request body is not valid JSON".into()))?;
@@ -73,7 +74,8 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Err(FieldErrors::single(&field, "must not contain NUL characters").into());
     }
     whole_numbers(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|error| {
+    let body: Result<Nested<T>, _> = serde_path_to_error::deserialize(value);
+    body.map(|Nested(body)| body).map_err(|error| {
         let field = field_name(error.path().to_string());
         FieldErrors::single(&field, error.into_inner().to_string()).into()
     })
@@ -259,6 +261,10 @@ mod tests {
             parse_json::<Sample>(br#"{"name": "x", "extra": 1}"#),
             Err(ApiError::Validation(_))
         ));
+        match parse_json::<Sample>(br#"["x"]"#) {
+            Err(ApiError::Validation(details)) => assert_eq!(details[0].field, "body"),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn field_of<T: DeserializeOwned + std::fmt::Debug>(body: &[u8]) -> Option<String> {

@@ -141,3 +141,34 @@ async fn a_whole_number_written_with_a_fraction_is_that_integer() {
     assert_eq!(fraction.detail_fields(), ["unitPriceCents"]);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_array_where_an_object_belongs_is_refused() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Arrays").await;
+    let settings = app
+        .patch("/api/v1/clinic/settings", &clinic.token, json!([]))
+        .await;
+    assert_eq!(
+        settings.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        settings.body
+    );
+    assert_eq!(settings.detail_fields(), ["body"]);
+    let address = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Marie", "lastName": "Curie", "address": ["1 rue Pierre"]}),
+        )
+        .await;
+    assert_eq!(
+        address.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        address.body
+    );
+    assert_eq!(address.detail_fields(), ["address"]);
+    app.cleanup().await;
+}

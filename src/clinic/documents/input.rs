@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::amounts::Amounts;
 use super::lifecycle::{DocumentStatus, DocumentType};
 use crate::validation::schema::{Creatable, Create};
-use crate::validation::{self as v, FieldErrors, Patch};
+use crate::validation::{self as v, FieldErrors, Nested, Patch};
 
 /// Lines a document may carry.
 pub const MAX_ITEMS: usize = 200;
@@ -31,7 +31,7 @@ pub struct DocumentInput {
     /// At most 200 lines.
     #[serde(default)]
     #[schema(value_type = Option<Vec<ItemInput>>, max_items = 200)]
-    pub items: Patch<Vec<ItemInput>>,
+    pub items: Patch<Vec<Nested<ItemInput>>>,
     /// `sent` issues a draft.
     #[serde(default)]
     #[schema(value_type = DocumentStatus)]
@@ -162,7 +162,7 @@ impl DocumentInput {
             Patch::Value(items) => items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| item.product_service_id.map(|id| (i, id)))
+                .filter_map(|(i, Nested(item))| item.product_service_id.map(|id| (i, id)))
                 .collect(),
             _ => Vec::new(),
         }
@@ -303,7 +303,7 @@ fn currency(raw: String) -> Result<String, String> {
     }
 }
 
-fn lines(items: Vec<ItemInput>, e: &mut FieldErrors) -> Option<Lines> {
+fn lines(items: Vec<Nested<ItemInput>>, e: &mut FieldErrors) -> Option<Lines> {
     if items.len() > MAX_ITEMS {
         e.add("items", format!("must have at most {MAX_ITEMS} items"));
         return None;
@@ -311,7 +311,7 @@ fn lines(items: Vec<ItemInput>, e: &mut FieldErrors) -> Option<Lines> {
     let lines: Vec<Option<Line>> = items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| line(i, item, e))
+        .map(|(i, Nested(item))| line(i, item, e))
         .collect();
     let lines: Vec<Line> = lines.into_iter().collect::<Option<_>>()?;
     let priced = Lines::new(lines);
