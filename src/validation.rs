@@ -2,6 +2,8 @@
 //! turned into clean values, every problem collected with the field it
 //! concerns (the `details` of a 422).
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -53,6 +55,33 @@ impl FieldErrors {
 
     pub fn into_details(self) -> Vec<FieldError> {
         self.0
+    }
+}
+
+/// A struct nested in a request body, read only from a JSON object (serde
+/// would also take an array, filling the fields in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nested<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nested<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(Nested)
     }
 }
 
@@ -255,6 +284,243 @@ pub fn present_names<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&
         .collect()
 }
 
+/// OpenAPI schemas stating what the checkers above accept, for
+/// `#[schema(schema_with = ...)]` on request fields: a client (or a
+/// property-based test) can then tell a valid value from an invalid one.
+/// The `_or_null` forms are for fields where `null` clears the value.
+pub mod schema {
+    use std::borrow::Cow;
+    use std::marker::PhantomData;
+
+    use utoipa::openapi::schema::{
+        KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+    };
+    use utoipa::openapi::RefOr;
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// `char::is_whitespace`, what `str::trim` removes.
+    const WHITESPACE: &[(char, char)] = &[
+        ('\t', '\r'),
+        (' ', ' '),
+        ('\u{85}', '\u{85}'),
+        ('\u{a0}', '\u{a0}'),
+        ('\u{1680}', '\u{1680}'),
+        ('\u{2000}', '\u{200a}'),
+        ('\u{2028}', '\u{2029}'),
+        ('\u{202f}', '\u{202f}'),
+        ('\u{205f}', '\u{205f}'),
+        ('\u{3000}', '\u{3000}'),
+    ];
+    /// The control characters [`super::text`] refuses: all but tab and newline.
+    const CONTROL: &[(char, char)] = &[
+        ('\u{0}', '\u{8}'),
+        ('\u{b}', '\u{1f}'),
+        ('\u{7f}', '\u{9f}'),
+    ];
+
+    /// Ranges as the body of a regular expression class, in `\uXXXX`
+    /// escapes (read alike by ECMA-262, Python and Rust engines).
+    fn class(ranges: &[(char, char)]) -> String {
+        ranges
+            .iter()
+            .map(|&(first, last)| {
+                if first == last {
+                    format!("\\u{:04x}", u32::from(first))
+                } else {
+                    format!("\\u{:04x}-\\u{:04x}", u32::from(first), u32::from(last))
+                }
+            })
+            .collect()
+    }
+    /// The longest text whose trimmed length the pattern itself bounds:
+    /// longer bounds compile too large for some regex engines, so for those
+    /// `maxLength` bounds the raw text instead.
+    const PATTERN_BOUND: usize = 1000;
+
+    fn string(nullable: bool) -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(if nullable {
+            SchemaType::from_iter([Type::String, Type::Null])
+        } else {
+            SchemaType::new(Type::String)
+        })
+    }
+
+    fn text_schema(max: usize, nullable: bool) -> Object {
+        let (w, c) = (class(WHITESPACE), class(CONTROL));
+        if max <= PATTERN_BOUND {
+            let inner = max.saturating_sub(2);
+            string(nullable)
+                .pattern(Some(format!(
+                    "^[{w}]*[^{w}{c}](?:[^{c}]{{0,{inner}}}[^{w}{c}])?[{w}]*$"
+                )))
+                .build()
+        } else {
+            string(nullable)
+                .pattern(Some(format!(
+                    "^[{w}]*[^{w}{c}](?:[^{c}]*[^{w}{c}])?[{w}]*$"
+                )))
+                .max_length(Some(max))
+                .build()
+        }
+    }
+
+    /// [`super::text`]`(MAX)`: once trimmed, 1 to `MAX` characters, none
+    /// of them a control character but tab and newline.
+    pub fn text<const MAX: usize>() -> Object {
+        text_schema(MAX, false)
+    }
+
+    pub fn text_or_null<const MAX: usize>() -> Object {
+        text_schema(MAX, true)
+    }
+
+    fn email_schema(nullable: bool) -> Object {
+        string(nullable)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .max_length(Some(254))
+            .build()
+    }
+
+    /// [`super::email`].
+    pub fn email() -> Object {
+        email_schema(false)
+    }
+
+    pub fn email_or_null() -> Object {
+        email_schema(true)
+    }
+
+    /// [`super::phone`]: 4 to 20 digits among spaces, `+`, `.`, `-`, brackets.
+    pub fn phone_or_null() -> Object {
+        string(true)
+            .pattern(Some(r"^[ +.()-]*(?:[0-9][ +.()-]*){4,20}$"))
+            .max_length(Some(30))
+            .build()
+    }
+
+    /// `letters` ASCII letters, any case, whitespace around them trimmed.
+    fn code_schema(letters: usize, nullable: bool) -> Object {
+        let w = class(WHITESPACE);
+        string(nullable)
+            .pattern(Some(format!("^[{w}]*[A-Za-z]{{{letters}}}[{w}]*$")))
+            .build()
+    }
+
+    /// [`super::country`]: an ISO 3166-1 alpha-2 code.
+    pub fn country_or_null() -> Object {
+        code_schema(2, true)
+    }
+
+    /// An ISO 4217 currency code.
+    pub fn currency() -> Object {
+        code_schema(3, false)
+    }
+
+    pub fn currency_or_null() -> Object {
+        code_schema(3, true)
+    }
+
+    /// [`super::password`].
+    pub fn password() -> Object {
+        string(false)
+            .min_length(Some(8))
+            .max_length(Some(1024))
+            .build()
+    }
+
+    /// [`super::one_of`].
+    pub fn one_of(allowed: &[&str], nullable: bool) -> Object {
+        let values = allowed.iter().map(|value| serde_json::json!(value));
+        let values: Vec<_> = if nullable {
+            values.chain([serde_json::Value::Null]).collect()
+        } else {
+            values.collect()
+        };
+        string(nullable).enum_values(Some(values)).build()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn within(ranges: &[(char, char)], c: char) -> bool {
+            ranges
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&c))
+        }
+
+        /// The patterns are built from these classes: they must be exactly
+        /// what `trim` removes and what `text` refuses.
+        #[test]
+        fn classes_are_exactly_the_checkers_characters() {
+            for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+                assert_eq!(within(WHITESPACE, c), c.is_whitespace(), "{c:?}");
+                let refused = c.is_control() && c != '\t' && c != '\n';
+                assert_eq!(within(CONTROL, c), refused, "{c:?}");
+            }
+            assert_eq!(class(&[('a', 'a'), ('\t', '\r')]), r"\u0061\u0009-\u000d");
+        }
+
+        #[test]
+        fn long_texts_are_bounded_by_max_length() {
+            let short = text::<100>();
+            assert!(short.pattern.unwrap().contains("{0,98}"));
+            assert_eq!(short.max_length, None);
+            let long = text::<10_000>();
+            assert_eq!(long.max_length, Some(10_000));
+        }
+
+        #[test]
+        fn nullable_choices_allow_null() {
+            let choices = one_of(&["a", "b"], true);
+            assert_eq!(
+                choices.enum_values,
+                Some(vec![
+                    serde_json::json!("a"),
+                    serde_json::json!("b"),
+                    serde_json::Value::Null
+                ])
+            );
+        }
+    }
+
+    /// A create-or-update request type whose create must carry some fields.
+    pub trait Creatable: ToSchema {
+        /// The component name of a create's body, e.g. `NewPatient`.
+        const CREATE_NAME: &'static str;
+        /// What a create must carry.
+        const REQUIRED: &'static [&'static str];
+    }
+
+    /// The body of a create: the request's schema with
+    /// [`Creatable::REQUIRED`] required. Named through an alias
+    /// (`pub type NewPatient = Create<PatientInput>`, then
+    /// `request_body = NewPatient`): the path macro takes no generic type.
+    pub struct Create<T>(PhantomData<T>);
+
+    impl<T: Creatable> PartialSchema for Create<T> {
+        fn schema() -> RefOr<Schema> {
+            let mut schema = T::schema();
+            if let RefOr::T(Schema::Object(object)) = &mut schema {
+                object
+                    .required
+                    .extend(T::REQUIRED.iter().map(|field| (*field).to_owned()));
+            }
+            schema
+        }
+    }
+
+    impl<T: Creatable> ToSchema for Create<T> {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed(T::CREATE_NAME)
+        }
+
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            T::schemas(schemas);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +592,22 @@ mod tests {
         errors.require(&Some(1), "price");
         let fields: Vec<String> = errors.into_details().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "code"]);
+    }
+
+    #[test]
+    fn nested_structs_come_from_objects_only() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Pair {
+            a: i32,
+            b: Option<i32>,
+        }
+        let read = |json| serde_json::from_str::<Nested<Pair>>(json);
+        assert_eq!(read(r#"{"a": 1}"#).unwrap().0, Pair { a: 1, b: None });
+        assert!(read("[1, 2]").is_err());
+        assert!(
+            serde_json::from_str::<Pair>("[1, 2]").is_ok(),
+            "serde alone takes arrays"
+        );
     }
 
     #[test]

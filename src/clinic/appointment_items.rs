@@ -31,13 +31,16 @@ pub struct AppointmentItem {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An item to add; `description` defaults to the product's name.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppointmentItemInput {
+    #[schema(value_type = Uuid)]
     pub product_service_id: Option<Uuid>,
     /// Default 1.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: Option<i64>,
-    /// Default: the product's name.
+    #[schema(schema_with = v::schema::text_or_null::<500>)]
     pub description: Option<String>,
 }
 

@@ -6,10 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Page;
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const STATUSES: &[&str] = &[
@@ -77,29 +79,41 @@ pub struct AppointmentFields {
 pub struct AppointmentInput {
     /// Set when booking; it cannot change afterwards.
     #[serde(default)]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Uuid)]
     pub patient_id: Patch<Uuid>,
     #[serde(default)]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Uuid)]
     pub practitioner_id: Patch<Uuid>,
     /// RFC 3339.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = String, format = DateTime)]
     pub start_at: Patch<String>,
     /// RFC 3339, after `startAt`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = String, format = DateTime)]
     pub end_at: Patch<String>,
-    /// `scheduled|confirmed|completed|cancelled|no_show`, default `scheduled`.
+    /// Default `scheduled`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = status_schema)]
     pub status: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<500>)]
     pub reason: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<10_000>)]
     pub notes: Patch<String>,
+}
+
+pub fn status_schema() -> Object {
+    v::schema::one_of(STATUSES, false)
+}
+
+/// The body of a booking, for the OpenAPI document.
+pub type NewAppointment = Create<AppointmentInput>;
+
+impl Creatable for AppointmentInput {
+    const CREATE_NAME: &'static str = "NewAppointment";
+    const REQUIRED: &'static [&'static str] = &["patientId", "practitionerId", "startAt", "endAt"];
 }
 
 impl AppointmentInput {

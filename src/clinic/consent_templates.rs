@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{like_pattern, Page};
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -34,16 +35,24 @@ pub struct ConsentTemplate {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsentTemplateInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<200>)]
     pub title: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100_000>)]
     pub body: Patch<String>,
     /// The server numbers versions: sending one is refused with a clear
     /// message rather than an unknown-field error.
     #[serde(default)]
     #[schema(ignore)]
     pub version: Patch<serde_json::Value>,
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewConsentTemplate = Create<ConsentTemplateInput>;
+
+impl Creatable for ConsentTemplateInput {
+    const CREATE_NAME: &'static str = "NewConsentTemplate";
+    const REQUIRED: &'static [&'static str] = &["title", "body"];
 }
 
 /// A template's text, checked.

@@ -6,10 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Page;
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const STATUSES: &[&str] = &["pending", "signed", "revoked"];
@@ -67,16 +69,28 @@ pub struct ConsentText {
 pub struct ConsentInput {
     /// Set on creation; it cannot change afterwards.
     #[serde(default)]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Uuid)]
     pub patient_id: Patch<Uuid>,
     /// The current version of a template; can change while pending.
     #[serde(default)]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Uuid)]
     pub template_id: Patch<Uuid>,
-    /// `pending|signed|revoked`, default `pending`.
+    /// Default `pending`; a new consent is `pending` or `signed`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = status_schema)]
     pub status: Patch<String>,
+}
+
+fn status_schema() -> Object {
+    v::schema::one_of(STATUSES, false)
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewConsent = Create<ConsentInput>;
+
+impl Creatable for ConsentInput {
+    const CREATE_NAME: &'static str = "NewConsent";
+    const REQUIRED: &'static [&'static str] = &["patientId", "templateId"];
 }
 
 /// What a consent holds that a request may set, checked.

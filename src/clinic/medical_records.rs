@@ -6,10 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Page;
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const RECORD_TYPES: &[&str] = &[
@@ -53,25 +55,37 @@ pub struct MedicalRecordFields {
 pub struct MedicalRecordInput {
     /// Set on creation; it cannot change afterwards.
     #[serde(default)]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Uuid)]
     pub patient_id: Patch<Uuid>,
     #[serde(default)]
     #[schema(value_type = Option<Uuid>)]
     pub practitioner_id: Patch<Uuid>,
     /// Default `note`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = record_type_schema)]
     pub record_type: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<200>)]
     pub title: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<100_000>)]
     pub content: Patch<String>,
     /// RFC 3339, default now.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = String, format = DateTime)]
     pub recorded_at: Patch<String>,
+}
+
+fn record_type_schema() -> Object {
+    v::schema::one_of(RECORD_TYPES, false)
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewMedicalRecord = Create<MedicalRecordInput>;
+
+impl Creatable for MedicalRecordInput {
+    const CREATE_NAME: &'static str = "NewMedicalRecord";
+    const REQUIRED: &'static [&'static str] = &["patientId"];
 }
 
 impl MedicalRecordInput {

@@ -5,11 +5,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{like_pattern, nir, Page};
-use crate::validation::{self as v, FieldErrors, Patch};
+use crate::validation::schema::{Creatable, Create};
+use crate::validation::{self as v, FieldErrors, Nested, Patch};
 
 pub const GENDERS: &[&str] = &["male", "female", "other", "unknown"];
 pub const STATUSES: &[&str] = &["active", "inactive", "deceased"];
@@ -60,44 +62,67 @@ pub struct PatientFields {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatientInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     pub first_name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     pub last_name: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Date)]
     pub birth_date: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = gender_schema)]
     pub gender: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::email_or_null)]
     pub email: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::phone_or_null)]
     pub phone: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<AddressInput>)]
-    pub address: Patch<AddressInput>,
+    pub address: Patch<Nested<AddressInput>>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub national_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<10_000>)]
     pub notes: Patch<String>,
+    /// `null` sets the default, `active`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = status_schema)]
     pub status: Patch<String>,
+}
+
+fn gender_schema() -> Object {
+    v::schema::one_of(GENDERS, true)
+}
+
+fn status_schema() -> Object {
+    v::schema::one_of(STATUSES, true)
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewPatient = Create<PatientInput>;
+
+impl Creatable for PatientInput {
+    const CREATE_NAME: &'static str = "NewPatient";
+    const REQUIRED: &'static [&'static str] = &["firstName", "lastName"];
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddressInput {
+    #[schema(schema_with = v::schema::text_or_null::<200>)]
     pub line1: Option<String>,
+    #[schema(schema_with = v::schema::text_or_null::<200>)]
     pub line2: Option<String>,
+    #[schema(schema_with = v::schema::text_or_null::<100>)]
     pub city: Option<String>,
+    #[schema(schema_with = v::schema::text_or_null::<20>)]
     pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(schema_with = v::schema::country_or_null)]
     pub country: Option<String>,
 }
 
@@ -159,7 +184,7 @@ impl PatientInput {
         let address = match self.address {
             Patch::Absent => current.address,
             Patch::Null => Address::default(),
-            Patch::Value(input) => address(input, e),
+            Patch::Value(Nested(input)) => address(input, e),
         };
         let notes = self.notes.apply(current.notes, v::text(10_000), "notes", e);
         let status = self

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{like_pattern, Page};
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const USER_TAKEN: &str = "practitioners_user_key";
@@ -61,30 +62,38 @@ impl Default for PractitionerFields {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PractitionerInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     pub first_name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     pub last_name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<100>)]
     pub specialty: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<50>)]
     pub license_number: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::email_or_null)]
     pub email: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::phone_or_null)]
     pub phone: Patch<String>,
     /// A live staff account of this clinic, or `null` to unlink.
     #[serde(default)]
     #[schema(value_type = Option<Uuid>)]
     pub user_id: Patch<Uuid>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_active: Patch<bool>,
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewPractitioner = Create<PractitionerInput>;
+
+impl Creatable for PractitionerInput {
+    const CREATE_NAME: &'static str = "NewPractitioner";
+    const REQUIRED: &'static [&'static str] = &["firstName", "lastName"];
 }
 
 impl PractitionerInput {

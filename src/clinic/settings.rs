@@ -74,14 +74,17 @@ pub struct Preferences {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PreferencesInput {
+    /// An IANA time zone, such as `Europe/Paris`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     pub timezone: Patch<String>,
+    /// ISO 4217, such as `EUR`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::validation::schema::currency)]
     pub currency: Patch<String>,
+    /// A language tag, such as `fr-FR` or `en`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     pub locale: Patch<String>,
 }
 

@@ -17,7 +17,9 @@ use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{self, unknown};
 use super::state::AppState;
 use crate::clinic::appointment_items::{self as items, AppointmentItem, AppointmentItemInput};
-use crate::clinic::appointments::{self, Appointment, AppointmentFields, AppointmentInput, Filter};
+use crate::clinic::appointments::{
+    self, Appointment, AppointmentFields, AppointmentInput, Filter, NewAppointment,
+};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::references;
 use crate::validation::{self as v, FieldErrors};
@@ -48,16 +50,20 @@ fn overlap() -> ApiError {
 #[into_params(parameter_in = Query)]
 pub struct AppointmentQuery {
     /// RFC 3339: appointments ending after this instant.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
-    /// RFC 3339: appointments starting before this instant.
+    /// RFC 3339: appointments starting before this instant; after `from`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
     pub practitioner_id: Option<Uuid>,
     pub patient_id: Option<Uuid>,
-    /// `scheduled|confirmed|completed|cancelled|no_show`
+    #[param(schema_with = appointments::status_schema)]
     pub status: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -122,7 +128,7 @@ async fn list_appointments(
 
 /// Books an appointment. 409 when the practitioner is already booked then.
 #[utoipa::path(post, path = "/appointments", tag = "appointments", security(("bearer" = [])),
-    request_body = AppointmentInput, responses((status = 201, body = Appointment),
+    request_body = NewAppointment, responses((status = 201, body = Appointment),
         (status = 422, description = "validation_failed"), (status = 409, description = "conflict")))]
 async fn create_appointment(
     clinic: Clinic<Appointments>,

@@ -67,14 +67,20 @@ impl From<UserRecord> for UserView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(schema_with = v::schema::text::<200>, required = true)]
     clinic_name: Option<String>,
+    #[schema(schema_with = v::schema::email, required = true)]
     email: Option<String>,
-    /// At least 8 characters.
+    #[schema(schema_with = v::schema::password, required = true)]
     password: Option<String>,
+    #[schema(schema_with = v::schema::text::<100>, required = true)]
     first_name: Option<String>,
+    #[schema(schema_with = v::schema::text::<100>, required = true)]
     last_name: Option<String>,
+    #[schema(schema_with = v::schema::phone_or_null)]
     phone: Option<String>,
     /// ISO 3166-1 alpha-2, default `FR`.
+    #[schema(schema_with = v::schema::country_or_null)]
     country: Option<String>,
 }
 
@@ -93,7 +99,6 @@ pub struct RegisterResponse {
         (status = 422, description = "validation_failed")))]
 async fn register(
     State(state): State<AppState>,
-    ClientAddr(client_addr): ClientAddr,
     Json(body): Json<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = FieldErrors::default();
@@ -150,7 +155,7 @@ async fn register(
         .await?
         .ok_or_else(|| anyhow::anyhow!("provisioned clinic vanished"))?;
     let tokens = sessions(&state).open(&user).await?;
-    tracing::info!(clinic.id = %provisioned.clinic_id, client = %client_addr, "clinic registered");
+    tracing::info!(clinic.id = %provisioned.clinic_id, "clinic registered");
     Ok(created(RegisterResponse {
         clinic: company,
         user: user.into(),
@@ -161,7 +166,9 @@ async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = v::schema::text::<254>, required = true)]
     email: Option<String>,
+    #[schema(value_type = String)]
     password: Option<String>,
 }
 

@@ -21,7 +21,9 @@ use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
-use crate::clinic::consent_templates::{self as templates, ConsentTemplate, ConsentTemplateInput};
+use crate::clinic::consent_templates::{
+    self as templates, ConsentTemplate, ConsentTemplateInput, NewConsentTemplate,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -60,7 +62,7 @@ async fn list_templates(
 
 /// Creates a template: its version 1.
 #[utoipa::path(post, path = "/consent-templates", tag = "consents", security(("bearer" = [])),
-    request_body = ConsentTemplateInput, responses((status = 201, body = ConsentTemplate),
+    request_body = NewConsentTemplate, responses((status = 201, body = ConsentTemplate),
         (status = 422, description = "validation_failed")))]
 async fn create_template(
     clinic: Clinic<ConsentTemplates>,

@@ -21,7 +21,7 @@ use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::consent_templates as templates;
-use crate::clinic::consents::{self, Consent, ConsentInput};
+use crate::clinic::consents::{self, Consent, ConsentInput, NewConsent};
 use crate::clinic::references::{self, UNKNOWN};
 use crate::validation::FieldErrors;
 
@@ -60,7 +60,7 @@ async fn list_consents(
 }
 
 #[utoipa::path(post, path = "/consents", tag = "consents", security(("bearer" = [])),
-    request_body = ConsentInput, responses((status = 201, body = Consent),
+    request_body = NewConsent, responses((status = 201, body = Consent),
         (status = 422, description = "validation_failed")))]
 async fn create_consent(
     clinic: Clinic<Consents>,

@@ -18,6 +18,7 @@ use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
+use crate::clinic::documents::input::NewDocument;
 use crate::clinic::documents::store::{self, Filter};
 use crate::clinic::documents::workflow::{self, Changed, DocumentError};
 use crate::clinic::documents::{Document, DocumentInput, DocumentStatus, DocumentType};
@@ -55,14 +56,16 @@ impl From<DocumentError> for ApiError {
 #[into_params(parameter_in = Query)]
 pub struct DocumentQuery {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
     /// Part of a number, e.g. `INV-2026`.
     pub search: Option<String>,
-    /// `quote|invoice|credit_note`
+    #[param(value_type = Option<DocumentType>)]
     pub document_type: Option<String>,
-    /// `draft|sent|accepted|rejected|paid|cancelled`
+    #[param(value_type = Option<DocumentStatus>)]
     pub status: Option<String>,
     pub patient_id: Option<Uuid>,
 }
@@ -120,7 +123,7 @@ fn parse_filter<T>(
 /// Creates a quote or invoice, computing its amounts; `status: sent`
 /// issues it at once.
 #[utoipa::path(post, path = "/documents", tag = "documents", security(("bearer" = [])),
-    request_body = DocumentInput, responses((status = 201, body = Document),
+    request_body = NewDocument, responses((status = 201, body = Document),
         (status = 422, description = "validation_failed")))]
 async fn create_document(
     clinic: Clinic<Documents>,

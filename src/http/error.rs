@@ -134,7 +134,14 @@ impl From<PoolError> for ApiError {
                 tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "clinic database unavailable");
                 ApiError::ClinicUnavailable
             }
-            PoolError::Unsealable(_) | PoolError::Central(_) => ApiError::Internal(error.into()),
+            // The clinic is out of reach until an operator restores the key
+            // that sealed its password: a 503 for the caller, an error for
+            // the operator.
+            PoolError::Unsealable(_) => {
+                tracing::error!(%error, "clinic unavailable");
+                ApiError::ClinicUnavailable
+            }
+            PoolError::Central(_) => ApiError::Internal(error.into()),
         }
     }
 }

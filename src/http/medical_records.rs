@@ -17,7 +17,7 @@ use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::medical_records::{
-    self as records, MedicalRecord, MedicalRecordFields, MedicalRecordInput,
+    self as records, MedicalRecord, MedicalRecordFields, MedicalRecordInput, NewMedicalRecord,
 };
 use crate::clinic::references;
 use crate::validation::FieldErrors;
@@ -53,7 +53,7 @@ async fn list_records(
 }
 
 #[utoipa::path(post, path = "/medical-records", tag = "medical records", security(("bearer" = [])),
-    request_body = MedicalRecordInput, responses((status = 201, body = MedicalRecord),
+    request_body = NewMedicalRecord, responses((status = 201, body = MedicalRecord),
         (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
 async fn create_record(
     clinic: Clinic<MedicalRecords>,

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod clinic;
 pub mod consent_templates;
 pub mod consents;
+pub mod conventions;
 pub mod documents;
 pub mod error;
 pub mod extract;
@@ -87,9 +88,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = resources
         .into_iter()
         .fold(OpenApiRouter::new(), OpenApiRouter::merge);
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
-        .split_for_parts()
+        .split_for_parts();
+    conventions::describe(&mut openapi);
+    (router, openapi)
 }
 
 /// The whole application router.
@@ -119,7 +122,9 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 tracing::info_span!("request", method = %request.method(), route, request.id = request_id)
-            }),
+            })
+            // `ApiError` logs server errors with their cause, once.
+            .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

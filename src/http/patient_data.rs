@@ -20,8 +20,10 @@ pub struct PatientQuery {
     /// Only this patient's rows.
     pub patient_id: Option<Uuid>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

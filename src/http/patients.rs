@@ -14,7 +14,7 @@ use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
 use crate::clinic::audit::{Action, Entry};
-use crate::clinic::patients::{self, Patient, PatientFields, PatientInput};
+use crate::clinic::patients::{self, NewPatient, Patient, PatientFields, PatientInput};
 use crate::clinic::settings;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,7 +56,7 @@ async fn list_patients(
 }
 
 #[utoipa::path(post, path = "/patients", tag = "patients", security(("bearer" = [])),
-    request_body = PatientInput, responses((status = 201, body = Patient),
+    request_body = NewPatient, responses((status = 201, body = Patient),
         (status = 422, description = "validation_failed"), (status = 409, description = "conflict")))]
 async fn create_patient(
     clinic: Clinic<Patients>,

@@ -18,7 +18,7 @@ use super::list::ListQuery;
 use super::state::AppState;
 use crate::central::users;
 use crate::clinic::practitioners::{
-    self, Practitioner, PractitionerFields, PractitionerInput, USER_TAKEN,
+    self, NewPractitioner, Practitioner, PractitionerFields, PractitionerInput, USER_TAKEN,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,7 +51,7 @@ async fn list_practitioners(
 }
 
 #[utoipa::path(post, path = "/practitioners", tag = "practitioners", security(("bearer" = [])),
-    request_body = PractitionerInput, responses((status = 201, body = Practitioner),
+    request_body = NewPractitioner, responses((status = 201, body = Practitioner),
         (status = 409, description = "conflict: account already linked"),
         (status = 422, description = "validation_failed")))]
 async fn create_practitioner(

@@ -18,6 +18,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
+use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,12 +48,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewStaffRequest {
+    #[schema(schema_with = v::schema::email, required = true)]
     email: Option<String>,
-    /// At least 8 characters.
+    #[schema(schema_with = v::schema::password, required = true)]
     password: Option<String>,
+    #[schema(schema_with = v::schema::text::<100>, required = true)]
     first_name: Option<String>,
+    #[schema(schema_with = v::schema::text::<100>, required = true)]
     last_name: Option<String>,
-    /// `admin|doctor|secretary|readonly`
+    #[schema(schema_with = role_schema, required = true)]
     role: Option<String>,
 }
 
@@ -61,17 +65,16 @@ pub struct NewStaffRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StaffPatch {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     first_name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     last_name: Patch<String>,
-    /// `admin|doctor|secretary|readonly`
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = role_schema)]
     role: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     is_active: Patch<bool>,
 }
 
@@ -125,7 +128,9 @@ impl StaffPatch {
     }
 }
 
-/// A role a clinic admin may give: never `super_admin`.
+/// The roles a clinic admin may give: never `super_admin`.
+const CLINIC_ROLES: &[&str] = &["admin", "doctor", "secretary", "readonly"];
+
 fn clinic_role(raw: String) -> Result<Role, String> {
     match raw.as_str() {
         "admin" => Ok(Role::Admin),
@@ -133,8 +138,12 @@ fn clinic_role(raw: String) -> Result<Role, String> {
         "secretary" => Ok(Role::Secretary),
         "readonly" => Ok(Role::Readonly),
         "super_admin" => Err("super_admin cannot be given to a clinic account".into()),
-        _ => Err("must be one of: admin, doctor, secretary, readonly".into()),
+        _ => Err(format!("must be one of: {}", CLINIC_ROLES.join(", "))),
     }
+}
+
+fn role_schema() -> Object {
+    v::schema::one_of(CLINIC_ROLES, false)
 }
 
 fn email_taken() -> ApiError {

@@ -10,6 +10,7 @@ mod consents;
 mod documents;
 mod embedded;
 mod helpers;
+mod hostile;
 mod isolation;
 mod medical_records;
 mod metrics;

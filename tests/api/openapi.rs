@@ -1,8 +1,9 @@
 //! The OpenAPI document and the router agree: every documented operation is
-//! a real route, and every route the SPEC names so far is documented.
+//! a real route, every route the SPEC names so far is documented, and the
+//! document describes the envelopes and errors the API really sends.
 
 use axum::http::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::spawn_app;
 
@@ -141,5 +142,126 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
         .as_str()
         .unwrap_or_default()
         .contains("/api/v1/openapi.json"));
+    app.cleanup().await;
+}
+
+/// What every operation answers, as the document says it: 2xx JSON in the
+/// `{success, data, pagination?}` envelope, errors in `ErrorEnvelope`, and
+/// the errors its route can produce.
+#[tokio::test]
+async fn answers_are_documented_in_their_envelopes() {
+    let app = spawn_app().await;
+    let document = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .body;
+    let error_envelope = json!({"$ref": "#/components/schemas/ErrorEnvelope"});
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let name = format!("{method} {path}");
+            let responses = operation["responses"].as_object().expect("responses");
+            for (status, response) in responses {
+                let schema = &response["content"]["application/json"]["schema"];
+                if !status.starts_with('2') {
+                    assert_eq!(schema, &error_envelope, "{name} {status}");
+                    continue;
+                }
+                if status == "204" {
+                    assert!(response.get("content").is_none(), "{name} {status}");
+                    continue;
+                }
+                assert_eq!(schema["type"], "object", "{name} {status}");
+                assert_eq!(schema["required"], json!(["success", "data"]), "{name}");
+                assert_eq!(schema["properties"]["success"]["type"], "boolean", "{name}");
+                let data = &schema["properties"]["data"];
+                assert!(data.is_object(), "{name} {status} has no data");
+                let pagination = &schema["properties"]["pagination"];
+                if data["type"] == "array" {
+                    assert_eq!(
+                        pagination["$ref"], "#/components/schemas/Pagination",
+                        "{name}"
+                    );
+                } else {
+                    assert!(pagination.is_null(), "{name}");
+                }
+            }
+            let has = |status: &str| responses.contains_key(status);
+            if operation.get("security").is_some() {
+                assert!(has("401") && has("403"), "{name} lacks 401/403");
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(has(status), "{name} lacks {status}");
+                }
+            }
+            if path.contains('{') {
+                assert!(has("400") && has("404"), "{name} lacks 400/404");
+            }
+        }
+    }
+    let login = &document["paths"]["/api/v1/auth/login"]["post"]["responses"];
+    assert!(login.get("429").is_some());
+    let patients = &document["paths"]["/api/v1/patients"]["get"]["responses"];
+    assert!(patients.get("503").is_some());
+
+    // The envelopes as documented are what the API sends.
+    let clinic = app.register_clinic("Envelopes").await;
+    app.create_patient(&clinic.token, "Marie", "Curie").await;
+    let list = app.get("/api/v1/patients", &clinic.token).await;
+    let keys: Vec<&String> = list.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["data", "pagination", "success"]);
+    let refused = app
+        .post("/api/v1/patients", &clinic.token, json!({"firstName": ""}))
+        .await;
+    let error = refused.body["error"].as_object().unwrap();
+    let body_schema = &document["components"]["schemas"]["ErrorBody"];
+    for key in error.keys() {
+        assert!(body_schema["properties"].get(key).is_some(), "{key}");
+    }
+    assert_eq!(body_schema["properties"]["details"]["type"], "array");
+    assert_eq!(
+        body_schema["properties"]["details"]["items"]["type"],
+        "object"
+    );
+    assert!(refused.body["error"]["details"][0].is_object());
+    app.cleanup().await;
+}
+
+/// Request schemas mark what a create must carry and what cannot be null.
+#[tokio::test]
+async fn create_bodies_require_what_the_api_requires() {
+    let app = spawn_app().await;
+    let document = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .body;
+    let body_of = |path: &str, method: &str| {
+        let reference = document["paths"][path][method]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no body reference"))
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        document["components"]["schemas"][&reference].clone()
+    };
+    let create = body_of("/api/v1/patients", "post");
+    assert_eq!(create["required"], json!(["firstName", "lastName"]));
+    let update = body_of("/api/v1/patients/{id}", "patch");
+    assert!(update.get("required").is_none());
+    assert_eq!(update["properties"]["firstName"]["type"], "string");
+    assert_eq!(
+        create["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        update["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>()
+    );
     app.cleanup().await;
 }

@@ -471,12 +471,17 @@ async fn a_rotated_master_key_keeps_every_clinic_reachable() {
     }
     close(fresh).await;
 
-    // A server still on the old key alone cannot open the new seals...
+    // A server still on the old key alone cannot open the new seals (the
+    // clinic is unavailable to it, a 503, not a server error)...
     let stale = app_with(&app, app.settings.clone()).await;
-    assert_ne!(
-        stale.get("/api/v1/patients", &a.token).await.status,
-        StatusCode::OK
+    let refused = stale.get("/api/v1/patients", &a.token).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
     );
+    assert_eq!(refused.code(), "clinic_unavailable");
     close(stale).await;
     // ...but one given the new key as MASTER_KEY_PREVIOUS can (rollout order).
     let mut rolling = app.settings.clone();

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clinic::{like_pattern, Page};
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const NAME_TAKEN: &str = "categories_name_key";
@@ -36,11 +37,19 @@ pub struct CategoryFields {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CategoryInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<100>)]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<1000>)]
     pub description: Patch<String>,
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewCategory = Create<CategoryInput>;
+
+impl Creatable for CategoryInput {
+    const CREATE_NAME: &'static str = "NewCategory";
+    const REQUIRED: &'static [&'static str] = &["name"];
 }
 
 impl CategoryInput {

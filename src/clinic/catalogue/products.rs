@@ -6,10 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clinic::{like_pattern, Page};
+use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const CODE_TAKEN: &str = "products_services_code_key";
@@ -51,34 +53,46 @@ pub struct ProductFields {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text::<200>)]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::text_or_null::<50>)]
     pub code: Patch<String>,
-    /// `product|service`, default `service`.
+    /// Default `service`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = kind_schema)]
     pub kind: Patch<String>,
-    /// Integer cents, at least 0.
+    /// Integer cents.
     #[serde(default)]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, minimum = 0)]
     pub unit_price_cents: Patch<i64>,
-    /// Basis points, 0 to 10000, default 0.
+    /// Basis points (2000 = 20 %), default 0.
     #[serde(default)]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = i32, minimum = 0, maximum = 10_000)]
     pub vat_rate: Patch<i32>,
-    /// Minutes, more than 0.
+    /// Minutes.
     #[serde(default)]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     pub duration_minutes: Patch<i32>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_active: Patch<bool>,
     /// Live categories of this clinic; replaces the current list.
     #[serde(default)]
     #[schema(value_type = Option<Vec<Uuid>>)]
     pub category_ids: Patch<Vec<Uuid>>,
+}
+
+fn kind_schema() -> Object {
+    v::schema::one_of(KINDS, false)
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewProduct = Create<ProductInput>;
+
+impl Creatable for ProductInput {
+    const CREATE_NAME: &'static str = "NewProductService";
+    const REQUIRED: &'static [&'static str] = &["name", "unitPriceCents"];
 }
 
 impl ProductInput {

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::amounts::Amounts;
 use super::lifecycle::{DocumentStatus, DocumentType};
-use crate::validation::{self as v, FieldErrors, Patch};
+use crate::validation::schema::{Creatable, Create};
+use crate::validation::{self as v, FieldErrors, Nested, Patch};
 
 /// Lines a document may carry.
 pub const MAX_ITEMS: usize = 200;
@@ -20,30 +21,41 @@ pub const MAX_ITEMS: usize = 200;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DocumentInput {
-    /// `quote|invoice` (credit notes are made by the server); fixed once created.
+    /// `quote` or `invoice` (credit notes are made by the server); fixed once created.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = DocumentType)]
     pub document_type: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = Uuid)]
     pub patient_id: Patch<Uuid>,
+    /// At most 200 lines.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<ItemInput>>)]
-    pub items: Patch<Vec<ItemInput>>,
-    /// `draft|sent|accepted|rejected|paid|cancelled`; `sent` issues a draft.
+    #[schema(value_type = Option<Vec<ItemInput>>, max_items = 200)]
+    pub items: Patch<Vec<Nested<ItemInput>>>,
+    /// `sent` issues a draft.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = DocumentStatus)]
     pub status: Patch<String>,
+    /// Between the years 1900 and 9999.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Date)]
     pub issue_date: Patch<String>,
+    /// Between the years 1900 and 9999, not before `issueDate`.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Date)]
     pub due_date: Patch<String>,
-    /// ISO 4217 code; default the clinic's currency.
+    /// ISO 4217 code; default (and `null`) the clinic's currency.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = v::schema::currency_or_null)]
     pub currency: Patch<String>,
+}
+
+/// The body of a create, for the OpenAPI document.
+pub type NewDocument = Create<DocumentInput>;
+
+impl Creatable for DocumentInput {
+    const CREATE_NAME: &'static str = "NewDocument";
+    const REQUIRED: &'static [&'static str] = &["documentType", "patientId"];
 }
 
 /// One line as a request gives it.
@@ -52,12 +64,15 @@ pub struct DocumentInput {
 pub struct ItemInput {
     /// A live row of the clinic's catalogue, if the line comes from it.
     pub product_service_id: Option<Uuid>,
+    #[schema(schema_with = v::schema::text::<500>, required = true)]
     pub description: Option<String>,
-    /// A whole number greater than 0.
+    #[schema(value_type = i32, minimum = 1)]
     pub quantity: Option<i64>,
-    /// Cents, 0 or more.
+    /// Cents.
+    #[schema(value_type = i64, minimum = 0)]
     pub unit_price_cents: Option<i64>,
-    /// Basis points, 0 to 10000 (2000 = 20 %).
+    /// Basis points (2000 = 20 %).
+    #[schema(value_type = i32, minimum = 0, maximum = 10_000)]
     pub vat_rate: Option<i64>,
 }
 
@@ -147,7 +162,7 @@ impl DocumentInput {
             Patch::Value(items) => items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| item.product_service_id.map(|id| (i, id)))
+                .filter_map(|(i, Nested(item))| item.product_service_id.map(|id| (i, id)))
                 .collect(),
             _ => Vec::new(),
         }
@@ -288,7 +303,7 @@ fn currency(raw: String) -> Result<String, String> {
     }
 }
 
-fn lines(items: Vec<ItemInput>, e: &mut FieldErrors) -> Option<Lines> {
+fn lines(items: Vec<Nested<ItemInput>>, e: &mut FieldErrors) -> Option<Lines> {
     if items.len() > MAX_ITEMS {
         e.add("items", format!("must have at most {MAX_ITEMS} items"));
         return None;
@@ -296,7 +311,7 @@ fn lines(items: Vec<ItemInput>, e: &mut FieldErrors) -> Option<Lines> {
     let lines: Vec<Option<Line>> = items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| line(i, item, e))
+        .map(|(i, Nested(item))| line(i, item, e))
         .collect();
     let lines: Vec<Line> = lines.into_iter().collect::<Option<_>>()?;
     let priced = Lines::new(lines);

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::clinic::catalogue::categories::{
-    self, Category, CategoryFields, CategoryInput, NAME_TAKEN,
+    self, Category, CategoryFields, CategoryInput, NewCategory, NAME_TAKEN,
 };
 use crate::http::clinic::{Categories, Clinic};
 use crate::http::error::{ApiError, ResultExt};
@@ -47,7 +47,7 @@ async fn list_categories(
 }
 
 #[utoipa::path(post, path = "/categories", tag = "catalogue", security(("bearer" = [])),
-    request_body = CategoryInput, responses((status = 201, body = Category),
+    request_body = NewCategory, responses((status = 201, body = Category),
         (status = 409, description = "conflict: name taken"), (status = 422, description = "validation_failed")))]
 async fn create_category(
     clinic: Clinic<Categories>,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::clinic::catalogue::categories;
 use crate::clinic::catalogue::products::{
-    self, ProductFields, ProductInput, ProductService, CODE_TAKEN,
+    self, NewProduct, ProductFields, ProductInput, ProductService, CODE_TAKEN,
 };
 use crate::http::clinic::{Clinic, ProductsServices};
 use crate::http::error::{ApiError, ResultExt};
@@ -50,7 +50,7 @@ async fn list_products(
 }
 
 #[utoipa::path(post, path = "/products-services", tag = "catalogue", security(("bearer" = [])),
-    request_body = ProductInput, responses((status = 201, body = ProductService),
+    request_body = NewProduct, responses((status = 201, body = ProductService),
         (status = 409, description = "conflict: code taken"), (status = 422, description = "validation_failed")))]
 async fn create_product(
     clinic: Clinic<ProductsServices>,
