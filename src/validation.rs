@@ -439,6 +439,42 @@ pub mod schema {
         string(nullable).enum_values(Some(values)).build()
     }
 
+    /// A create-or-update request type whose create must carry some fields.
+    pub trait Creatable: ToSchema {
+        /// The component name of a create's body, e.g. `NewPatient`.
+        const CREATE_NAME: &'static str;
+        /// What a create must carry.
+        const REQUIRED: &'static [&'static str];
+    }
+
+    /// The body of a create: the request's schema with
+    /// [`Creatable::REQUIRED`] required. Named through an alias
+    /// (`pub type NewPatient = Create<PatientInput>`, then
+    /// `request_body = NewPatient`): the path macro takes no generic type.
+    pub struct Create<T>(PhantomData<T>);
+
+    impl<T: Creatable> PartialSchema for Create<T> {
+        fn schema() -> RefOr<Schema> {
+            let mut schema = T::schema();
+            if let RefOr::T(Schema::Object(object)) = &mut schema {
+                object
+                    .required
+                    .extend(T::REQUIRED.iter().map(|field| (*field).to_owned()));
+            }
+            schema
+        }
+    }
+
+    impl<T: Creatable> ToSchema for Create<T> {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed(T::CREATE_NAME)
+        }
+
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            T::schemas(schemas);
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -481,42 +517,6 @@ pub mod schema {
                     serde_json::Value::Null
                 ])
             );
-        }
-    }
-
-    /// A create-or-update request type whose create must carry some fields.
-    pub trait Creatable: ToSchema {
-        /// The component name of a create's body, e.g. `NewPatient`.
-        const CREATE_NAME: &'static str;
-        /// What a create must carry.
-        const REQUIRED: &'static [&'static str];
-    }
-
-    /// The body of a create: the request's schema with
-    /// [`Creatable::REQUIRED`] required. Named through an alias
-    /// (`pub type NewPatient = Create<PatientInput>`, then
-    /// `request_body = NewPatient`): the path macro takes no generic type.
-    pub struct Create<T>(PhantomData<T>);
-
-    impl<T: Creatable> PartialSchema for Create<T> {
-        fn schema() -> RefOr<Schema> {
-            let mut schema = T::schema();
-            if let RefOr::T(Schema::Object(object)) = &mut schema {
-                object
-                    .required
-                    .extend(T::REQUIRED.iter().map(|field| (*field).to_owned()));
-            }
-            schema
-        }
-    }
-
-    impl<T: Creatable> ToSchema for Create<T> {
-        fn name() -> Cow<'static, str> {
-            Cow::Borrowed(T::CREATE_NAME)
-        }
-
-        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-            T::schemas(schemas);
         }
     }
 }
