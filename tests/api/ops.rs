@@ -224,7 +224,7 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     for (first, last) in [
         ("Marie", "Curie"),
         ("Louis", "Pasteur"),
-        ("Claude", "Bernard"),
+        ("Louise", "Bernard"),
     ] {
         app.create_patient(&a.token, first, last).await;
     }
