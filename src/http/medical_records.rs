@@ -5,7 +5,6 @@
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::Utc;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -41,12 +40,7 @@ async fn list_records(
     let page_request = query.page()?;
     let mut tx = clinic.begin().await?;
     let (rows, total) = records::list(&mut tx, query.patient_id, page_request).await?;
-    let mut entry = Entry::new(Action::List, RESOURCE).details(json!({
-        "limit": page_request.limit, "offset": page_request.offset, "patientId": query.patient_id,
-    }));
-    if let Some(patient) = query.patient_id {
-        entry = entry.patient(patient);
-    }
+    let entry = query.audit_entry(RESOURCE, page_request);
     clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(page(rows, page_request.with_total(total)))

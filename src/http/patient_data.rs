@@ -3,11 +3,13 @@
 //! an id in a body that names no live row of the clinic.
 
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::list::ListQuery;
+use crate::clinic::audit::{Action, Entry};
 use crate::clinic::references::UNKNOWN;
 use crate::clinic::Page;
 use crate::validation::FieldErrors;
@@ -30,6 +32,18 @@ pub struct PatientQuery {
 impl PatientQuery {
     pub fn page(&self) -> Result<Page, ApiError> {
         page(self.limit, self.offset)
+    }
+
+    /// The audit event of a list read with this query (naming the patient
+    /// when the list is one patient's).
+    pub fn audit_entry(&self, resource: &'static str, page: Page) -> Entry {
+        let entry = Entry::new(Action::List, resource).details(json!({
+            "limit": page.limit, "offset": page.offset, "patientId": self.patient_id,
+        }));
+        match self.patient_id {
+            Some(patient) => entry.patient(patient),
+            None => entry,
+        }
     }
 }
 
