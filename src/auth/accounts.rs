@@ -9,35 +9,34 @@
 //! on this instance clears the entry at once ([`AccountCache::forget`]);
 //! other instances see it when their entry expires ([`ACCOUNT_TTL`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::jwt::Claims;
 use crate::central::users::{self, Standing};
+use crate::ttl_cache::TtlCache;
 
 pub const ACCOUNT_TTL: Duration = Duration::from_secs(2);
 
-/// Past this many entries, expired ones are swept on insert.
-const SWEEP_ABOVE: usize = 10_000;
+/// `None` for an id with no live account.
+pub struct AccountCache(TtlCache<Uuid, Option<Standing>>);
 
-#[derive(Default)]
-pub struct AccountCache {
-    /// `None`: no live account with this id.
-    entries: Mutex<HashMap<Uuid, (Option<Standing>, Instant)>>,
+impl Default for AccountCache {
+    fn default() -> Self {
+        Self(TtlCache::new(ACCOUNT_TTL))
+    }
 }
 
 impl AccountCache {
     /// Whether the token's claims still describe a live, active account.
     pub async fn admits(&self, central: &PgPool, claims: &Claims) -> Result<bool, sqlx::Error> {
-        let standing = match self.cached(claims.user_id) {
+        let standing = match self.0.get(&claims.user_id) {
             Some(standing) => standing,
             None => {
                 let standing = users::standing(central, claims.user_id).await?;
-                self.insert(claims.user_id, standing);
+                self.0.insert(claims.user_id, standing);
                 standing
             }
         };
@@ -48,30 +47,6 @@ impl AccountCache {
 
     /// Drops what is known of one account; the next request asks central.
     pub fn forget(&self, user_id: Uuid) {
-        self.lock().remove(&user_id);
-    }
-
-    fn cached(&self, user_id: Uuid) -> Option<Option<Standing>> {
-        let mut entries = self.lock();
-        match entries.get(&user_id) {
-            Some((standing, at)) if at.elapsed() < ACCOUNT_TTL => Some(*standing),
-            Some(_) => {
-                entries.remove(&user_id);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn insert(&self, user_id: Uuid, standing: Option<Standing>) {
-        let mut entries = self.lock();
-        if entries.len() >= SWEEP_ABOVE {
-            entries.retain(|_, (_, at)| at.elapsed() < ACCOUNT_TTL);
-        }
-        entries.insert(user_id, (standing, Instant::now()));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Option<Standing>, Instant)>> {
-        self.entries.lock().expect("account cache lock")
+        self.0.forget(&user_id);
     }
 }

@@ -9,13 +9,12 @@ use std::marker::PhantomData;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::Method;
-use std::net::SocketAddr;
 
-use axum::extract::ConnectInfo;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::extract::client_addr;
 use super::state::AppState;
 use crate::auth::jwt::Claims;
 use crate::auth::roles::{Operation, Resource, Role};
@@ -138,10 +137,7 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            client_addr: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string()),
+            client_addr: client_addr(parts),
         };
         Ok(Clinic {
             caller,
