@@ -19,6 +19,7 @@ use crate::crypto::{JwtSecret, MasterKey};
 use crate::embedded::{self, Durability, RunningCluster};
 use crate::http::metrics::Metrics;
 use crate::http::state::AppState;
+use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
 use crate::tenancy::state::StateCache;
@@ -120,6 +121,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         ),
         databases,
         metrics: Arc::new(Metrics::default()),
+        sealer: Arc::new(AuditSealer::default()),
     })
 }
 
@@ -149,7 +151,9 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
             }
         });
     }
+    tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
+    state.sealer.seal_marked(&state.pools).await;
     state.pools.close_all().await;
     state.databases.close().await;
     result

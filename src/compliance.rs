@@ -2,6 +2,7 @@
 //! role, which owns the trail) and checks it against the last head anchored
 //! in the central database, so that removing the newest rows, which the
 //! chain alone cannot reveal, is caught too. A sound chain is anchored anew.
+//! Pending events (appended by requests, not yet chained) are sealed first.
 
 use serde::Serialize;
 use serde_json::json;
@@ -9,7 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::Row;
 
 use crate::central::{audit, companies, Databases};
-use crate::clinic::audit::{verify_chain, BrokenLink};
+use crate::clinic::audit::{seal, verify_chain, BrokenLink};
 use crate::tenancy::naming::ClinicId;
 
 /// The outcome for one clinic.
@@ -60,6 +61,7 @@ async fn check(
     id: ClinicId,
 ) -> Result<Verification, VerifyError> {
     let mut conn = pool.acquire().await?;
+    seal(&mut conn).await?;
     let report = verify_chain(&mut conn).await?;
     let mut broken = report.broken;
     let anchor = sqlx::query(
@@ -75,7 +77,7 @@ async fn check(
             let last_id: i64 = anchor.try_get("last_id")?;
             let last_hash: String = anchor.try_get("last_hash")?;
             let stored: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT hash FROM audit_events WHERE id = $1")
+                sqlx::query_scalar("SELECT hash FROM public.audit_events WHERE id = $1")
                     .bind(last_id)
                     .fetch_optional(&mut *conn)
                     .await?;
@@ -90,7 +92,7 @@ async fn check(
     }
     if broken.is_none() && report.events > 0 {
         let head: (i64, Vec<u8>) =
-            sqlx::query_as("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
+            sqlx::query_as("SELECT id, hash FROM public.audit_events ORDER BY id DESC LIMIT 1")
                 .fetch_one(&mut *conn)
                 .await?;
         let event = audit::PlatformEvent {

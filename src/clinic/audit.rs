@@ -1,7 +1,9 @@
 //! The clinic audit trail (`audit_events`, in the clinic's own database):
-//! who read or changed which patient data, when, from where. Written in the
-//! same transaction as the access it records. Append-only and hash-chained
-//! (see `audit_schema.sql`); [`verify_chain`] recomputes the chain.
+//! who read or changed which patient data, when, from where. Each event is
+//! appended to `audit_events_pending` in the same transaction as the access
+//! it records, then [`seal`]ed into the append-only, hash-chained
+//! `audit_events` (see `audit_schema.sql`); [`verify_chain`] recomputes the
+//! chain.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -15,12 +17,17 @@ use crate::tenancy::naming::quote_ident;
 /// The admin-applied schema of the trail.
 pub const SCHEMA: &str = include_str!("audit_schema.sql");
 
-/// Gives the clinic role what it needs of the trail: appending and reading.
+/// Gives the clinic role what it needs of the trail: appending pending
+/// events, sealing them, reading sealed ones. (Clinics provisioned before
+/// sealing could insert into the chain directly: that right is withdrawn.)
 pub fn grants_for(role: &str) -> String {
     let role = quote_ident(role);
     format!(
-        "GRANT SELECT, INSERT ON audit_events TO {role};\n\
-         GRANT EXECUTE ON FUNCTION audit_events_chain() TO {role};"
+        "GRANT USAGE, CREATE ON SCHEMA public TO {role};\n\
+         REVOKE INSERT ON audit_events FROM {role};\n\
+         GRANT SELECT ON audit_events TO {role};\n\
+         GRANT INSERT ON audit_events_pending TO {role};\n\
+         GRANT EXECUTE ON FUNCTION audit_events_seal(integer) TO {role};"
     )
 }
 
@@ -107,16 +114,17 @@ impl Entry {
     }
 }
 
-/// Appends one event within the caller's transaction.
+/// Appends one pending event within the caller's transaction (the
+/// database stamps its time).
 pub async fn record(
     conn: &mut PgConnection,
     actor: &Actor,
     entry: Entry,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO audit_events (id, occurred_at, actor_user_id, actor_role, action, resource_type,
-            resource_id, patient_id, request_id, client_addr, changed_fields, details, prev_hash, hash)
-         VALUES (0, now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', '')",
+        "INSERT INTO public.audit_events_pending (occurred_at, actor_user_id, actor_role, action,
+            resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, details)
+         VALUES (now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(actor.user_id)
     .bind(actor.role.as_str())
@@ -131,6 +139,25 @@ pub async fn record(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Rows one call to `audit_events_seal` chains at most.
+const SEAL_BATCH: i32 = 10_000;
+
+/// Chains every committed pending event, a batch per call of the SQL
+/// sealer; returns how many were sealed.
+pub async fn seal(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let mut sealed = 0u64;
+    loop {
+        let batch: i32 = sqlx::query_scalar("SELECT public.audit_events_seal($1)")
+            .bind(SEAL_BATCH)
+            .fetch_one(&mut *conn)
+            .await?;
+        sealed += u64::try_from(batch).unwrap_or(0);
+        if batch < SEAL_BATCH {
+            return Ok(sealed);
+        }
+    }
 }
 
 /// The first link that does not hold, if any.
@@ -197,7 +224,7 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, sqlx::
                 patient_id::text, request_id, client_addr,
                 array_to_string(changed_fields, ',') AS changed_fields, details::text AS details,
                 prev_hash, hash
-           FROM audit_events ORDER BY id",
+           FROM public.audit_events ORDER BY id",
     )
     .fetch_all(conn)
     .await?;
@@ -280,7 +307,7 @@ pub async fn list(
     page: super::Page,
 ) -> Result<(Vec<Event>, i64), sqlx::Error> {
     let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM audit_events WHERE {EVENT_FILTER}"
+        "SELECT COUNT(*) FROM public.audit_events WHERE {EVENT_FILTER}"
     ))
     .bind(filter.patient_id)
     .bind(filter.user_id)
@@ -290,7 +317,7 @@ pub async fn list(
     .fetch_one(&mut *conn)
     .await?;
     let events = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE {EVENT_FILTER} ORDER BY id DESC LIMIT $6 OFFSET $7"
+        "SELECT {EVENT_COLUMNS} FROM public.audit_events WHERE {EVENT_FILTER} ORDER BY id DESC LIMIT $6 OFFSET $7"
     ))
     .bind(filter.patient_id)
     .bind(filter.user_id)
@@ -310,7 +337,7 @@ pub async fn about_patient(
     patient_id: Uuid,
 ) -> Result<Vec<Event>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE patient_id = $1 ORDER BY id"
+        "SELECT {EVENT_COLUMNS} FROM public.audit_events WHERE patient_id = $1 ORDER BY id"
     ))
     .bind(patient_id)
     .fetch_all(conn)

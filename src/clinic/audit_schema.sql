@@ -1,14 +1,21 @@
 -- The clinic audit trail. Applied by the admin connection (not the clinic
--- role), so the admin owns the table and its triggers: the clinic role may
--- only INSERT and SELECT, and cannot disable the triggers. Idempotent: run
--- at provisioning and by every `medicalpro migrate`.
+-- role), so the admin owns the tables and their triggers: the clinic role
+-- may only append pending events, read sealed ones and call the sealer, and
+-- cannot disable the triggers. Idempotent: run at provisioning and by every
+-- `medicalpro migrate`.
 --
 -- Each row's hash is sha256(previous row's hash || payload), where payload
 -- is the row's fields as text joined by U+001F (see `audit_event_payload`);
 -- `medicalpro audit verify` recomputes the chain independently.
 
+-- The schema holding the trail belongs to the admin too: a schema's owner
+-- may drop any table in it, and by default `public` belongs to the
+-- database's owner, the clinic role. (The clinic role is granted USAGE and
+-- CREATE on it, for its own tables.)
+ALTER SCHEMA public OWNER TO CURRENT_USER;
+
 CREATE TABLE IF NOT EXISTS audit_events (
-    -- Position in the chain: assigned under a lock, gapless.
+    -- Position in the chain: assigned by the sealer under a lock, gapless.
     id             bigint PRIMARY KEY,
     occurred_at    timestamptz NOT NULL,
     actor_user_id  uuid,
@@ -46,22 +53,81 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public AS $$
         e.details::text)
 $$;
 
-CREATE OR REPLACE FUNCTION audit_events_chain() RETURNS trigger
+-- The trail is written in two steps. In the transaction of each access, the
+-- clinic role appends to `audit_events_pending` (INSERT only: it can neither
+-- read, change nor delete what it wrote). Shortly after commit,
+-- `audit_events_seal()` moves pending rows into `audit_events`, in one
+-- transaction under a per-database lock, giving each its gapless id and its
+-- link in the chain. Accesses therefore never wait on one another for the
+-- chain; only sealers do, and one seal commits many rows at once.
+CREATE TABLE IF NOT EXISTS audit_events_pending (
+    -- Order of arrival only; the chain position is given at sealing.
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at    timestamptz NOT NULL,
+    actor_user_id  uuid,
+    actor_role     text,
+    action         text NOT NULL,
+    resource_type  text NOT NULL,
+    resource_id    uuid,
+    patient_id     uuid,
+    request_id     text,
+    client_addr    text,
+    changed_fields text[] NOT NULL DEFAULT '{}',
+    details        jsonb NOT NULL DEFAULT '{}'
+);
+
+-- The time of an access is the server's, never the writer's.
+CREATE OR REPLACE FUNCTION audit_events_pending_stamp() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.occurred_at := date_trunc('microseconds', clock_timestamp());
+    RETURN NEW;
+END
+$$;
+
+-- Chains every committed pending row, oldest arrival first, at most
+-- `batch` of them; returns how many it sealed. Runs as the trail's owner.
+CREATE OR REPLACE FUNCTION audit_events_seal(batch integer DEFAULT 10000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     last_id   bigint;
     last_hash bytea;
+    pending   audit_events_pending[];
+    p         audit_events_pending;
+    e         audit_events;
+    sealed    audit_events[] := '{}';
 BEGIN
-    -- One writer at a time extends the chain; held until commit.
+    -- One sealer at a time extends the chain; held until commit.
     PERFORM pg_advisory_xact_lock(7311, 1);
+    WITH moved AS (
+        DELETE FROM audit_events_pending
+         WHERE id IN (SELECT id FROM audit_events_pending ORDER BY id LIMIT batch)
+        RETURNING *
+    )
+    SELECT array_agg(ROW(moved.*)::audit_events_pending ORDER BY moved.id) INTO pending FROM moved;
+    IF pending IS NULL THEN
+        RETURN 0;
+    END IF;
     SELECT id, hash INTO last_id, last_hash FROM audit_events ORDER BY id DESC LIMIT 1;
-    NEW.id := COALESCE(last_id, 0) + 1;
-    NEW.occurred_at := date_trunc('microseconds', clock_timestamp());
-    NEW.prev_hash := COALESCE(last_hash, '\x'::bytea);
-    NEW.hash := sha256(NEW.prev_hash || convert_to(audit_event_payload(NEW), 'UTF8'));
-    RETURN NEW;
+    last_id := COALESCE(last_id, 0);
+    last_hash := COALESCE(last_hash, '\x'::bytea);
+    FOREACH p IN ARRAY pending LOOP
+        last_id := last_id + 1;
+        e := ROW(last_id, p.occurred_at, p.actor_user_id, p.actor_role, p.action,
+                 p.resource_type, p.resource_id, p.patient_id, p.request_id,
+                 p.client_addr, p.changed_fields, p.details, last_hash, NULL);
+        e.hash := sha256(e.prev_hash || convert_to(audit_event_payload(e), 'UTF8'));
+        last_hash := e.hash;
+        sealed := sealed || e;
+    END LOOP;
+    INSERT INTO audit_events SELECT * FROM unnest(sealed);
+    RETURN cardinality(sealed);
 END
 $$;
+
+-- The chain extended one row at a time by a trigger: replaced by sealing.
+DROP TRIGGER IF EXISTS audit_events_chain ON audit_events;
+DROP FUNCTION IF EXISTS audit_events_chain();
 
 CREATE OR REPLACE FUNCTION audit_events_frozen() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -70,15 +136,22 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS audit_events_chain ON audit_events;
-CREATE TRIGGER audit_events_chain BEFORE INSERT ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION audit_events_chain();
 DROP TRIGGER IF EXISTS audit_events_frozen ON audit_events;
 CREATE TRIGGER audit_events_frozen BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_frozen();
 DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events;
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_frozen();
+DROP TRIGGER IF EXISTS audit_events_pending_stamp ON audit_events_pending;
+CREATE TRIGGER audit_events_pending_stamp BEFORE INSERT ON audit_events_pending
+    FOR EACH ROW EXECUTE FUNCTION audit_events_pending_stamp();
+-- Pending rows leave only by sealing (a DELETE by the owner).
+DROP TRIGGER IF EXISTS audit_events_pending_frozen ON audit_events_pending;
+CREATE TRIGGER audit_events_pending_frozen BEFORE UPDATE ON audit_events_pending
+    FOR EACH ROW EXECUTE FUNCTION audit_events_frozen();
+DROP TRIGGER IF EXISTS audit_events_pending_no_truncate ON audit_events_pending;
+CREATE TRIGGER audit_events_pending_no_truncate BEFORE TRUNCATE ON audit_events_pending
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_events_frozen();
 
-REVOKE ALL ON audit_events FROM PUBLIC;
-REVOKE ALL ON FUNCTION audit_events_chain() FROM PUBLIC;
+REVOKE ALL ON audit_events, audit_events_pending FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_events_seal(integer) FROM PUBLIC;

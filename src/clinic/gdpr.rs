@@ -72,6 +72,8 @@ pub async fn export(conn: &mut PgConnection, patient_id: Uuid) -> Result<Value, 
     .bind(patient_id)
     .fetch_one(&mut *conn)
     .await?;
+    // Events still pending are sealed first, so that the export has them all.
+    super::audit::seal(&mut *conn).await?;
     let audit = super::audit::about_patient(conn, patient_id).await?;
     let mut held = held;
     held["auditEvents"] = serde_json::to_value(audit).unwrap_or(Value::Null);

@@ -38,7 +38,8 @@ pub struct AuditQuery {
     pub offset: Option<i64>,
 }
 
-/// The clinic's audit trail, newest first.
+/// The clinic's audit trail, newest first (events still pending are sealed
+/// first, so that the list is complete).
 #[utoipa::path(get, path = "/audit", tag = "audit", security(("bearer" = [])),
     params(AuditQuery), responses((status = 200, body = [Event]), (status = 403, description = "forbidden")))]
 async fn list_audit_events(
@@ -59,6 +60,7 @@ async fn list_audit_events(
         to: query.to,
     };
     let mut tx = clinic.begin().await?;
+    audit::seal(&mut tx).await?;
     let (events, total) = audit::list(&mut tx, &filter, page_request).await?;
     tx.commit().await?;
     Ok(page(events, page_request.with_total(total)))

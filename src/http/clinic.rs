@@ -5,6 +5,8 @@
 //! No handler can name a clinic of its own choosing.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -20,6 +22,7 @@ use crate::auth::jwt::Claims;
 use crate::auth::roles::{Operation, Resource, Role};
 use crate::central::companies::ClinicState;
 use crate::clinic::audit::{self, Actor};
+use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::pools::{ClinicPool, ClinicTransaction};
 
@@ -107,6 +110,9 @@ pub struct Clinic<R> {
     /// The caller as the audit trail names them.
     pub actor: Actor,
     pool: ClinicPool,
+    sealer: Arc<AuditSealer>,
+    /// Whether this request recorded an event (to be sealed once it ends).
+    audited: AtomicBool,
     _resource: PhantomData<R>,
 }
 
@@ -144,6 +150,8 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
             id,
             actor,
             pool,
+            sealer: state.sealer.clone(),
+            audited: AtomicBool::new(false),
             _resource: PhantomData,
         })
     }
@@ -157,13 +165,25 @@ impl<R> Clinic<R> {
     }
 
     /// Records an access in the clinic's audit trail, inside `conn`'s
-    /// transaction: commit the change and its event together.
+    /// transaction: commit the change and its event together. The event is
+    /// sealed into the chain after the request.
     pub async fn audit(
         &self,
         conn: &mut PgConnection,
         entry: audit::Entry,
     ) -> Result<(), ApiError> {
         audit::record(conn, &self.actor, entry).await?;
+        self.audited.store(true, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The handler is done, its transaction committed or rolled back: the
+/// events it recorded can be sealed.
+impl<R> Drop for Clinic<R> {
+    fn drop(&mut self) {
+        if *self.audited.get_mut() {
+            self.sealer.mark(self.id);
+        }
     }
 }

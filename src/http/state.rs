@@ -1,6 +1,6 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
-//! provisioner and the metrics.
+//! provisioner, the metrics and the audit sealer.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use super::metrics::Metrics;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
+use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
 use crate::tenancy::state::StateCache;
@@ -21,4 +22,5 @@ pub struct AppState {
     pub accounts: Arc<AccountCache>,
     pub provisioner: Provisioner,
     pub metrics: Arc<Metrics>,
+    pub sealer: Arc<AuditSealer>,
 }

@@ -6,7 +6,8 @@
 //!
 //! Ownership after a restore is what provisioning makes: every object
 //! belongs to the clinic's role (objects are restored as that role), except
-//! the audit trail (`audit_events` and its functions and triggers), which
+//! the audit trail (`audit_events`, `audit_events_pending` and their
+//! functions and triggers), which
 //! is handed back to the admin role; the trail's grants are then applied
 //! again. A backup older than the binary is migrated forward; one newer
 //! than the binary, or of another clinic, is refused.
@@ -446,14 +447,22 @@ async fn stage(
     staged
 }
 
-/// Hands the audit trail's table and functions (and so its triggers and
-/// indexes) to the admin role, as `install_audit_trail` first made them.
+/// Hands the audit trail's tables and functions (and so its triggers and
+/// indexes), and the schema holding them, to the admin role, as
+/// `install_audit_trail` first made them.
 const AUDIT_TRAIL_TO_ADMIN: &str = r"
 DO $$
 DECLARE f regprocedure;
 BEGIN
+    EXECUTE format('ALTER SCHEMA public OWNER TO %I', current_user);
+    -- The clinic role (the database's owner) keeps creating its own tables.
+    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA public TO %I',
+        (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()));
     IF to_regclass('public.audit_events') IS NOT NULL THEN
         EXECUTE format('ALTER TABLE public.audit_events OWNER TO %I', current_user);
+    END IF;
+    IF to_regclass('public.audit_events_pending') IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE public.audit_events_pending OWNER TO %I', current_user);
     END IF;
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
                JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -1,9 +1,11 @@
 //! Tenancy: one database and one role per clinic. Provisioning makes them,
 //! the template database speeds provisioning up, the pool registry opens
 //! connections to them under one budget, and the state cache says
-//! whether a clinic may be served. Requests reach a clinic database only
+//! whether a clinic may be served; the audit sealer chains the events that
+//! requests leave pending. Requests reach a clinic database only
 //! through `http::clinic::Clinic`, built from a verified token.
 
+pub mod audit_sealer;
 pub mod naming;
 pub mod pools;
 pub mod provisioning;

@@ -60,7 +60,7 @@ pub async fn audit_count(
     action: &str,
     resource_type: &str,
 ) -> i64 {
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.audit_trail(clinic.id).await;
     sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = $1 AND resource_type = $2")
         .bind(action)
         .bind(resource_type)
@@ -187,9 +187,7 @@ async fn appointment_lifecycle_is_audited() {
             "{action}"
         );
     }
-    let mut conn = app
-        .admin_connection(&app.clinic_database(s.clinic.id))
-        .await;
+    let mut conn = app.audit_trail(s.clinic.id).await;
     let (patient, fields): (Option<Uuid>, Vec<String>) = sqlx::query_as(
         "SELECT patient_id, changed_fields FROM audit_events
           WHERE action = 'update' AND resource_type = 'appointment' ORDER BY id LIMIT 1",
@@ -726,9 +724,7 @@ async fn lists_filter_by_window_practitioner_patient_and_status() {
             "{bad}"
         );
     }
-    let mut conn = app
-        .admin_connection(&app.clinic_database(s.clinic.id))
-        .await;
+    let mut conn = app.audit_trail(s.clinic.id).await;
     let details: Value = sqlx::query_scalar(
         "SELECT details FROM audit_events WHERE action = 'list' AND patient_id IS NOT NULL LIMIT 1",
     )

@@ -2,6 +2,7 @@
 //! administration and suspension.
 
 use axum::http::{Method, StatusCode};
+use medicalpro::clinic::audit::seal;
 use medicalpro::compliance::verify_clinic;
 use medicalpro::platform::create_super_admin;
 use medicalpro::tenancy::naming::ClinicId;
@@ -37,7 +38,7 @@ async fn every_access_to_a_patient_is_recorded_with_who_and_what() {
     .await;
     app.delete(&format!("/api/v1/patients/{id}"), &clinic.token)
         .await;
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.audit_trail(clinic.id).await;
     let rows = events(&mut db).await;
     let actions: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(actions, ["create", "read", "list", "update", "delete"]);
@@ -95,28 +96,56 @@ async fn the_clinic_role_cannot_alter_its_trail() {
     let role = app.clinic_database(clinic.id);
     let password = app.clinic_password(clinic.id).await;
     let mut conn = app.connect_as(&role, &password, &role).await.unwrap();
-    // Control: the role may read and append.
+    // Control: the role may seal, read the chain and append pending events,
+    // even one claiming an old date.
+    seal(&mut conn).await.unwrap();
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
         .fetch_one(&mut conn)
         .await
         .unwrap();
     assert_eq!(count, 1);
+    sqlx::raw_sql(
+        "INSERT INTO audit_events_pending (occurred_at, action, resource_type)
+         VALUES ('2001-01-01', 'read', 'patient')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     for attack in [
         "UPDATE audit_events SET action = 'read'",
         "DELETE FROM audit_events",
         "TRUNCATE audit_events",
         "ALTER TABLE audit_events DISABLE TRIGGER USER",
         "DROP TABLE audit_events",
+        "DROP TABLE audit_events CASCADE",
+        "DROP SCHEMA public CASCADE",
         "DROP TRIGGER audit_events_frozen ON audit_events",
+        // Writing into the chain directly, skipping the sealer.
+        "INSERT INTO audit_events SELECT id + 100, occurred_at, actor_user_id, actor_role, action, \
+            resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, \
+            details, prev_hash, hash FROM audit_events",
+        // Reading, changing or dropping what is not sealed yet.
+        "SELECT * FROM audit_events_pending",
+        "UPDATE audit_events_pending SET action = 'list'",
+        "DELETE FROM audit_events_pending",
+        "TRUNCATE audit_events_pending",
+        "ALTER TABLE audit_events_pending DISABLE TRIGGER USER",
+        "DROP TABLE audit_events_pending",
+        "DROP TABLE audit_events_pending CASCADE",
+        "CREATE OR REPLACE FUNCTION audit_events_seal(batch integer) RETURNS integer \
+            LANGUAGE sql AS 'SELECT 0'",
     ] {
         let refused = sqlx::raw_sql(attack).execute(&mut conn).await;
         assert!(refused.is_err(), "the clinic role could run: {attack}");
     }
-    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(after, 1);
+    assert_eq!(seal(&mut conn).await.unwrap(), 1);
+    let (after, dated_today): (i64, bool) = sqlx::query_as(
+        "SELECT COUNT(*), bool_and(occurred_at > now() - interval '1 hour') FROM audit_events",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((after, dated_today), (2, true));
     app.cleanup().await;
 }
 
@@ -171,7 +200,7 @@ async fn verify_finds_an_edited_row_a_removed_row_and_a_cut_tail() {
         .unwrap();
     app.get(&format!("/api/v1/patients/{patient}"), &token)
         .await;
-    let mut db = app.admin_connection(&app.clinic_database(cut)).await;
+    let mut db = app.audit_trail(cut).await;
     sqlx::raw_sql(
         "ALTER TABLE audit_events DISABLE TRIGGER USER; DELETE FROM audit_events WHERE id >= 5;",
     )
@@ -281,6 +310,7 @@ async fn export_holds_everything_about_the_patient_and_is_audited() {
         !export.body.to_string().contains(&other),
         "another patient's data in the export"
     );
+    seal(&mut db).await.unwrap();
     let exported: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_events WHERE action = 'export' AND patient_id = $1",
     )
@@ -378,6 +408,7 @@ async fn erasure_waits_for_retention_then_leaves_no_trace_of_the_name() {
     );
     let leaks: Vec<&String> = hits.iter().filter(|h| !h.starts_with("Eveline")).collect();
     assert!(leaks.is_empty(), "erased values remain: {leaks:?}");
+    seal(&mut db).await.unwrap();
     let erase_events: (i64, String) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(string_agg(details::text, ''), '') FROM audit_events WHERE action = 'erase'",
     )
@@ -518,5 +549,37 @@ async fn platform_admins_suspend_clinics_and_read_no_patient_data() {
         .await
         .unwrap();
     assert!(!central_dump.to_string().contains("Gustave"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn events_are_sealed_into_the_chain_shortly_after_the_request() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Sealed").await;
+    let id = app.create_patient(&clinic.token, "Sally", "Seal").await;
+    for _ in 0..5 {
+        app.get(&format!("/api/v1/patients/{id}"), &clinic.token)
+            .await;
+    }
+    // No explicit seal here: the server's sealer chains them on its own.
+    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (sealed, pending) = loop {
+        let counts: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM audit_events), (SELECT COUNT(*) FROM audit_events_pending)",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if counts.1 == 0 || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((sealed, pending), (6, 0));
+    let report = verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
+    assert_eq!((report.events, report.broken), (6, None));
     app.cleanup().await;
 }

@@ -324,7 +324,7 @@ async fn consent_status_moves_forward_with_server_timestamps() {
             "{action}"
         );
     }
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.audit_trail(clinic.id).await;
     let (patient_id, details): (Option<Uuid>, Value) = sqlx::query_as(
         "SELECT patient_id, details FROM audit_events WHERE action = 'list' AND resource_type = 'consent'",
     )

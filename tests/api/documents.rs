@@ -993,7 +993,7 @@ async fn document_reads_and_changes_are_audited() {
     app.delete(&format!("/api/v1/documents/{invoice}"), token)
         .await;
 
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.audit_trail(clinic.id).await;
     let events: Vec<AuditEvent> = sqlx::query_as(
         "SELECT action, resource_id, patient_id, changed_fields, details FROM audit_events
          WHERE resource_type = 'document' ORDER BY id",

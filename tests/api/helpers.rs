@@ -12,6 +12,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use medicalpro::app::build_state;
+use medicalpro::clinic::audit::seal;
 use medicalpro::config::{DbPrefix, PoolSettings, ProvisioningSettings, Settings};
 use medicalpro::crypto::{random_token, JwtSecret, MasterKey};
 use medicalpro::embedded::{Durability, RunningCluster};
@@ -135,6 +136,7 @@ pub async fn spawn_app() -> TestApp {
     let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
     let settings = settings_for(&prefix);
     let state = build_state(&settings).await.expect("building the app");
+    tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     TestApp {
         router: medicalpro::http::router(state.clone()),
         state,
@@ -273,6 +275,14 @@ impl TestApp {
             .connect()
             .await
             .expect("admin connection")
+    }
+
+    /// A connection as the admin role to the clinic's database, with the
+    /// events that requests left pending sealed into the audit chain.
+    pub async fn audit_trail(&self, clinic: Uuid) -> PgConnection {
+        let mut conn = self.admin_connection(&self.clinic_database(clinic)).await;
+        seal(&mut conn).await.expect("sealing pending audit events");
+        conn
     }
 
     pub fn clinic_database(&self, clinic: Uuid) -> String {

@@ -122,7 +122,7 @@ async fn medical_record_lifecycle_audits_field_names_only() {
             "{action}"
         );
     }
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.audit_trail(clinic.id).await;
     let fields: Vec<String> = sqlx::query_scalar(
         "SELECT changed_fields FROM audit_events WHERE action = 'update'
             AND resource_type = 'medical_record' ORDER BY id LIMIT 1",

@@ -234,9 +234,9 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
         StatusCode::OK
     );
     let a_db = app.clinic_database(a.id);
-    let mut a_conn = app.admin_connection(&a_db).await;
+    let mut a_conn = app.audit_trail(a.id).await;
     let before = snapshot(&mut a_conn).await;
-    let mut b_conn = app.admin_connection(&app.clinic_database(b.id)).await;
+    let mut b_conn = app.audit_trail(b.id).await;
     let b_before = snapshot(&mut b_conn).await;
     assert!(before.iter().any(|(t, n, _)| t == "patients" && *n == 3));
     assert!(before.iter().any(|(t, n, _)| t == "audit_events" && *n > 0));
