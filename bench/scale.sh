@@ -8,9 +8,17 @@
 #   bench/scale.sh                      # up to 10,000 clinics, 60 s run
 #   CLINICS=200 DURATION=5 bench/scale.sh
 #
+# A clinic database takes about 8 MiB uncompressed, mostly PostgreSQL's own
+# catalog: 10,000 of them about 80 GiB. When the clinics asked for would not
+# fit in DISK_SHARE of the free disk, the cluster goes on a zstd-compressed
+# btrfs volume kept in a sparse file (as root; btrfs-progs is installed if
+# missing), where catalog pages take a fraction of that. COMPRESS=no keeps
+# the plain disk, COMPRESS=yes always compresses.
+#
 # Settings (environment): CLINICS (10000), DURATION (60), CONNECTIONS (64),
 # THREADS (2), PARALLEL (registrations at once, 8), DISK_SHARE (the share of
-# the free disk the clinics may take, 0.25), MEDICALPRO_BIN.
+# the free disk the clinics may take, 0.25; 0.5 on a compressed volume),
+# COMPRESS (auto, yes, no), MEDICALPRO_BIN.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,32 +27,70 @@ DURATION=${DURATION:-60}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PARALLEL=${PARALLEL:-8}
-DISK_SHARE=${DISK_SHARE:-0.25}
+COMPRESS=${COMPRESS:-auto}
 RUN_ID=$(date +%s)
+UNCOMPRESSED_MIB=8
 
 need_tools
 BIN=$(medicalpro_bin)
 WORK=$(mktemp -d)
 chmod 711 "$WORK" # the cluster may run as the postgres user
-DATA=$WORK/data
+VOLUME=
+trap 'stop_server; unmount_volume; rm -rf "$WORK"' EXIT
+
+# mount_volume DIR: a compressed btrfs volume at DIR, in a sparse file as
+# large as the free disk (it only takes what is written to it).
+mount_volume() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "a compressed volume needs root: run with COMPRESS=no, or fewer CLINICS" >&2
+        exit 1
+    fi
+    command -v mkfs.btrfs >/dev/null || apt-get install -y -qq btrfs-progs >/dev/null
+    VOLUME=$WORK/volume.img
+    truncate -s "$(df -B1 --output=avail "$WORK" | tail -1)" "$VOLUME"
+    mkfs.btrfs -q "$VOLUME" >/dev/null
+    mkdir -p "$1"
+    mount -o loop,compress-force=zstd:1 "$VOLUME" "$1"
+    chmod 711 "$1"
+}
+unmount_volume() { [ -n "$VOLUME" ] && umount "$WORK/volume" 2>/dev/null; true; }
+# Bytes the data really takes on the disk below.
+disk_used() {
+    sync
+    if [ -n "$VOLUME" ]; then du -B1 "$VOLUME" | cut -f1; else du -sB1 "$DATA" | cut -f1; fi
+}
+
+free=$(df -B1 --output=avail "$WORK" | tail -1)
+uncompressed_fit=$(awk -v f="$free" -v s="${DISK_SHARE:-0.25}" -v c="$UNCOMPRESSED_MIB" 'BEGIN { printf "%d", f * s / (c * 1048576) }')
+if [[ $COMPRESS == yes || ($COMPRESS == auto && CLINICS -gt uncompressed_fit) ]]; then
+    mount_volume "$WORK/volume"
+    DATA=$WORK/volume/data
+    DISK_SHARE=${DISK_SHARE:-0.5}
+    echo "storage: compressed btrfs volume (zstd) in a sparse file"
+else
+    DATA=$WORK/data
+    DISK_SHARE=${DISK_SHARE:-0.25}
+    echo "storage: plain disk"
+fi
 mkdir -p "$DATA"
-trap 'stop_server; rm -rf "$WORK"' EXIT
 start_server "$DATA"
 machine
 
-# What one clinic costs on disk, against what is free.
-setup_clinics 1 "$WORK/clinics" 1
-per_clinic=$(psql -Atc "SELECT MAX(pg_database_size(datname)) FROM pg_database WHERE datname LIKE 'medicalpro\_clinic\_%'")
-free=$(df -B1 --output=avail "$DATA" | tail -1)
+# What one clinic costs on disk (ten, to smooth the file system's
+# allocation), against what is free.
+before=$(disk_used)
+setup_clinics 10 "$WORK/clinics" 1
+per_clinic=$((($(disk_used) - before) / 10))
+((per_clinic > 0)) || per_clinic=1
 fits=$(awk -v f="$free" -v s="$DISK_SHARE" -v c="$per_clinic" 'BEGIN { printf "%d", f * s / c }')
-echo "one clinic database: $((per_clinic / 1024 / 1024)) MiB; free disk: $((free / 1024 / 1024 / 1024)) GiB; $DISK_SHARE of it holds $fits clinics"
+echo "one clinic on disk: $((per_clinic / 1024)) KiB; free disk: $((free / 1024 / 1024 / 1024)) GiB; $DISK_SHARE of it holds $fits clinics"
 if ((CLINICS > fits)); then
     echo "only $fits of the $CLINICS clinics asked for fit: running with $fits"
     CLINICS=$fits
 fi
 
 started=$SECONDS
-RUN_ID=$RUN_ID-more setup_clinics "$((CLINICS - 1))" "$WORK/more" "$PARALLEL"
+RUN_ID=$RUN_ID-more setup_clinics "$((CLINICS - 10))" "$WORK/more" "$PARALLEL"
 cat "$WORK/more" >>"$WORK/clinics"
 provisioned=$(wc -l <"$WORK/clinics")
 echo "provisioned $provisioned clinics in $((SECONDS - started)) s"

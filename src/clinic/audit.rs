@@ -1,9 +1,9 @@
 //! The clinic audit trail (`audit_events`, in the clinic's own database):
 //! who read or changed which patient data, when, from where. Each event is
-//! appended to `audit_events_pending` in the same transaction as the access
-//! it records, then [`seal`]ed into the append-only, hash-chained
-//! `audit_events` (see `audit_schema.sql`); [`verify_chain`] recomputes the
-//! chain.
+//! recorded in the same transaction as the access, into the append-only,
+//! hash-chained `audit_events`, or, when another transaction is extending
+//! the chain at that moment, into `audit_events_pending` until a [`seal`]
+//! (see `audit_schema.sql`). [`verify_chain`] recomputes the chain.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,8 +17,8 @@ use crate::tenancy::naming::quote_ident;
 /// The admin-applied schema of the trail.
 pub const SCHEMA: &str = include_str!("audit_schema.sql");
 
-/// Gives the clinic role what it needs of the trail: appending pending
-/// events, sealing them, reading sealed ones. (Clinics provisioned before
+/// Gives the clinic role what it needs of the trail: recording events,
+/// sealing pending ones, reading the chain. (Clinics provisioned before
 /// sealing could insert into the chain directly: that right is withdrawn.)
 pub fn grants_for(role: &str) -> String {
     let role = quote_ident(role);
@@ -26,7 +26,8 @@ pub fn grants_for(role: &str) -> String {
         "GRANT USAGE, CREATE ON SCHEMA public TO {role};\n\
          REVOKE INSERT ON audit_events FROM {role};\n\
          GRANT SELECT ON audit_events TO {role};\n\
-         GRANT INSERT ON audit_events_pending TO {role};\n\
+         GRANT EXECUTE ON FUNCTION audit_events_append(uuid, text, text, text, uuid, uuid, \
+             text, text, text[], jsonb) TO {role};\n\
          GRANT EXECUTE ON FUNCTION audit_events_seal(integer) TO {role};"
     )
 }
@@ -114,31 +115,27 @@ impl Entry {
     }
 }
 
-/// Appends one pending event within the caller's transaction (the
-/// database stamps its time).
+/// Records one event within the caller's transaction (the database stamps
+/// its time). Returns whether it is chained already; if not, it is pending
+/// until a [`seal`] after the caller's commit.
 pub async fn record(
     conn: &mut PgConnection,
     actor: &Actor,
     entry: Entry,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO public.audit_events_pending (occurred_at, actor_user_id, actor_role, action,
-            resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, details)
-         VALUES (now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(actor.user_id)
-    .bind(actor.role.as_str())
-    .bind(entry.action.as_str())
-    .bind(entry.resource_type)
-    .bind(entry.resource_id)
-    .bind(entry.patient_id)
-    .bind(&actor.request_id)
-    .bind(&actor.client_addr)
-    .bind(&entry.changed_fields)
-    .bind(&entry.details)
-    .execute(conn)
-    .await?;
-    Ok(())
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT public.audit_events_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind(actor.user_id)
+        .bind(actor.role.as_str())
+        .bind(entry.action.as_str())
+        .bind(entry.resource_type)
+        .bind(entry.resource_id)
+        .bind(entry.patient_id)
+        .bind(&actor.request_id)
+        .bind(&actor.client_addr)
+        .bind(&entry.changed_fields)
+        .bind(&entry.details)
+        .fetch_one(conn)
+        .await
 }
 
 /// Rows one call to `audit_events_seal` chains at most.

@@ -53,13 +53,16 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public AS $$
         e.details::text)
 $$;
 
--- The trail is written in two steps. In the transaction of each access, the
--- clinic role appends to `audit_events_pending` (INSERT only: it can neither
--- read, change nor delete what it wrote). Shortly after commit,
--- `audit_events_seal()` moves pending rows into `audit_events`, in one
--- transaction under a per-database lock, giving each its gapless id and its
--- link in the chain. Accesses therefore never wait on one another for the
--- chain; only sealers do, and one seal commits many rows at once.
+-- The trail is written in two steps, so that accesses never queue for the
+-- chain. In the transaction of each access, `audit_events_append` adds the
+-- event to `audit_events_pending` (the clinic role can neither read, change
+-- nor delete pending rows) and, if no other transaction is extending the
+-- chain at that moment, moves every pending row it can see into
+-- `audit_events`, giving each its gapless id and its link: the event is
+-- then chained in the same commit as the access. Otherwise it stays pending
+-- and `audit_events_seal()`, which waits its turn, chains it shortly after
+-- commit (the server runs it for each clinic whose events were left
+-- pending; `medicalpro audit verify` runs it first).
 CREATE TABLE IF NOT EXISTS audit_events_pending (
     -- Order of arrival only; the chain position is given at sealing.
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -76,19 +79,10 @@ CREATE TABLE IF NOT EXISTS audit_events_pending (
     details        jsonb NOT NULL DEFAULT '{}'
 );
 
--- The time of an access is the server's, never the writer's.
-CREATE OR REPLACE FUNCTION audit_events_pending_stamp() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.occurred_at := date_trunc('microseconds', clock_timestamp());
-    RETURN NEW;
-END
-$$;
-
--- Chains every committed pending row, oldest arrival first, at most
--- `batch` of them; returns how many it sealed. Runs as the trail's owner.
-CREATE OR REPLACE FUNCTION audit_events_seal(batch integer DEFAULT 10000) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+-- Chains pending rows, oldest arrival first, at most `batch` of them;
+-- returns how many. The caller holds the chain's lock (7311, 1).
+CREATE OR REPLACE FUNCTION audit_events_chain_pending(batch integer) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 DECLARE
     last_id   bigint;
     last_hash bytea;
@@ -97,8 +91,6 @@ DECLARE
     e         audit_events;
     sealed    audit_events[] := '{}';
 BEGIN
-    -- One sealer at a time extends the chain; held until commit.
-    PERFORM pg_advisory_xact_lock(7311, 1);
     WITH moved AS (
         DELETE FROM audit_events_pending
          WHERE id IN (SELECT id FROM audit_events_pending ORDER BY id LIMIT batch)
@@ -125,6 +117,39 @@ BEGIN
 END
 $$;
 
+-- Records one access, stamped with the server's clock; returns whether it
+-- is chained already (else it is pending).
+CREATE OR REPLACE FUNCTION audit_events_append(
+    actor_user_id uuid, actor_role text, action text, resource_type text,
+    resource_id uuid, patient_id uuid, request_id text, client_addr text,
+    changed_fields text[], details jsonb
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    INSERT INTO audit_events_pending (occurred_at, actor_user_id, actor_role, action,
+        resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, details)
+    VALUES (date_trunc('microseconds', clock_timestamp()), actor_user_id, actor_role, action,
+        resource_type, resource_id, patient_id, request_id, client_addr,
+        COALESCE(changed_fields, '{}'), COALESCE(details, '{}'));
+    -- Held until commit, when taken.
+    IF NOT pg_try_advisory_xact_lock(7311, 1) THEN
+        RETURN false;
+    END IF;
+    -- A full batch may have left older rows behind.
+    RETURN audit_events_chain_pending(10000) < 10000;
+END
+$$;
+
+-- Chains every committed pending row, waiting for the chain's lock, at
+-- most `batch` of them; returns how many.
+CREATE OR REPLACE FUNCTION audit_events_seal(batch integer DEFAULT 10000) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7311, 1);
+    RETURN audit_events_chain_pending(batch);
+END
+$$;
+
 -- The chain extended one row at a time by a trigger: replaced by sealing.
 DROP TRIGGER IF EXISTS audit_events_chain ON audit_events;
 DROP FUNCTION IF EXISTS audit_events_chain();
@@ -142,9 +167,6 @@ CREATE TRIGGER audit_events_frozen BEFORE UPDATE OR DELETE ON audit_events
 DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events;
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_frozen();
-DROP TRIGGER IF EXISTS audit_events_pending_stamp ON audit_events_pending;
-CREATE TRIGGER audit_events_pending_stamp BEFORE INSERT ON audit_events_pending
-    FOR EACH ROW EXECUTE FUNCTION audit_events_pending_stamp();
 -- Pending rows leave only by sealing (a DELETE by the owner).
 DROP TRIGGER IF EXISTS audit_events_pending_frozen ON audit_events_pending;
 CREATE TRIGGER audit_events_pending_frozen BEFORE UPDATE ON audit_events_pending
@@ -154,4 +176,7 @@ CREATE TRIGGER audit_events_pending_no_truncate BEFORE TRUNCATE ON audit_events_
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_frozen();
 
 REVOKE ALL ON audit_events, audit_events_pending FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_events_chain_pending(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_events_seal(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_events_append(uuid, text, text, text, uuid, uuid, text, text, text[], jsonb)
+    FROM PUBLIC;

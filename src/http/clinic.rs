@@ -111,8 +111,8 @@ pub struct Clinic<R> {
     pub actor: Actor,
     pool: ClinicPool,
     sealer: Arc<AuditSealer>,
-    /// Whether this request recorded an event (to be sealed once it ends).
-    audited: AtomicBool,
+    /// Whether this request left an event pending (to be sealed once it ends).
+    left_pending: AtomicBool,
     _resource: PhantomData<R>,
 }
 
@@ -151,7 +151,7 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
             actor,
             pool,
             sealer: state.sealer.clone(),
-            audited: AtomicBool::new(false),
+            left_pending: AtomicBool::new(false),
             _resource: PhantomData,
         })
     }
@@ -165,24 +165,25 @@ impl<R> Clinic<R> {
     }
 
     /// Records an access in the clinic's audit trail, inside `conn`'s
-    /// transaction: commit the change and its event together. The event is
-    /// sealed into the chain after the request.
+    /// transaction: commit the change and its event together. An event left
+    /// pending is sealed into the chain after the request.
     pub async fn audit(
         &self,
         conn: &mut PgConnection,
         entry: audit::Entry,
     ) -> Result<(), ApiError> {
-        audit::record(conn, &self.actor, entry).await?;
-        self.audited.store(true, Ordering::Relaxed);
+        if !audit::record(conn, &self.actor, entry).await? {
+            self.left_pending.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
 
 /// The handler is done, its transaction committed or rolled back: the
-/// events it recorded can be sealed.
+/// events it left pending can be sealed.
 impl<R> Drop for Clinic<R> {
     fn drop(&mut self) {
-        if *self.audited.get_mut() {
+        if *self.left_pending.get_mut() {
             self.sealer.mark(self.id);
         }
     }

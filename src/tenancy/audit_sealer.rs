@@ -1,8 +1,9 @@
 //! Seals clinics' pending audit events shortly after the requests that
-//! wrote them have committed (see `clinic/audit_schema.sql`). A request that
-//! recorded an event marks its clinic; one background task gathers marks for
-//! a moment, then seals each marked clinic through its pool, a few at a
-//! time. A seal that fails leaves the events pending, durable and unaltered:
+//! wrote them have committed (see `clinic/audit_schema.sql`: an event is
+//! left pending when another transaction was extending the chain). A
+//! request that left one marks its clinic; one background task gathers
+//! marks for a moment, then seals each marked clinic through its pool, a
+//! few at a time. A seal that fails leaves the events pending, durable and unaltered:
 //! the clinic's next audited request or `medicalpro audit verify` seals them.
 
 use std::collections::HashSet;

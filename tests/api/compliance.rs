@@ -96,21 +96,29 @@ async fn the_clinic_role_cannot_alter_its_trail() {
     let role = app.clinic_database(clinic.id);
     let password = app.clinic_password(clinic.id).await;
     let mut conn = app.connect_as(&role, &password, &role).await.unwrap();
-    // Control: the role may seal, read the chain and append pending events,
-    // even one claiming an old date.
+    // Control: the role may seal, read the chain and record events (whose
+    // time the database sets).
     seal(&mut conn).await.unwrap();
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
         .fetch_one(&mut conn)
         .await
         .unwrap();
     assert_eq!(count, 1);
-    sqlx::raw_sql(
-        "INSERT INTO audit_events_pending (occurred_at, action, resource_type)
-         VALUES ('2001-01-01', 'read', 'patient')",
+    // While another session extends the chain, the event is left pending.
+    let mut holder = app.admin_connection(&role).await;
+    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let chained: bool = sqlx::query_scalar(
+        "SELECT audit_events_append(NULL, 'admin', 'read', 'patient', NULL, NULL, NULL, NULL, \
+             NULL, NULL)",
     )
-    .execute(&mut conn)
+    .fetch_one(&mut conn)
     .await
     .unwrap();
+    assert!(!chained);
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     for attack in [
         "UPDATE audit_events SET action = 'read'",
         "DELETE FROM audit_events",
@@ -124,7 +132,9 @@ async fn the_clinic_role_cannot_alter_its_trail() {
         "INSERT INTO audit_events SELECT id + 100, occurred_at, actor_user_id, actor_role, action, \
             resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, \
             details, prev_hash, hash FROM audit_events",
-        // Reading, changing or dropping what is not sealed yet.
+        // Writing, reading, changing or dropping what is not sealed yet.
+        "INSERT INTO audit_events_pending (occurred_at, action, resource_type) \
+            VALUES ('2001-01-01', 'read', 'patient')",
         "SELECT * FROM audit_events_pending",
         "UPDATE audit_events_pending SET action = 'list'",
         "DELETE FROM audit_events_pending",
@@ -134,6 +144,8 @@ async fn the_clinic_role_cannot_alter_its_trail() {
         "DROP TABLE audit_events_pending CASCADE",
         "CREATE OR REPLACE FUNCTION audit_events_seal(batch integer) RETURNS integer \
             LANGUAGE sql AS 'SELECT 0'",
+        // Chaining without the lock.
+        "SELECT audit_events_chain_pending(10)",
     ] {
         let refused = sqlx::raw_sql(attack).execute(&mut conn).await;
         assert!(refused.is_err(), "the clinic role could run: {attack}");
@@ -553,16 +565,30 @@ async fn platform_admins_suspend_clinics_and_read_no_patient_data() {
 }
 
 #[tokio::test]
-async fn events_are_sealed_into_the_chain_shortly_after_the_request() {
+async fn events_left_pending_are_sealed_shortly_after_the_request() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Sealed").await;
     let id = app.create_patient(&clinic.token, "Sally", "Seal").await;
-    for _ in 0..5 {
-        app.get(&format!("/api/v1/patients/{id}"), &clinic.token)
-            .await;
-    }
-    // No explicit seal here: the server's sealer chains them on its own.
+    // Another session extends the chain meanwhile: the reads are served,
+    // their events left pending.
     let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let read = app
+            .get(&format!("/api/v1/patients/{id}"), &clinic.token)
+            .await;
+        assert_eq!(read.status, StatusCode::OK);
+    }
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events_pending")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 5);
+    sqlx::raw_sql("COMMIT").execute(&mut db).await.unwrap();
+    // No explicit seal here: the server's sealer chains them on its own.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let (sealed, pending) = loop {
         let counts: (i64, i64) = sqlx::query_as(
