@@ -50,14 +50,14 @@ mount_volume() {
     truncate -s "$(df -B1 --output=avail "$WORK" | tail -1)" "$VOLUME"
     mkfs.btrfs -q "$VOLUME" >/dev/null
     mkdir -p "$1"
-    mount -o loop,compress-force=zstd:1 "$VOLUME" "$1"
+    mount -o loop,discard,compress-force=zstd:1 "$VOLUME" "$1"
     chmod 711 "$1"
 }
 unmount_volume() { [ -n "$VOLUME" ] && umount "$WORK/volume" 2>/dev/null; true; }
-# Bytes the data really takes on the disk below.
+# Bytes the data really takes on the disk (compressed, on the volume).
 disk_used() {
     sync
-    if [ -n "$VOLUME" ]; then du -B1 "$VOLUME" | cut -f1; else du -sB1 "$DATA" | cut -f1; fi
+    if [ -n "$VOLUME" ]; then df -B1 --output=used "$WORK/volume" | tail -1; else du -sB1 "$DATA" | cut -f1; fi
 }
 
 free=$(df -B1 --output=avail "$WORK" | tail -1)
