@@ -10,7 +10,7 @@
 //! | `MASTER_KEY` | base64 of 32 bytes; encrypts clinic database passwords | embedded: generated in `DATA_DIR`; otherwise required |
 //! | `MASTER_KEY_PREVIOUS` | the key being rotated out: tried when `MASTER_KEY` cannot open a password | none |
 //! | `DATA_DIR` | embedded cluster and generated keys | `./data` |
-//! | `CLINIC_POOL_MAX` | connections one clinic may hold at once | `5` |
+//! | `CLINIC_POOL_MAX` | connections one clinic may hold at once (at most 20, the clinic role's own limit) | `10` |
 //! | `CLINIC_POOL_IDLE_SECS` | an idle clinic connection is closed after this | `60` |
 //! | `MAX_CLINIC_CONNECTIONS` | clinic connections this instance may hold, all clinics together | `60` |
 //! | `CLINIC_CHECKOUT_TIMEOUT_MS` | how long a request waits for a clinic connection before answering 503 | `3000` |
@@ -31,6 +31,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::crypto::{JwtSecret, Keyring, MasterKey};
+use crate::tenancy::provisioning::ROLE_CONNECTION_LIMIT;
 
 /// Settings shared by every command that touches the databases.
 #[derive(Debug, Clone, Args)]
@@ -54,7 +55,7 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Maximum connections of one clinic's pool.
-    #[arg(long, env = "CLINIC_POOL_MAX", default_value_t = 5)]
+    #[arg(long, env = "CLINIC_POOL_MAX", default_value_t = 10)]
     pub clinic_pool_max: u32,
     /// Seconds after which an idle clinic connection is closed.
     #[arg(long, env = "CLINIC_POOL_IDLE_SECS", default_value_t = 60)]
@@ -135,7 +136,7 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
-            per_clinic_max: 5,
+            per_clinic_max: 10,
             idle_timeout: Duration::from_secs(60),
             max_connections: 60,
             checkout_timeout: Duration::from_secs(3),
@@ -163,10 +164,11 @@ impl Default for ProvisioningSettings {
 
 impl DatabaseArgs {
     pub fn pool_settings(&self) -> Result<PoolSettings, ConfigError> {
-        if !(1..=50).contains(&self.clinic_pool_max) {
+        // More would only meet the role's own connection limit, as errors.
+        if !(1..=ROLE_CONNECTION_LIMIT).contains(&self.clinic_pool_max) {
             return Err(ConfigError::new(
                 "CLINIC_POOL_MAX",
-                "must be between 1 and 50",
+                format!("must be between 1 and {ROLE_CONNECTION_LIMIT} (the clinic role's connection limit)"),
             ));
         }
         if !(1..=10_000).contains(&self.max_clinic_connections) {
@@ -277,7 +279,7 @@ mod tests {
                 pool.checkout_timeout,
                 pool.idle_timeout
             ),
-            (5, 60, Duration::from_secs(3), Duration::from_secs(60))
+            (10, 60, Duration::from_secs(3), Duration::from_secs(60))
         );
         assert_eq!(
             (
@@ -308,6 +310,7 @@ mod tests {
                 "CLINIC_CHECKOUT_TIMEOUT_MS",
             ),
             ("--clinic-pool-max", "0", "CLINIC_POOL_MAX"),
+            ("--clinic-pool-max", "21", "CLINIC_POOL_MAX"),
         ] {
             let error = serve_args(&[flag, value]).pool_settings().unwrap_err();
             assert_eq!(error.setting, setting);

@@ -8,7 +8,9 @@
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{FromRow, PgConnection, Postgres, Row};
 use uuid::Uuid;
 
 use crate::auth::roles::Role;
@@ -115,15 +117,19 @@ impl Entry {
     }
 }
 
-/// Records one event within the caller's transaction (the database stamps
-/// its time). Returns whether it is chained already; if not, it is pending
-/// until a [`seal`] after the caller's commit.
-pub async fn record(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    entry: Entry,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT public.audit_events_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+/// The call recording an event, its arguments from `$first` on.
+fn append_call(first: usize) -> String {
+    let args: Vec<String> = (first..first + 10).map(|n| format!("${n}")).collect();
+    format!("public.audit_events_append({})", args.join(", "))
+}
+
+/// Binds the arguments of [`append_call`], after the query's own.
+fn bind_event<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    actor: &'q Actor,
+    entry: &'q Entry,
+) -> Query<'q, Postgres, PgArguments> {
+    query
         .bind(actor.user_id)
         .bind(actor.role.as_str())
         .bind(entry.action.as_str())
@@ -134,8 +140,48 @@ pub async fn record(
         .bind(&actor.client_addr)
         .bind(&entry.changed_fields)
         .bind(&entry.details)
+}
+
+/// Records one event within the caller's transaction (the database stamps
+/// its time). Returns whether it is chained already; if not, it is pending
+/// until a [`seal`] after the caller's commit.
+pub async fn record(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    entry: &Entry,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!("SELECT {}", append_call(1));
+    let row = bind_event(sqlx::query(&sql), actor, entry)
         .fetch_one(conn)
-        .await
+        .await?;
+    row.try_get(0)
+}
+
+/// Reads the row `select` returns for `$1 = id` (at most one) and records
+/// `entry` in the same statement, run as its own transaction: the event is
+/// written exactly when the row is read, and committed before the row is
+/// handed back. Returns the row and whether its event is chained already.
+pub async fn read_one<T>(
+    conn: &mut PgConnection,
+    select: &str,
+    id: Uuid,
+    actor: &Actor,
+    entry: &Entry,
+) -> Result<Option<(T, bool)>, sqlx::Error>
+where
+    T: for<'r> FromRow<'r, PgRow>,
+{
+    let sql = format!(
+        "SELECT read.*, {} AS audit_chained FROM ({select}) AS read",
+        append_call(2)
+    );
+    // All rows, so that the commit's outcome is known before returning.
+    let rows = bind_event(sqlx::query(&sql).bind(id), actor, entry)
+        .fetch_all(conn)
+        .await?;
+    rows.first()
+        .map(|row| Ok((T::from_row(row)?, row.try_get("audit_chained")?)))
+        .transpose()
 }
 
 /// Rows one call to `audit_events_seal` chains at most.

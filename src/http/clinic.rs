@@ -21,10 +21,10 @@ use super::state::AppState;
 use crate::auth::jwt::Claims;
 use crate::auth::roles::{Operation, Resource, Role};
 use crate::central::companies::ClinicState;
-use crate::clinic::audit::{self, Actor};
+use crate::clinic::audit::{self, Actor, Entry};
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::naming::ClinicId;
-use crate::tenancy::pools::{ClinicPool, ClinicTransaction};
+use crate::tenancy::pools::{ClinicPool, ClinicTransaction, Statement};
 
 /// The resource a route touches, named once per handler in its signature.
 pub trait ClinicResource: Send + Sync + 'static {
@@ -172,10 +172,33 @@ impl<R> Clinic<R> {
         conn: &mut PgConnection,
         entry: audit::Entry,
     ) -> Result<(), ApiError> {
-        if !audit::record(conn, &self.actor, entry).await? {
+        if !audit::record(conn, &self.actor, &entry).await? {
             self.left_pending.store(true, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+impl<R> Clinic<R> {
+    /// Runs `read`, one statement that reads and records `entry` together
+    /// (a `read_audited` of the clinic modules), as its own transaction: one
+    /// round trip where a transaction takes four. `read` gets its own copy
+    /// of the actor and entry, since it may run again on another connection.
+    pub async fn read_alone<T>(
+        &self,
+        entry: Entry,
+        read: impl for<'c> Fn(&'c mut PgConnection, Actor, Entry) -> Statement<'c, Option<(T, bool)>>,
+    ) -> Result<Option<T>, ApiError> {
+        let outcome = self
+            .pool
+            .run_alone(|conn| read(conn, self.actor.clone(), entry.clone()))
+            .await??;
+        Ok(outcome.map(|(row, chained)| {
+            if !chained {
+                self.left_pending.store(true, Ordering::Relaxed);
+            }
+            row
+        }))
     }
 }
 

@@ -84,13 +84,13 @@ async fn get_patient(
     clinic: Clinic<Patients>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
-    let patient = patients::find(&mut tx, id)
+    let entry = Entry::new(Action::Read, RESOURCE).resource(id).patient(id);
+    let patient = clinic
+        .read_alone(entry, |conn, actor, entry| {
+            Box::pin(patients::read_audited(conn, id, actor, entry))
+        })
         .await?
         .ok_or(ApiError::NotFound)?;
-    let entry = Entry::new(Action::Read, RESOURCE).resource(id).patient(id);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
     Ok(ok(patient))
 }
 

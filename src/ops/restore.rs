@@ -31,9 +31,7 @@ use crate::central::{audit, servers};
 use crate::crypto::random_token;
 use crate::migrations;
 use crate::tenancy::naming::{quote_ident, ClinicId};
-
-/// Connections a restored clinic's new role may hold (as provisioning sets).
-const ROLE_CONNECTION_LIMIT: u32 = 20;
+use crate::tenancy::provisioning::ROLE_CONNECTION_LIMIT;
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {

@@ -34,7 +34,9 @@
 //!   `CLINIC_POOL_IDLE_SECS`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -490,22 +492,14 @@ pub struct ClinicPool {
     clinic: Arc<Clinic>,
 }
 
+/// What [`ClinicPool::run_alone`] runs: one statement on the connection.
+pub type Statement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
 impl ClinicPool {
     /// A transaction on the clinic's database, within the checkout timeout.
     pub async fn begin(&self) -> Result<ClinicTransaction, PoolError> {
-        let id = self.clinic.id;
-        let unavailable = |reason| PoolError::Unavailable(id, reason);
-        let deadline = tokio::time::Instant::now() + self.shared.settings.checkout_timeout;
-        let checkout = timeout_at(deadline, self.clinic.checkouts.clone().acquire_owned())
-            .await
-            .map_err(|_| unavailable(Unavailable::Timeout))?
-            .map_err(|_| unavailable(Unavailable::Closed))?;
-        let mut lease = Lease {
-            shared: self.shared.clone(),
-            clinic: self.clinic.clone(),
-            live: None,
-            _checkout: checkout,
-        };
+        let (mut lease, deadline) = self.lease().await?;
+        let unavailable = |reason| PoolError::Unavailable(self.clinic.id, reason);
         loop {
             let (live, fresh) = self.connection(deadline).await.map_err(unavailable)?;
             lease.live = Some(live);
@@ -524,6 +518,51 @@ impl ClinicPool {
                 return Err(unavailable(error));
             }
         }
+    }
+
+    /// Runs one statement as its own transaction: one round trip, where
+    /// `begin`, the statement and `commit` take three. A reused connection
+    /// found closed by the server is dropped and the statement run again on
+    /// the next one, so it must bear running twice (a read). The outer
+    /// error: no connection; the inner: the statement's own.
+    pub async fn run_alone<T>(
+        &self,
+        statement: impl for<'c> Fn(&'c mut PgConnection) -> Statement<'c, T>,
+    ) -> Result<Result<T, sqlx::Error>, PoolError> {
+        let (mut lease, deadline) = self.lease().await?;
+        loop {
+            let (live, fresh) = self
+                .connection(deadline)
+                .await
+                .map_err(|reason| PoolError::Unavailable(self.clinic.id, reason))?;
+            lease.live = Some(live);
+            match statement(lease.conn()).await {
+                Err(error) if !fresh && connection_lost(&error) => {
+                    if let Some(live) = lease.discard() {
+                        close_later(live);
+                    }
+                }
+                result => return Ok(result),
+            }
+        }
+    }
+
+    /// A checkout slot of the clinic's (within the checkout timeout), and
+    /// the deadline for the connection itself.
+    async fn lease(&self) -> Result<(Lease, tokio::time::Instant), PoolError> {
+        let unavailable = |reason| PoolError::Unavailable(self.clinic.id, reason);
+        let deadline = tokio::time::Instant::now() + self.shared.settings.checkout_timeout;
+        let checkout = timeout_at(deadline, self.clinic.checkouts.clone().acquire_owned())
+            .await
+            .map_err(|_| unavailable(Unavailable::Timeout))?
+            .map_err(|_| unavailable(Unavailable::Closed))?;
+        let lease = Lease {
+            shared: self.shared.clone(),
+            clinic: self.clinic.clone(),
+            live: None,
+            _checkout: checkout,
+        };
+        Ok((lease, deadline))
     }
 
     /// A connection (idle, or newly opened within the budget) and whether it
@@ -686,6 +725,19 @@ async fn close_now(live: Live) -> OwnedSemaphorePermit {
 }
 
 /// Closes a connection in the background; its permit is freed only then.
+/// Whether `error` says the connection is gone (rather than the statement
+/// refused): I/O and protocol failures, and the server's own "connection
+/// exception" (08) and shutdown or termination of its backend (57P).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 fn close_later(live: Live) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {

@@ -34,8 +34,9 @@ use crate::migrations;
 use crate::tenancy::naming::{quote_ident, ClinicId};
 use crate::tenancy::template::{self, run, Template};
 
-/// Connections a clinic role may hold at once, whatever its pools ask for.
-const ROLE_CONNECTION_LIMIT: u32 = 20;
+/// Connections a clinic role may hold at once, whatever its pools ask for
+/// (`CLINIC_POOL_MAX` may not exceed it).
+pub const ROLE_CONNECTION_LIMIT: u32 = 20;
 
 /// After a failed template build, clinics are migrated for this long
 /// before the build is tried again.

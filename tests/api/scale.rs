@@ -452,3 +452,54 @@ async fn a_template_in_use_elsewhere_means_migrating_instead() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn reads_go_on_when_the_server_has_ended_idle_connections() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Terminated").await;
+    let id = app.create_patient(&clinic.token, "Terry", "Minate").await;
+    let patient = format!("/api/v1/patients/{id}");
+    assert_eq!(
+        app.get(&patient, &clinic.token).await.status,
+        StatusCode::OK
+    );
+    let database = app.clinic_database(clinic.id);
+    let mut admin = app.admin_connection("postgres").await;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = $1 AND usename = $1",
+    )
+    .bind(&database)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(ended >= 1, "the clinic held no connection to end");
+    while connections_to(&mut admin, std::slice::from_ref(&database)).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A one-statement read and a transaction both find a live connection.
+    assert_eq!(
+        app.get(&patient, &clinic.token).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+    // A missing patient is no read.
+    let missing = format!("/api/v1/patients/{}", Uuid::new_v4());
+    assert_eq!(
+        app.get(&missing, &clinic.token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let mut trail = app.audit_trail(clinic.id).await;
+    let reads: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "SELECT resource_id FROM audit_events WHERE action = 'read' ORDER BY id",
+    )
+    .fetch_all(&mut trail)
+    .await
+    .unwrap();
+    let id: Uuid = id.parse().unwrap();
+    assert_eq!(reads, [Some(id), Some(id)]);
+    app.cleanup().await;
+}
