@@ -6,7 +6,9 @@
 #   DURATION=5 SPREAD_CLINICS=100 REGISTRATIONS=20 bench/run.sh   # a quick look
 #
 # Scenarios: floor (pgbench -S -M prepared on the same cluster),
-# floor-connect (pgbench -S with a new connection per query), read (GET
+# floor-connect (pgbench -S with a new connection per query), floor-audited
+# (pgbench running the statement a read runs: the row and its audit event,
+# in the bench clinic's database), read (GET
 # one patient of one clinic), list (GET a page of 20), write (POST a
 # patient), spread (GET a patient as one of SPREAD_CLINICS clinics at
 # random), spread-50 (the same among 50 clinics), provision-template and
@@ -86,6 +88,30 @@ head -50 "$WORK/clinics" >"$WORK/clinics-50"
 stop_server
 start_server "$DATA"
 
+# floor-audited: PostgreSQL alone doing what `read` asks of it (one
+# statement: the patient's row and its audit event, committed), at the same
+# concurrency, as the admin role in the bench clinic's database; before the
+# server holds clinic connections.
+read -r CLINIC_DB USER_ID <<<"$(psql -d medicalpro_central -Atc "SELECT c.db_name || ' ' || u.id
+    FROM users u JOIN companies c ON c.id = u.company_id WHERE u.email = '$MAIN_EMAIL'")"
+cat >"$WORK/read.sql" <<'SQL'
+SELECT read.*, audit_events_append(:user_id, 'admin', 'read', 'patient', :patient, :patient,
+    'bench', '127.0.0.1', '{}', '{}') AS audit_chained
+  FROM (SELECT * FROM patients WHERE id = :patient AND deleted_at IS NULL) AS read;
+SQL
+audited_runs=()
+for _ in $(seq "$RUNS"); do
+    rm -f "$WORK"/pgbench_log.*
+    tps=$(cd "$WORK" && pgbench -n -f read.sql -M prepared -D user_id="$USER_ID" -D patient="$PATIENT" \
+        -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "$CLINIC_DB" 2>/dev/null |
+        awk '/^tps/ { print $3; exit }')
+    cat "$WORK"/pgbench_log.* | awk '{ print $3 / 1000 }' >"$WORK/latencies"
+    failed=$(cat "$WORK"/pgbench_log.* | awk '$3 == "failed" { n++ } END { print n + 0 }')
+    audited_runs+=("$(printf '%.1f' "$tps") $(percentiles "$WORK/latencies") $failed")
+done
+RESULT[floor-audited]=$(median_of "${audited_runs[@]}")
+RSS[floor-audited]="-"
+
 # Access tokens last 15 minutes: new ones when the old are 10 minutes old.
 fresh_tokens() {
     ((SECONDS - TOKENS_AT < 600)) && return
@@ -140,13 +166,15 @@ floor_rps=$(awk '{ print $1 }' <<<"${RESULT[floor]}")
 read_rps=$(awk '{ print $1 }' <<<"${RESULT[read]}")
 echo
 printf '%-18s %10s %9s %9s %7s %9s %9s\n' scenario "req/s" "p50 ms" "p99 ms" errors "RSS MB" "vs floor"
-for name in floor floor-connect read list write spread spread-50 provision-template provision-migrate; do
+for name in floor floor-connect floor-audited read list write spread spread-50 provision-template provision-migrate; do
     read -r rps p50 p99 errors <<<"${RESULT[$name]}"
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     [[ $name == provision-* ]] && ratio="-"
     printf '%-18s %10s %9s %9s %7s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${RSS[$name]}" "$ratio"
 done
 spread_rps=$(awk '{ print $1 }' <<<"${RESULT[spread]}")
+audited_rps=$(awk '{ print $1 }' <<<"${RESULT[floor-audited]}")
+echo "read / floor-audited: $(awk -v a="$read_rps" -v b="$audited_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread / read: $(awk -v a="$spread_rps" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread: each request as one of $SPREAD_CLINICS clinics at random; spread-50: one of 50 (they fit in the connection budget)"
 echo "provision rows: registrations/s done one at a time; p50/p99 of the server's own provisioning time"

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use medicalpro::app::build_state;
+use medicalpro::compliance::verify_clinic;
 use medicalpro::crypto::MasterKey;
 use medicalpro::migrations;
 use medicalpro::ops::backup::{backup_all, backup_clinic, checksum_path};
@@ -656,4 +657,79 @@ async fn suspending_a_clinic_from_the_command_line_closes_it_and_is_audited() {
 /// The newest clinic migration this build ships.
 fn released() -> i64 {
     medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC)
+}
+
+/// A clinic of an earlier version (the chain extended by an insert trigger,
+/// the clinic role inserting into it and owning `public`) is brought to
+/// the current trail by `migrate`, its chain kept and extended.
+#[tokio::test]
+async fn migrate_brings_an_earlier_audit_trail_to_sealing() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Earlier").await;
+    let patient = app.create_patient(&clinic.token, "Olga", "Older").await;
+    let database = app.clinic_database(clinic.id);
+    let mut admin = app.admin_connection(&database).await;
+    let earlier = format!(
+        "DROP FUNCTION audit_events_append(uuid, text, text, text, uuid, uuid, text, text, text[], jsonb);
+         DROP FUNCTION audit_events_seal(integer);
+         DROP FUNCTION audit_events_chain_pending(integer);
+         DROP TABLE audit_events_pending;
+         {}
+         GRANT SELECT, INSERT ON audit_events TO {database};
+         GRANT EXECUTE ON FUNCTION audit_events_chain() TO {database};
+         ALTER SCHEMA public OWNER TO pg_database_owner;",
+        include_str!("fixtures/audit_trail_chained_by_trigger.sql")
+    );
+    sqlx::raw_sql(&earlier).execute(&mut admin).await.unwrap();
+    let role_password = app.clinic_password(clinic.id).await;
+    let mut role = app
+        .connect_as(&database, &role_password, &database)
+        .await
+        .unwrap();
+    // The earlier layout, as the clinic role had it: inserting into the chain.
+    sqlx::raw_sql(
+        "INSERT INTO audit_events (id, occurred_at, action, resource_type, prev_hash, hash)
+         VALUES (0, now(), 'read', 'patient', '', '')",
+    )
+    .execute(&mut role)
+    .await
+    .unwrap();
+
+    migrate::run(&fleet(&app).await, &MigrateOptions::default(), |_| {})
+        .await
+        .unwrap();
+    app.state.pools.close(ClinicId(clinic.id)).await;
+
+    assert!(sqlx::raw_sql(
+        "INSERT INTO audit_events (id, occurred_at, action, resource_type, prev_hash, hash)
+         VALUES (0, now(), 'read', 'patient', '', '')"
+    )
+    .execute(&mut role)
+    .await
+    .is_err());
+    assert!(sqlx::raw_sql("DROP TABLE audit_events CASCADE")
+        .execute(&mut role)
+        .await
+        .is_err());
+    let read = app
+        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    let report = verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
+    // The events before the upgrade and the read after it: one chain.
+    assert_eq!(report.broken, None);
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_events ORDER BY id")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(actions.last().map(String::as_str), Some("read"));
+    assert_eq!(report.events, actions.len() as i64);
+    assert_eq!(
+        actions.iter().filter(|a| a.as_str() == "read").count(),
+        2,
+        "{actions:?}"
+    );
+    app.cleanup().await;
 }
