@@ -83,8 +83,8 @@ RUN_ID=$RUN_ID-spread setup_clinics "$SPREAD_CLINICS" "$WORK/clinics" 8
 echo "spread: $(wc -l <"$WORK/clinics") clinics ready"
 head -50 "$WORK/clinics" >"$WORK/clinics-50"
 
-# Registrations leave the server's memory high (password hashing): the
-# scenarios run on a fresh process.
+# The scenarios run on a fresh process and cluster: no clinic connection
+# open, the registrations' checkpoint done.
 stop_server
 start_server "$DATA"
 

@@ -99,8 +99,8 @@ if ((SECONDS - started > 600)); then
     refresh_tokens "$WORK/clinics"
 fi
 
-# Registrations leave the server's memory high (password hashing): the
-# runs are made on a fresh process. Stopping the cluster waits for its
+# The runs are made on a fresh process and cluster, as after a restart of
+# the service. Stopping the cluster waits for its
 # shutdown checkpoint, which syncs every file of the new databases (about
 # 300 each): minutes after mass provisioning.
 restarted=$SECONDS
