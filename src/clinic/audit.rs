@@ -20,14 +20,14 @@ use crate::tenancy::naming::quote_ident;
 pub const SCHEMA: &str = include_str!("audit_schema.sql");
 
 /// Gives the clinic role what it needs of the trail: recording events,
-/// sealing pending ones, reading the chain. (Clinics provisioned before
-/// sealing could insert into the chain directly: that right is withdrawn.)
+/// sealing pending ones, reading the chain. (`INSERT` on the chain is for
+/// servers of the previous release during an upgrade: a trigger turns it
+/// into a recorded event.)
 pub fn grants_for(role: &str) -> String {
     let role = quote_ident(role);
     format!(
         "GRANT USAGE, CREATE ON SCHEMA public TO {role};\n\
-         REVOKE INSERT ON audit_events FROM {role};\n\
-         GRANT SELECT ON audit_events TO {role};\n\
+         GRANT SELECT, INSERT ON audit_events TO {role};\n\
          GRANT EXECUTE ON FUNCTION audit_events_append(uuid, text, text, text, uuid, uuid, \
              text, text, text[], jsonb) TO {role};\n\
          GRANT EXECUTE ON FUNCTION audit_events_seal(integer) TO {role};"

@@ -154,6 +154,23 @@ $$;
 DROP TRIGGER IF EXISTS audit_events_chain ON audit_events;
 DROP FUNCTION IF EXISTS audit_events_chain();
 
+-- Nobody but the sealer (running as the trail's owner) writes the chain. An
+-- INSERT by anyone else, such as a server of the previous release during an
+-- upgrade, is recorded as an event instead, as `audit_events_append` does:
+-- its id, time and hashes are the database's, never the writer's.
+CREATE OR REPLACE FUNCTION audit_events_divert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF current_user = (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID) THEN
+        RETURN NEW;
+    END IF;
+    PERFORM audit_events_append(NEW.actor_user_id, NEW.actor_role, NEW.action,
+        NEW.resource_type, NEW.resource_id, NEW.patient_id, NEW.request_id,
+        NEW.client_addr, NEW.changed_fields, NEW.details);
+    RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION audit_events_frozen() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -161,6 +178,9 @@ BEGIN
 END
 $$;
 
+DROP TRIGGER IF EXISTS audit_events_divert ON audit_events;
+CREATE TRIGGER audit_events_divert BEFORE INSERT ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_divert();
 DROP TRIGGER IF EXISTS audit_events_frozen ON audit_events;
 CREATE TRIGGER audit_events_frozen BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_frozen();

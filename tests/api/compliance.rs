@@ -128,10 +128,6 @@ async fn the_clinic_role_cannot_alter_its_trail() {
         "DROP TABLE audit_events CASCADE",
         "DROP SCHEMA public CASCADE",
         "DROP TRIGGER audit_events_frozen ON audit_events",
-        // Writing into the chain directly, skipping the sealer.
-        "INSERT INTO audit_events SELECT id + 100, occurred_at, actor_user_id, actor_role, action, \
-            resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, \
-            details, prev_hash, hash FROM audit_events",
         // Writing, reading, changing or dropping what is not sealed yet.
         "INSERT INTO audit_events_pending (occurred_at, action, resource_type) \
             VALUES ('2001-01-01', 'read', 'patient')",
@@ -151,13 +147,26 @@ async fn the_clinic_role_cannot_alter_its_trail() {
         assert!(refused.is_err(), "the clinic role could run: {attack}");
     }
     assert_eq!(seal(&mut conn).await.unwrap(), 1);
-    let (after, dated_today): (i64, bool) = sqlx::query_as(
-        "SELECT COUNT(*), bool_and(occurred_at > now() - interval '1 hour') FROM audit_events",
+    // Writing into the chain directly, with a forged id, time and hashes,
+    // only records one more event: the database's own.
+    sqlx::raw_sql(
+        "INSERT INTO audit_events (id, occurred_at, action, resource_type, prev_hash, hash)
+         VALUES (100, '2001-01-01', 'list', 'patient', '\\x00', '\\x00')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (after, dated_today, max_id): (i64, bool, i64) = sqlx::query_as(
+        "SELECT COUNT(*), bool_and(occurred_at > now() - interval '1 hour'), MAX(id) FROM audit_events",
     )
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!((after, dated_today), (2, true));
+    assert_eq!((after, dated_today, max_id), (3, true, 3));
+    let report = verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
+    assert_eq!((report.events, report.broken), (3, None));
     app.cleanup().await;
 }
 
