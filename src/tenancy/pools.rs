@@ -537,9 +537,12 @@ impl ClinicPool {
                 .map_err(|reason| PoolError::Unavailable(self.clinic.id, reason))?;
             lease.live = Some(live);
             match statement(lease.conn()).await {
-                Err(error) if !fresh && connection_lost(&error) => {
+                Err(error) if connection_lost(&error) => {
                     if let Some(live) = lease.discard() {
                         close_later(live);
+                    }
+                    if fresh {
+                        return Ok(Err(error));
                     }
                 }
                 result => return Ok(result),
@@ -724,7 +727,6 @@ async fn close_now(live: Live) -> OwnedSemaphorePermit {
     live.permit
 }
 
-/// Closes a connection in the background; its permit is freed only then.
 /// Whether `error` says the connection is gone (rather than the statement
 /// refused): I/O and protocol failures, and the server's own "connection
 /// exception" (08) and shutdown or termination of its backend (57P).
@@ -738,6 +740,7 @@ fn connection_lost(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Closes a connection in the background; its permit is freed only then.
 fn close_later(live: Live) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
