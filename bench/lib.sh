@@ -124,7 +124,10 @@ refresh_tokens() {
     mv "$fresh" "$1"
 }
 
-# wrk_run LABEL ARGS...: runs wrk --latency, prints "rps p50_ms p99_ms errors".
+# wrk_run ARGS...: runs wrk --latency, prints "rps p50_ms p99_ms errors
+# documented_503s". With spread.lua, which tells documented 503s (with
+# Retry-After) from other answers, errors are socket errors and the other
+# answers; otherwise every answer other than 2xx is an error.
 wrk_run() {
     local out
     out=$(wrk --latency --timeout 10s "$@")
@@ -140,17 +143,22 @@ wrk_run() {
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
         /^Requests\/sec/ { rps = $2 }
-        /Non-2xx or 3xx responses/ { errors += $5 }
-        /Socket errors/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
-        END { printf "%.1f %.2f %.2f %d\n", rps, p50, p99, errors }' <<<"$out"
+        /Non-2xx or 3xx responses/ { non2xx = $5 }
+        /Socket errors/ { gsub(",", ""); socket = $4 + $6 + $8 + $10 }
+        /^documented 503s:/ { told = 1; documented = $3 }
+        /^other errors:/ { other = $3 }
+        END {
+            errors = socket + (told ? other : non2xx)
+            printf "%.1f %.2f %.2f %d %d\n", rps, p50, p99, errors, documented
+        }' <<<"$out"
 }
 
-# median_of RUNS LINES...: of "rps p50 p99 errors" lines, the run with the
-# median throughput, with the errors of all runs added up.
+# median_of RUNS LINES...: of "rps p50 p99 errors [503s]" lines, the run
+# with the median throughput, with the errors and 503s of all runs added up.
 median_of() {
     printf '%s\n' "$@" | sort -n -k1,1 | awk '
-        { line[NR] = $0; errors += $4 }
-        END { split(line[int((NR + 1) / 2)], f, " "); printf "%s %s %s %d\n", f[1], f[2], f[3], errors }'
+        { line[NR] = $0; errors += $4; documented += $5 }
+        END { split(line[int((NR + 1) / 2)], f, " "); printf "%s %s %s %d %d\n", f[1], f[2], f[3], errors, documented }'
 }
 
 # percentiles FILE: p50 and p99 of the numbers in FILE (one a line).

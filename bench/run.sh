@@ -165,16 +165,17 @@ provision provision-migrate
 floor_rps=$(awk '{ print $1 }' <<<"${RESULT[floor]}")
 read_rps=$(awk '{ print $1 }' <<<"${RESULT[read]}")
 echo
-printf '%-18s %10s %9s %9s %7s %9s %9s\n' scenario "req/s" "p50 ms" "p99 ms" errors "RSS MB" "vs floor"
+printf '%-18s %10s %9s %9s %7s %6s %9s %9s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "vs floor"
 for name in floor floor-connect floor-audited read list write spread spread-50 provision-template provision-migrate; do
-    read -r rps p50 p99 errors <<<"${RESULT[$name]}"
+    read -r rps p50 p99 errors documented <<<"${RESULT[$name]}"
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     [[ $name == provision-* ]] && ratio="-"
-    printf '%-18s %10s %9s %9s %7s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${RSS[$name]}" "$ratio"
+    printf '%-18s %10s %9s %9s %7s %6s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${documented:-0}" "${RSS[$name]}" "$ratio"
 done
 spread_rps=$(awk '{ print $1 }' <<<"${RESULT[spread]}")
 audited_rps=$(awk '{ print $1 }' <<<"${RESULT[floor-audited]}")
 echo "read / floor-audited: $(awk -v a="$read_rps" -v b="$audited_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread / read: $(awk -v a="$spread_rps" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread: each request as one of $SPREAD_CLINICS clinics at random; spread-50: one of 50 (they fit in the connection budget)"
+echo "errors: failed connections and answers other than 2xx; 503s: the documented clinic_unavailable with Retry-After (spread scenarios), not counted as errors"
 echo "provision rows: registrations/s done one at a time; p50/p99 of the server's own provisioning time"

@@ -119,19 +119,19 @@ run() {
             sleep 0.5
         done
     ) >"$WORK/connections" &
-    local sampler=$! rps p50 p99 errors peak
+    local sampler=$! rps p50 p99 errors documented peak
     reset_peak_rss
-    read -r rps p50 p99 errors <<<"$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
+    read -r rps p50 p99 errors documented <<<"$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
         -s "$BENCH_DIR/spread.lua" "$BASE/" -- "$2")"
     kill "$sampler"
     wait "$sampler" 2>/dev/null || true
     peak=$(awk -F'|' '$1 > a { a = $1 } $2 > c { c = $2 } END { printf "%d total, %d clinic", a, c }' "$WORK/connections")
-    printf '%-10s %10s %9s %9s %7s %9s  %s\n' "$1" "$rps" "$p50" "$p99" "$errors" "$(peak_rss_mb)" "$peak"
+    printf '%-10s %10s %9s %9s %7s %6s %9s  %s\n' "$1" "$rps" "$p50" "$p99" "$errors" "$documented" "$(peak_rss_mb)" "$peak"
 }
 
 echo
 echo "clinics: $provisioned; server max_connections: $(psql -Atc 'SHOW max_connections')"
-printf '%-10s %10s %9s %9s %7s %9s  %s\n' scenario "req/s" "p50 ms" "p99 ms" errors "RSS MB" "peak server connections"
+printf '%-10s %10s %9s %9s %7s %6s %9s  %s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "peak server connections"
 run spread "$WORK/clinics"
 run spread-50 "$WORK/clinics-50"
 echo "spread: each request as one of all $provisioned clinics at random; spread-50: one of 50 of them"
