@@ -10,7 +10,7 @@
 //! | `MASTER_KEY` | base64 of 32 bytes; encrypts clinic database passwords | embedded: generated in `DATA_DIR`; otherwise required |
 //! | `MASTER_KEY_PREVIOUS` | the key being rotated out: tried when `MASTER_KEY` cannot open a password | none |
 //! | `DATA_DIR` | embedded cluster and generated keys | `./data` |
-//! | `CLINIC_POOL_MAX` | connections one clinic may hold at once (at most 20, the clinic role's own limit) | `10` |
+//! | `CLINIC_POOL_MAX` | connections one clinic may hold at once (at most 20, the clinic role's own limit) | `5` |
 //! | `CLINIC_POOL_IDLE_SECS` | an idle clinic connection is closed after this | `60` |
 //! | `MAX_CLINIC_CONNECTIONS` | clinic connections this instance may hold, all clinics together | `60` |
 //! | `CLINIC_CHECKOUT_TIMEOUT_MS` | how long a request waits for a clinic connection before answering 503 | `3000` |
@@ -55,7 +55,7 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Maximum connections of one clinic's pool.
-    #[arg(long, env = "CLINIC_POOL_MAX", default_value_t = 10)]
+    #[arg(long, env = "CLINIC_POOL_MAX", default_value_t = 5)]
     pub clinic_pool_max: u32,
     /// Seconds after which an idle clinic connection is closed.
     #[arg(long, env = "CLINIC_POOL_IDLE_SECS", default_value_t = 60)]
@@ -136,7 +136,7 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
-            per_clinic_max: 10,
+            per_clinic_max: 5,
             idle_timeout: Duration::from_secs(60),
             max_connections: 60,
             checkout_timeout: Duration::from_secs(3),
@@ -279,7 +279,7 @@ mod tests {
                 pool.checkout_timeout,
                 pool.idle_timeout
             ),
-            (10, 60, Duration::from_secs(3), Duration::from_secs(60))
+            (5, 60, Duration::from_secs(3), Duration::from_secs(60))
         );
         assert_eq!(
             (
