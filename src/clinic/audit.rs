@@ -117,13 +117,15 @@ impl Entry {
     }
 }
 
-/// The call recording an event, its arguments from `$first` on.
-fn append_call(first: usize) -> String {
-    let args: Vec<String> = (first..first + 10).map(|n| format!("${n}")).collect();
-    format!("public.audit_events_append({})", args.join(", "))
-}
+/// Records one event, its arguments the query's only ones.
+const RECORD: &str = "SELECT public.audit_events_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// Binds the arguments of [`append_call`], after the query's own.
+/// The same call after a read's own `$1` (the row's id).
+const APPEND_AFTER_ID: &str =
+    "public.audit_events_append($2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Binds the arguments of [`RECORD`] or [`APPEND_AFTER_ID`], after the
+/// query's own.
 fn bind_event<'q>(
     query: Query<'q, Postgres, PgArguments>,
     actor: &'q Actor,
@@ -150,8 +152,7 @@ pub async fn record(
     actor: &Actor,
     entry: &Entry,
 ) -> Result<bool, sqlx::Error> {
-    let sql = format!("SELECT {}", append_call(1));
-    let row = bind_event(sqlx::query(&sql), actor, entry)
+    let row = bind_event(sqlx::query(RECORD), actor, entry)
         .fetch_one(conn)
         .await?;
     row.try_get(0)
@@ -171,10 +172,7 @@ pub async fn read_one<T>(
 where
     T: for<'r> FromRow<'r, PgRow>,
 {
-    let sql = format!(
-        "SELECT read.*, {} AS audit_chained FROM ({select}) AS read",
-        append_call(2)
-    );
+    let sql = format!("SELECT read.*, {APPEND_AFTER_ID} AS audit_chained FROM ({select}) AS read");
     // All rows, so that the commit's outcome is known before returning.
     let rows = bind_event(sqlx::query(&sql).bind(id), actor, entry)
         .fetch_all(conn)
