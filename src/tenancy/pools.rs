@@ -8,22 +8,30 @@
 //!   clinic with no connection left is forgotten after the idle timeout.
 //! - The budget (`MAX_CLINIC_CONNECTIONS`) is a semaphore whose permits
 //!   count OPEN connections: a permit is taken before connecting and given
-//!   back only once the connection is closed, so the server never sees more
-//!   clinic connections from this instance than the budget.
+//!   back only once the closed connection's backend has exited (PostgreSQL
+//!   counts it until then), so the server never sees more clinic
+//!   connections from this instance than the budget.
 //! - A clinic holds at most `CLINIC_POOL_MAX` connections: a per-clinic
 //!   semaphore counts checkouts, and a new connection is opened only when the
 //!   clinic has no idle one, so its open connections never exceed it either.
+//!   A connection counts as the clinic's from the moment it may be opened.
 //! - Idle connections are kept per clinic and in one least-recently-used
 //!   order. A checkout takes an idle connection of its clinic, else opens one
 //!   if the budget allows. When the budget is spent:
 //!   - a clinic that has connections (all busy) waits for one of them, or a
 //!     permit, whichever comes first: it does not take from others;
-//!   - a clinic with none closes the least recently used idle connection of
-//!     another clinic and takes its permit, or, none being idle, waits for a
-//!     permit. While such clinics wait, a released connection is closed so
-//!     that its permit passes on, unless it is the last of a clinic that is
-//!     itself waiting for it. Busy clinics thus shrink to one connection
-//!     under pressure, and idle ones lose theirs, least recently used first.
+//!   - a clinic with none closes an idle connection of another clinic and
+//!     takes its permit: the least recently used of a clinic holding more
+//!     than one. A clinic's last connection is taken (least recently used
+//!     first) only when no clinic holds more than one, or after a short
+//!     grace. Nothing being idle, it waits for a permit, or for a
+//!     connection to be released, to evict that one. Each waiting clinic
+//!     thus closes one connection, and busy clinics shrink to one
+//!     connection under pressure before any clinic in use loses its last.
+//!     (Closing every connection released while anyone waited fed itself:
+//!     each close left a clinic with none, whose next request waited in
+//!     turn, and a working set that fits the budget reconnected on nearly
+//!     every request.)
 //! - Every wait ends at `CLINIC_CHECKOUT_TIMEOUT_MS`: the request then gets
 //!   [`PoolError::Unavailable`] (503 `clinic_unavailable` with `Retry-After`).
 //! - One short lock guards the registry; it is never held across an await,
@@ -54,6 +62,10 @@ use crate::tenancy::naming::ClinicId;
 /// A connection older than this is closed when released, not reused, so
 /// long-lived backends do not accumulate memory.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// How long a clinic with no connection waits for another clinic's second
+/// (or later) connection to be released before it takes one's last.
+const LAST_CONNECTION_GRACE: Duration = Duration::from_millis(50);
 
 /// How long closing one connection may take before it is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -95,6 +107,9 @@ struct Shared {
     settings: PoolSettings,
     /// One permit per open clinic connection.
     budget: Arc<Semaphore>,
+    /// Signalled when a connection is released while checkouts wait for
+    /// the budget: one of them may evict it.
+    idled: Notify,
     registry: Mutex<Registry>,
 }
 
@@ -107,6 +122,8 @@ struct Registry {
     /// Checkouts of clinics with no connection, waiting for a permit.
     waiting: usize,
     open: usize,
+    /// Connections beyond the first of their clinic, idle or busy.
+    surplus: usize,
     closed: bool,
 }
 
@@ -116,8 +133,6 @@ struct Slot {
     idle: Vec<Idle>,
     /// Open connections of this clinic, idle or busy.
     open: usize,
-    /// Checkouts waiting for one of this clinic's busy connections.
-    waiting: usize,
     last_used: Instant,
 }
 
@@ -139,6 +154,13 @@ struct Live {
     conn: PgConnection,
     permit: OwnedSemaphorePermit,
     opened_at: Instant,
+    backend: Backend,
+}
+
+/// The server process behind a connection, to wait for its exit.
+struct Backend {
+    pid: i32,
+    database: String,
 }
 
 struct Idle {
@@ -148,44 +170,67 @@ struct Idle {
 }
 
 /// What a checkout found in the registry.
-enum Found {
+enum Found<'a> {
     Idle(Live),
-    Permit(OwnedSemaphorePermit),
-    /// The least recently used idle connection of another clinic, to close
-    /// before connecting with its permit.
-    Evicted(Live),
+    Permit(OwnedSemaphorePermit, Opening<'a>),
+    /// An idle connection of another clinic, to close before connecting
+    /// with its permit.
+    Evicted(Live, Opening<'a>),
     /// The budget is spent and the clinic's connections are busy: wait for
-    /// one of them (or a permit). Counted in the clinic's slot.
+    /// one of them (or a permit).
     WaitOwn,
     /// The budget is spent, the clinic has no connection and there is none
-    /// idle to evict: wait for a permit. Counted in `Registry::waiting`.
+    /// idle to evict: wait for a permit, or for a connection to be released.
+    /// Counted in `Registry::waiting`.
     WaitBudget,
 }
 
 /// What a checkout ends with: a connection, or the right to open one.
-enum Got {
+enum Got<'a> {
     Idle(Live),
-    Permit(OwnedSemaphorePermit),
+    Permit(OwnedSemaphorePermit, Opening<'a>),
 }
 
-/// A checkout counted as waiting (for its clinic's connections or for the
-/// budget), until dropped.
-struct Waiting<'a> {
+/// A connection of a clinic counted as open from the moment it may be
+/// opened, so that the clinic's other checkouts wait for it rather than
+/// open (or evict for) more. Dropped before [`Opening::opened`] (the
+/// connect failed, the deadline passed, the request was abandoned), it is
+/// counted out again.
+struct Opening<'a> {
     shared: &'a Shared,
-    clinic: Option<&'a Arc<Clinic>>,
+    clinic: &'a Arc<Clinic>,
+    opened: bool,
 }
 
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let mut registry = self.shared.lock();
-        match self.clinic {
-            Some(clinic) => {
-                if let Some(slot) = registry.slot(clinic) {
-                    slot.waiting -= 1;
-                }
-            }
-            None => registry.waiting -= 1,
+impl<'a> Opening<'a> {
+    fn new(shared: &'a Shared, clinic: &'a Arc<Clinic>, registry: &mut Registry) -> Self {
+        registry.count_opening(clinic);
+        Self {
+            shared,
+            clinic,
+            opened: false,
         }
+    }
+
+    fn opened(mut self) {
+        self.opened = true;
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if !self.opened {
+            self.shared.lost(self.clinic);
+        }
+    }
+}
+
+/// A checkout counted as waiting for the budget, until dropped.
+struct WaitingForBudget<'a>(&'a Shared);
+
+impl Drop for WaitingForBudget<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
     }
 }
 
@@ -201,6 +246,7 @@ impl ClinicPools {
             master_key,
             base_options,
             budget: Arc::new(Semaphore::new(settings.max_connections as usize)),
+            idled: Notify::new(),
             settings,
             registry: Mutex::new(Registry::default()),
         });
@@ -237,7 +283,7 @@ impl ClinicPools {
                 None => Vec::new(),
             }
         };
-        close_all(idle).await;
+        close_all(&self.shared.central, idle).await;
     }
 
     /// Closes every connection; later checkouts fail (shutdown).
@@ -251,7 +297,7 @@ impl ClinicPools {
                 .flat_map(|slot| registry.retire(slot))
                 .collect()
         };
-        close_all(idle).await;
+        close_all(&self.shared.central, idle).await;
     }
 
     /// Clinic connections open right now, idle or busy.
@@ -285,7 +331,6 @@ impl Shared {
             }),
             idle: Vec::new(),
             open: 0,
-            waiting: 0,
             last_used: Instant::now(),
         });
         slot.last_used = Instant::now();
@@ -328,7 +373,11 @@ impl Shared {
     /// else a budget permit, else (the clinic having no connection) the
     /// least recently used idle connection to evict; else says what to wait
     /// for, counting the checkout as waiting.
-    fn find(&self, clinic: &Arc<Clinic>) -> Result<Found, Unavailable> {
+    fn find<'a>(
+        &'a self,
+        clinic: &'a Arc<Clinic>,
+        may_take_last: bool,
+    ) -> Result<Found<'a>, Unavailable> {
         let mut registry = self.lock();
         if registry.closed {
             return Err(Unavailable::Closed);
@@ -337,42 +386,34 @@ impl Shared {
             return Ok(Found::Idle(live));
         }
         if let Ok(permit) = self.budget.clone().try_acquire_owned() {
-            return Ok(Found::Permit(permit));
+            return Ok(Found::Permit(
+                permit,
+                Opening::new(self, clinic, &mut registry),
+            ));
         }
-        if let Some(slot) = registry.slot(clinic).filter(|slot| slot.open > 0) {
-            slot.waiting += 1;
+        if registry.slot(clinic).is_some_and(|slot| slot.open > 0) {
             return Ok(Found::WaitOwn);
         }
-        if let Some(live) = registry.evict_oldest() {
-            return Ok(Found::Evicted(live));
+        if let Some(live) = registry.evict(may_take_last) {
+            return Ok(Found::Evicted(
+                live,
+                Opening::new(self, clinic, &mut registry),
+            ));
         }
         registry.waiting += 1;
         Ok(Found::WaitBudget)
     }
 
-    /// Counts a new connection of `clinic` (which may have been forgotten
-    /// meanwhile: then only the total counts it).
-    fn opened(&self, clinic: &Arc<Clinic>) {
-        let mut registry = self.lock();
-        registry.open += 1;
-        if let Some(slot) = registry.slot(clinic) {
-            slot.open += 1;
-        }
-    }
-
-    /// Takes a connection back. It is closed when the clinic is retired or
-    /// the connection old, and when clinics with no connection wait for the
-    /// budget, unless it is its clinic's last and that clinic waits for it.
-    /// Otherwise it is kept idle.
+    /// Takes a connection back: kept idle, unless its clinic is retired or
+    /// it is old. A clinic waiting for the budget is told, to evict it.
     fn release(&self, clinic: &Arc<Clinic>, live: Live) {
         let mut registry = self.lock();
-        let others_wait = registry.waiting > 0;
         let usable = !clinic.retired.load(Ordering::Relaxed)
             && !registry.closed
             && live.opened_at.elapsed() < MAX_LIFETIME;
         let tick = registry.tick + 1;
         let kept = match registry.slot(clinic) {
-            Some(slot) if usable && (!others_wait || (slot.open == 1 && slot.waiting > 0)) => {
+            Some(slot) if usable => {
                 slot.last_used = Instant::now();
                 slot.idle.push(Idle {
                     live,
@@ -387,21 +428,37 @@ impl Shared {
             None => {
                 registry.tick = tick;
                 registry.lru.insert(tick, clinic.id);
+                let others_wait = registry.waiting > 0;
                 drop(registry);
+                if others_wait {
+                    self.idled.notify_waiters();
+                }
             }
             Some(live) => {
                 registry.forget_connection(clinic);
                 drop(registry);
-                close_later(live);
+                close_later(&self.central, live);
             }
         }
-        clinic.released.notify_one();
+        clinic.released.notify_waiters();
     }
 
-    /// Counts a connection closed while checked out (broken or failed).
+    /// Counts the connection a permit acquired while waiting will open.
+    fn opening<'a>(
+        &'a self,
+        clinic: &'a Arc<Clinic>,
+        permit: Result<OwnedSemaphorePermit, tokio::sync::AcquireError>,
+    ) -> Result<Got<'a>, Unavailable> {
+        let permit = permit.map_err(|_| Unavailable::Closed)?;
+        let opening = Opening::new(self, clinic, &mut self.lock());
+        Ok(Got::Permit(permit, opening))
+    }
+
+    /// Counts a connection closed while checked out (broken or failed), or
+    /// one that could not be opened.
     fn lost(&self, clinic: &Arc<Clinic>) {
         self.lock().forget_connection(clinic);
-        clinic.released.notify_one();
+        clinic.released.notify_waiters();
     }
 
     /// Closes connections idle too long, and forgets clinics left with no
@@ -455,25 +512,56 @@ impl Registry {
         let position = slot.idle.iter().position(|idle| idle.tick == tick)?;
         let idle = slot.idle.remove(position);
         slot.open -= 1;
+        let was_beyond_first = slot.open > 0;
+        self.surplus -= usize::from(was_beyond_first);
         self.open -= 1;
         Some(idle.live)
     }
 
-    fn evict_oldest(&mut self) -> Option<Live> {
-        let (&tick, &id) = self.lru.first_key_value()?;
+    /// Removes the idle connection to close for a clinic that has none:
+    /// the least recently used of a clinic holding others; else, when no
+    /// clinic holds more than one or `may_take_last`, the least recently
+    /// used of all.
+    fn evict(&mut self, may_take_last: bool) -> Option<Live> {
+        let beyond_first = self
+            .lru
+            .iter()
+            .find(|(_, id)| self.clinics.get(id).is_some_and(|slot| slot.open > 1));
+        let (&tick, &id) = match beyond_first {
+            Some(found) => found,
+            None if self.surplus == 0 || may_take_last => self.lru.first_key_value()?,
+            None => return None,
+        };
         self.take_idle(id, tick)
+    }
+
+    /// Counts a connection of `clinic` about to be opened (the clinic may
+    /// have been forgotten meanwhile: then only the total counts it).
+    /// Counted from the start, so that the clinic's other checkouts wait
+    /// for it rather than evict too.
+    fn count_opening(&mut self, clinic: &Arc<Clinic>) {
+        self.open += 1;
+        if let Some(slot) = self.slot(clinic) {
+            slot.open += 1;
+            let beyond_first = slot.open > 1;
+            self.surplus += usize::from(beyond_first);
+        }
     }
 
     fn forget_connection(&mut self, clinic: &Arc<Clinic>) {
         self.open -= 1;
         if let Some(slot) = self.slot(clinic) {
             slot.open -= 1;
+            let was_beyond_first = slot.open > 0;
+            self.surplus -= usize::from(was_beyond_first);
         }
     }
 
     /// Marks a removed clinic retired and hands back its idle connections.
     fn retire(&mut self, slot: Slot) -> Vec<Live> {
         slot.clinic.retired.store(true, Ordering::Relaxed);
+        // Its busy connections are no longer counted per clinic.
+        self.surplus -= slot.open.saturating_sub(1);
         let count = slot.idle.len();
         self.open -= count;
         slot.idle
@@ -512,7 +600,7 @@ impl ClinicPool {
             // An idle connection may have been closed by the server: close
             // it and go on with the next one, until a fresh one fails.
             if let Some(live) = lease.discard() {
-                close_later(live);
+                close_later(&self.shared.central, live);
             }
             if fresh {
                 return Err(unavailable(error));
@@ -539,7 +627,7 @@ impl ClinicPool {
             match statement(lease.conn()).await {
                 Err(error) if connection_lost(&error) => {
                     if let Some(live) = lease.discard() {
-                        close_later(live);
+                        close_later(&self.shared.central, live);
                     }
                     if fresh {
                         return Ok(Err(error));
@@ -575,63 +663,76 @@ impl ClinicPool {
         deadline: tokio::time::Instant,
     ) -> Result<(Live, bool), Unavailable> {
         let shared = &self.shared;
+        let mut may_take_last = false;
         let got = timeout_at(deadline, async {
             loop {
                 // Registered before looking, so no release is missed.
+                // Releases wake every registered waiter (`notify_waiters`):
+                // a single wake-up could go to a checkout that registered
+                // but then waits for the other signal, and be lost.
                 let released = self.clinic.released.notified();
-                tokio::pin!(released);
+                let idled = shared.idled.notified();
+                tokio::pin!(released, idled);
                 released.as_mut().enable();
+                idled.as_mut().enable();
                 let budget = shared.budget.clone();
-                match shared.find(&self.clinic)? {
+                match shared.find(&self.clinic, may_take_last)? {
                     Found::Idle(live) => return Ok(Got::Idle(live)),
-                    Found::Permit(permit) => return Ok(Got::Permit(permit)),
-                    Found::Evicted(live) => return Ok(Got::Permit(close_now(live).await)),
+                    Found::Permit(permit, opening) => return Ok(Got::Permit(permit, opening)),
+                    Found::Evicted(live, opening) => {
+                        let permit = close_now(&shared.central, live).await;
+                        return Ok(Got::Permit(permit, opening));
+                    }
                     Found::WaitOwn => {
-                        let _waiting = Waiting {
-                            shared,
-                            clinic: Some(&self.clinic),
-                        };
                         // Released: look again; or a permit came first.
                         tokio::select! {
                             _ = released => {}
-                            permit = budget.acquire_owned() => {
-                                return permit.map(Got::Permit).map_err(|_| Unavailable::Closed);
-                            }
+                            permit = budget.acquire_owned() => return shared.opening(&self.clinic, permit),
                         }
                     }
                     Found::WaitBudget => {
-                        let _waiting = Waiting {
-                            shared,
-                            clinic: None,
-                        };
-                        let permit = budget.acquire_owned().await;
-                        return permit.map(Got::Permit).map_err(|_| Unavailable::Closed);
+                        let _waiting = WaitingForBudget(shared);
+                        // A connection released: look again (to evict it);
+                        // or a permit came first. Past the grace, a
+                        // clinic's last connection may be taken.
+                        tokio::select! {
+                            _ = idled => {}
+                            _ = tokio::time::sleep(LAST_CONNECTION_GRACE), if !may_take_last => {
+                                may_take_last = true;
+                            }
+                            permit = budget.acquire_owned() => return shared.opening(&self.clinic, permit),
+                        }
                     }
                 }
             }
         })
         .await
         .map_err(|_| Unavailable::Timeout)??;
-        let permit = match got {
-            Got::Permit(permit) => permit,
+        let (permit, opening) = match got {
+            Got::Permit(permit, opening) => (permit, opening),
             Got::Idle(live) => return Ok((live, false)),
         };
         // A permit came while waiting: one of ours may be idle by now.
-        if let Some(live) = shared.lock().pop_idle(self.clinic.id) {
-            drop(permit);
+        let idle = shared.lock().pop_idle(self.clinic.id);
+        if let Some(live) = idle {
+            drop((permit, opening));
             return Ok((live, false));
         }
-        let options = self.clinic.options.get().ok_or(Unavailable::Closed)?;
-        let conn = timeout_at(deadline, options.connect())
-            .await
-            .map_err(|_| Unavailable::Timeout)?
-            .map_err(Unavailable::Connect)?;
-        shared.opened(&self.clinic);
+        let connected = match self.clinic.options.get() {
+            Some(options) => timeout_at(deadline, connect(options))
+                .await
+                .map_err(|_| Unavailable::Timeout)
+                .and_then(|connected| connected.map_err(Unavailable::Connect)),
+            None => Err(Unavailable::Closed),
+        };
+        let (conn, backend) = connected?;
+        opening.opened();
         Ok((
             Live {
                 conn,
                 permit,
                 opened_at: Instant::now(),
+                backend,
             },
             true,
         ))
@@ -721,10 +822,52 @@ impl Drop for ClinicTransaction {
     }
 }
 
-/// Closes a connection, then gives its permit back (returned, to reuse).
-async fn close_now(live: Live) -> OwnedSemaphorePermit {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, live.conn.close()).await;
-    live.permit
+/// Opens a connection and learns its backend's process id.
+async fn connect(options: &PgConnectOptions) -> Result<(PgConnection, Backend), sqlx::Error> {
+    let mut conn = options.connect().await?;
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await?;
+    let database = options.get_database().unwrap_or_default().to_owned();
+    Ok((conn, Backend { pid, database }))
+}
+
+/// Closes a connection and waits for its backend to exit, then gives its
+/// permit back (returned, to reuse). A closed backend counts toward the
+/// server's `max_connections` until its process has exited, a moment after
+/// the close: freeing the permit before would let the budget be exceeded.
+async fn close_now(central: &PgPool, live: Live) -> OwnedSemaphorePermit {
+    let Live {
+        conn,
+        permit,
+        backend,
+        ..
+    } = live;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        conn.close().await.ok();
+        until_exited(central, &backend).await;
+    })
+    .await;
+    permit
+}
+
+/// Polls the server's activity view until `backend` is gone from it (a
+/// clinic database on another server than central's is not listed there:
+/// nothing to wait for).
+async fn until_exited(central: &PgPool, backend: &Backend) {
+    const LISTED: &str =
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND datname = $2)";
+    loop {
+        let listed = sqlx::query_scalar(LISTED)
+            .bind(backend.pid)
+            .bind(&backend.database)
+            .fetch_one(central)
+            .await;
+        if !matches!(listed, Ok(true)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Whether `error` says the connection is gone (rather than the statement
@@ -741,18 +884,19 @@ fn connection_lost(error: &sqlx::Error) -> bool {
 }
 
 /// Closes a connection in the background; its permit is freed only then.
-fn close_later(live: Live) {
+fn close_later(central: &PgPool, live: Live) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            runtime.spawn(close_now(live));
+            let central = central.clone();
+            runtime.spawn(async move { close_now(&central, live).await });
         }
         Err(_) => drop(live),
     }
 }
 
-async fn close_all(connections: Vec<Live>) {
+async fn close_all(central: &PgPool, connections: Vec<Live>) {
     for live in connections {
-        drop(close_now(live).await);
+        drop(close_now(central, live).await);
     }
 }
 
@@ -768,7 +912,8 @@ async fn sweep(shared: Weak<Shared>) {
             return;
         };
         let expired = shared.sweep();
+        let central = shared.central.clone();
         drop(shared);
-        close_all(expired).await;
+        close_all(&central, expired).await;
     }
 }

@@ -192,6 +192,66 @@ async fn a_clinic_with_busy_connections_waits_for_its_own_and_leaves_others_alon
     app.cleanup().await;
 }
 
+/// A clinic's backend for one short statement, through its pool.
+async fn backend_of(app: &TestApp, clinic: Uuid) -> i32 {
+    let pool = app.state.pools.pool(ClinicId(clinic)).await.unwrap();
+    pool.run_alone(|conn| {
+        Box::pin(sqlx::query_scalar("SELECT pg_backend_pid() FROM pg_sleep(0.002)").fetch_one(conn))
+    })
+    .await
+    .expect("a connection")
+    .expect("the statement")
+}
+
+#[tokio::test]
+async fn a_working_set_that_fits_the_budget_keeps_its_connections() {
+    let app = spawn_app_with(|settings| {
+        settings.pool.max_connections = 8;
+        settings.pool.per_clinic_max = 3;
+        settings.pool.checkout_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let names: Vec<String> = (0..14).map(|i| format!("Set {i}")).collect();
+    let clinics: Vec<Uuid> = join_all(names.iter().map(|name| app.register_clinic(name)))
+        .await
+        .into_iter()
+        .map(|clinic| clinic.id)
+        .collect();
+    let (working, others) = clinics.split_at(6);
+    // The budget starts spent on idle connections of other clinics.
+    for &clinic in others {
+        backend_of(&app, clinic).await;
+    }
+    assert_eq!(app.state.pools.open_connections(), 8);
+
+    // Twelve at once on six clinics: they want more than the budget, but
+    // each clinic can keep one connection.
+    let backends = join_all((0..12).map(|task| {
+        let app = &app;
+        async move {
+            let mut seen = Vec::new();
+            for round in 0..50 {
+                seen.push(backend_of(app, working[(task * 7 + round) % working.len()]).await);
+            }
+            seen
+        }
+    }))
+    .await;
+    let mut distinct: Vec<i32> = backends.into_iter().flatten().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // At most the budget's eight, and two more while the clinics settle
+    // (closing every connection released while anyone waited made several
+    // hundred: each close left a clinic with none, which then waited).
+    assert!(
+        distinct.len() <= 10,
+        "{} backends for 600 statements on 6 clinics",
+        distinct.len()
+    );
+    assert!(app.state.pools.open_connections() <= 8);
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_dropped_transaction_rolls_back_and_its_connection_is_reused() {
     let app = spawn_app_with(|settings| {
