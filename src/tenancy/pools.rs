@@ -370,9 +370,9 @@ impl Shared {
     }
 
     /// Looks for a connection of `clinic` without waiting: an idle one,
-    /// else a budget permit, else (the clinic having no connection) the
-    /// least recently used idle connection to evict; else says what to wait
-    /// for, counting the checkout as waiting.
+    /// else a budget permit, else (the clinic having no connection) an idle
+    /// connection to evict ([`Registry::evict`]); else says what to wait
+    /// for, counting a checkout that waits for the budget.
     fn find<'a>(
         &'a self,
         clinic: &'a Arc<Clinic>,
@@ -663,7 +663,8 @@ impl ClinicPool {
         deadline: tokio::time::Instant,
     ) -> Result<(Live, bool), Unavailable> {
         let shared = &self.shared;
-        let mut may_take_last = false;
+        // Fixed once: wake-ups while waiting do not push it back.
+        let grace_ends = tokio::time::Instant::now() + LAST_CONNECTION_GRACE;
         let got = timeout_at(deadline, async {
             loop {
                 // Registered before looking, so no release is missed.
@@ -676,6 +677,7 @@ impl ClinicPool {
                 released.as_mut().enable();
                 idled.as_mut().enable();
                 let budget = shared.budget.clone();
+                let may_take_last = tokio::time::Instant::now() >= grace_ends;
                 match shared.find(&self.clinic, may_take_last)? {
                     Found::Idle(live) => return Ok(Got::Idle(live)),
                     Found::Permit(permit, opening) => return Ok(Got::Permit(permit, opening)),
@@ -697,9 +699,7 @@ impl ClinicPool {
                         // clinic's last connection may be taken.
                         tokio::select! {
                             _ = idled => {}
-                            _ = tokio::time::sleep(LAST_CONNECTION_GRACE), if !may_take_last => {
-                                may_take_last = true;
-                            }
+                            _ = tokio::time::sleep_until(grace_ends), if !may_take_last => {}
                             permit = budget.acquire_owned() => return shared.opening(&self.clinic, permit),
                         }
                     }

@@ -253,6 +253,48 @@ async fn a_working_set_that_fits_the_budget_keeps_its_connections() {
 }
 
 #[tokio::test]
+async fn a_clinic_with_none_takes_another_clinics_last_connection_after_a_grace() {
+    let app = spawn_app_with(|settings| {
+        settings.pool.max_connections = 3;
+        settings.pool.per_clinic_max = 2;
+        settings.pool.checkout_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let a = app.register_clinic("Two busy").await;
+    let b = app.register_clinic("One in use").await;
+    let c = app.register_clinic("Newcomer").await;
+    // A holds two connections, both busy: its second is not idle to take.
+    let pool_a = app.state.pools.pool(ClinicId(a.id)).await.unwrap();
+    let held = (pool_a.begin().await.unwrap(), pool_a.begin().await.unwrap());
+    // B keeps using its one connection, releasing it every few milliseconds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let b_loop = {
+        let (stop, pools) = (stop.clone(), app.state.pools.clone());
+        tokio::spawn(async move {
+            let pool = pools.pool(ClinicId(b.id)).await.unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                pool.begin().await.unwrap().commit().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // C waits for A's second connection a moment, then takes B's, however
+    // often B's releases wake it meanwhile.
+    let started = Instant::now();
+    let served = app.get("/api/v1/patients", &c.token).await;
+    let waited = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    b_loop.await.unwrap();
+    drop(held);
+    assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+    assert!(waited < Duration::from_millis(800), "served after {waited:?}");
+    assert!(app.state.pools.open_connections() <= 3);
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_dropped_transaction_rolls_back_and_its_connection_is_reused() {
     let app = spawn_app_with(|settings| {
         settings.pool.max_connections = 1;
