@@ -289,7 +289,10 @@ async fn a_clinic_with_none_takes_another_clinics_last_connection_after_a_grace(
     b_loop.await.unwrap();
     drop(held);
     assert_eq!(served.status, StatusCode::OK, "{}", served.body);
-    assert!(waited < Duration::from_millis(800), "served after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(800),
+        "served after {waited:?}"
+    );
     assert!(app.state.pools.open_connections() <= 3);
     app.cleanup().await;
 }
