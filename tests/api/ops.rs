@@ -662,6 +662,12 @@ fn released() -> i64 {
 /// A clinic of an earlier version (the chain extended by an insert trigger,
 /// the clinic role inserting into it and owning `public`) is brought to
 /// the current trail by `migrate`, its chain kept and extended.
+/// How a server of the earlier release recorded an event: straight into
+/// the chain, as the clinic role.
+const OLD_STYLE_INSERT: &str =
+    "INSERT INTO audit_events (id, occurred_at, action, resource_type, prev_hash, hash)
+     VALUES (0, now(), 'read', 'patient', '', '')";
+
 #[tokio::test]
 async fn migrate_brings_an_earlier_audit_trail_to_sealing() {
     let app = spawn_app().await;
@@ -689,13 +695,10 @@ async fn migrate_brings_an_earlier_audit_trail_to_sealing() {
         .await
         .unwrap();
     // The earlier layout, as the clinic role had it: inserting into the chain.
-    sqlx::raw_sql(
-        "INSERT INTO audit_events (id, occurred_at, action, resource_type, prev_hash, hash)
-         VALUES (0, now(), 'read', 'patient', '', '')",
-    )
-    .execute(&mut role)
-    .await
-    .unwrap();
+    sqlx::raw_sql(OLD_STYLE_INSERT)
+        .execute(&mut role)
+        .await
+        .unwrap();
 
     migrate::run(&fleet(&app).await, &MigrateOptions::default(), |_| {})
         .await
@@ -704,13 +707,10 @@ async fn migrate_brings_an_earlier_audit_trail_to_sealing() {
 
     // A server of the earlier release goes on inserting during the upgrade:
     // its event is recorded the current way.
-    sqlx::raw_sql(
-        "INSERT INTO audit_events (id, occurred_at, action, resource_type, prev_hash, hash)
-         VALUES (0, now(), 'read', 'patient', '', '')",
-    )
-    .execute(&mut role)
-    .await
-    .unwrap();
+    sqlx::raw_sql(OLD_STYLE_INSERT)
+        .execute(&mut role)
+        .await
+        .unwrap();
     assert!(sqlx::raw_sql("DROP TABLE audit_events CASCADE")
         .execute(&mut role)
         .await
