@@ -158,13 +158,20 @@ pub async fn record(
     row.try_get(0)
 }
 
-/// Reads the row `select` returns for `$1 = id` (at most one) and records
-/// `entry` in the same statement, run as its own transaction: the event is
-/// written exactly when the row is read, and committed before the row is
-/// handed back. Returns the row and whether its event is chained already.
+/// The statement that returns the row `select` returns for `$1 = id` (at
+/// most one) and records an event in the same statement; build it once and
+/// run it with [`read_one`].
+pub fn read_statement(select: &str) -> String {
+    format!("SELECT read.*, {APPEND_AFTER_ID} AS audit_chained FROM ({select}) AS read")
+}
+
+/// Runs a [`read_statement`] as its own transaction, recording `entry`: the
+/// event is written exactly when the row is read, and committed before the
+/// row is handed back. Returns the row and whether its event is chained
+/// already.
 pub async fn read_one<T>(
     conn: &mut PgConnection,
-    select: &str,
+    statement: &str,
     id: Uuid,
     actor: &Actor,
     entry: &Entry,
@@ -172,9 +179,8 @@ pub async fn read_one<T>(
 where
     T: for<'r> FromRow<'r, PgRow>,
 {
-    let sql = format!("SELECT read.*, {APPEND_AFTER_ID} AS audit_chained FROM ({select}) AS read");
     // All rows, so that the commit's outcome is known before returning.
-    let rows = bind_event(sqlx::query(&sql).bind(id), actor, entry)
+    let rows = bind_event(sqlx::query(statement).bind(id), actor, entry)
         .fetch_all(conn)
         .await?;
     rows.first()

@@ -2,6 +2,8 @@
 //! queries. A partial update is applied onto the stored patient and the
 //! result checked as a whole (the NIR rule depends on the country).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -311,8 +313,12 @@ pub async fn read_audited(
     actor: Actor,
     entry: Entry,
 ) -> Result<Option<(Patient, bool)>, sqlx::Error> {
-    let select = format!("SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL");
-    let read = audit::read_one::<PatientRow>(conn, &select, id, &actor, &entry).await?;
+    static READ: LazyLock<String> = LazyLock::new(|| {
+        audit::read_statement(&format!(
+            "SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL"
+        ))
+    });
+    let read = audit::read_one::<PatientRow>(conn, &READ, id, &actor, &entry).await?;
     Ok(read.map(|(row, chained)| (row.into(), chained)))
 }
 

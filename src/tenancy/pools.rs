@@ -67,7 +67,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// (or later) connection to be released before it takes one's last.
 const LAST_CONNECTION_GRACE: Duration = Duration::from_millis(50);
 
-/// How long closing one connection may take before it is simply dropped.
+/// How long closing one connection, and waiting for its backend to exit,
+/// may take before its permit is given back regardless.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
