@@ -31,7 +31,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::crypto::{JwtSecret, Keyring, MasterKey};
-use crate::tenancy::provisioning::ROLE_CONNECTION_LIMIT;
+use crate::tenancy::ddl::ROLE_CONNECTION_LIMIT;
 
 /// Settings shared by every command that touches the databases.
 #[derive(Debug, Clone, Args)]

@@ -2,7 +2,10 @@
 //! versioned and checksummed (sqlx's `_sqlx_migrations` ledger, kept in each
 //! database); a released file is never edited, only followed by a new one.
 
-use sqlx::migrate::Migrator;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::PgConnection;
 
 pub static CENTRAL: Migrator = sqlx::migrate!("migrations/central");
@@ -16,8 +19,18 @@ pub fn latest_version(migrator: &Migrator) -> i64 {
 /// The newest version successfully applied to the connected database.
 pub async fn applied_version(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0)::bigint FROM _sqlx_migrations WHERE success",
+        "SELECT COALESCE(MAX(version), 0)::bigint FROM public._sqlx_migrations WHERE success",
     )
     .fetch_one(conn)
     .await
+}
+
+/// Runs `migrator` on `conn`. Boxed, at one lifetime, so that callers'
+/// futures stay `Send` (the migrator's generic future does not prove it for
+/// every lifetime).
+pub fn run_on<'c>(
+    migrator: &'c Migrator,
+    conn: &'c mut PgConnection,
+) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + 'c>> {
+    Box::pin(migrator.run_direct(conn))
 }

@@ -14,25 +14,9 @@ use sqlx::{FromRow, PgConnection, Postgres, Row};
 use uuid::Uuid;
 
 use crate::auth::roles::Role;
-use crate::tenancy::naming::quote_ident;
 
 /// The admin-applied schema of the trail.
 pub const SCHEMA: &str = include_str!("audit_schema.sql");
-
-/// Gives the clinic role what it needs of the trail: recording events,
-/// sealing pending ones, reading the chain. (`INSERT` on the chain is for
-/// servers of the previous release during an upgrade: a trigger turns it
-/// into a recorded event.)
-pub fn grants_for(role: &str) -> String {
-    let role = quote_ident(role);
-    format!(
-        "GRANT USAGE, CREATE ON SCHEMA public TO {role};\n\
-         GRANT SELECT, INSERT ON audit_events TO {role};\n\
-         GRANT EXECUTE ON FUNCTION audit_events_append(uuid, text, text, text, uuid, uuid, \
-             text, text, text[], jsonb) TO {role};\n\
-         GRANT EXECUTE ON FUNCTION audit_events_seal(integer) TO {role};"
-    )
-}
 
 /// Who is acting, from the verified request.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! `medicalpro backup`: one clinic's database in `pg_dump`'s custom format,
-//! dumped as the admin role (so the admin-owned audit trail is included),
-//! written to a temporary file (mode 0600: it holds patient data) that is
-//! renamed into place only once complete, beside a `FILE.sha256` checksum
-//! in `sha256sum` format.
+//! dumped as the admin role, written to a temporary file (mode 0600: it
+//! holds patient data) that is renamed into place only once complete,
+//! beside `FILE.mac`: an HMAC-SHA-256 of the file keyed from `MASTER_KEY`,
+//! so that `restore` refuses a file edited by anyone without the key.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use uuid::Uuid;
 
 use super::pgtools::{PgTools, Target};
 use super::{connect, for_each_bounded, ClinicRecord, Fleet};
+use crate::crypto::Keyring;
 use crate::tenancy::naming::ClinicId;
 
 /// A finished backup.
@@ -27,7 +29,8 @@ pub struct Backup {
     pub clinic_id: Uuid,
     pub file: PathBuf,
     pub bytes: u64,
-    pub sha256: String,
+    /// HMAC-SHA-256 of the file (hex), as `FILE.mac` holds it.
+    pub mac: String,
     pub seconds: f64,
 }
 
@@ -40,11 +43,12 @@ pub struct BackupResult {
     pub error: Option<String>,
 }
 
-/// The checksum file beside `file`.
-pub fn checksum_path(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(".sha256");
-    PathBuf::from(name)
+/// What the authentication key of backups is derived for.
+const MAC_PURPOSE: &str = "medicalpro backup authentication v1";
+
+/// The authentication code file beside `file`.
+pub fn mac_path(file: &Path) -> PathBuf {
+    with_suffix(file, ".mac")
 }
 
 /// Backs up one clinic to `out`.
@@ -126,14 +130,18 @@ async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Resul
                 &["--format=custom", "--no-password", "--file", &file],
             )
             .await?;
-        let path = partial.clone();
-        let (sha256, bytes) = tokio::task::spawn_blocking(move || hash_file(&path)).await??;
+        let (path, key) = (
+            partial.clone(),
+            fleet.settings.master_key.derive(MAC_PURPOSE),
+        );
+        let (mac, bytes) =
+            tokio::task::spawn_blocking(move || mac_file(&path, &key, None)).await??;
         fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
-        write_checksum(out, &sha256)?;
-        anyhow::Ok((sha256, bytes))
+        write_mac(out, &mac)?;
+        anyhow::Ok((mac, bytes))
     }
     .await;
-    let (sha256, bytes) = result.inspect_err(|_| {
+    let (mac, bytes) = result.inspect_err(|_| {
         let _ = fs::remove_file(&partial);
     })?;
     tracing::info!(clinic.id = %clinic.id, bytes, duration_ms = started.elapsed().as_millis() as u64, "clinic backed up");
@@ -141,35 +149,61 @@ async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Resul
         clinic_id: clinic.id,
         file: out.to_owned(),
         bytes,
-        sha256,
+        mac,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Checks `file` against its `FILE.sha256`.
-pub fn verify_checksum(file: &Path) -> anyhow::Result<()> {
-    let sums = checksum_path(file);
-    let text = fs::read_to_string(&sums).with_context(|| {
+/// Copies `file` to `copy` (mode 0600) while computing its authentication
+/// code, and checks the code against `FILE.mac` with the current master key,
+/// then the previous one: what is restored afterwards is the copy, exactly
+/// the bytes that were checked. On refusal, the copy is removed.
+pub fn authenticated_copy(file: &Path, keyring: &Keyring, copy: &Path) -> anyhow::Result<()> {
+    let macs = mac_path(file);
+    let text = fs::read_to_string(&macs).with_context(|| {
         format!(
-            "reading {} (a backup is only restored with its checksum file)",
-            sums.display()
+            "reading {} (a backup is only restored with its authentication code)",
+            macs.display()
         )
     })?;
     let expected = text.split_whitespace().next().unwrap_or_default();
-    let (actual, _) = hash_file(file)?;
-    if !expected.eq_ignore_ascii_case(&actual) {
-        anyhow::bail!(
-            "{} does not match its checksum: the file is damaged or incomplete",
-            file.display()
-        );
+    let checked = (|| {
+        let mut out = create_private(copy)?;
+        let (actual, _) = mac_file(file, &keyring.current.derive(MAC_PURPOSE), Some(&mut out))?;
+        out.sync_all()?;
+        let previous = || {
+            keyring
+                .previous
+                .as_ref()
+                .map(|key| mac_file(file, &key.derive(MAC_PURPOSE), None))
+                .transpose()
+        };
+        let matches = actual.eq_ignore_ascii_case(expected)
+            || previous()?.is_some_and(|(code, _)| code.eq_ignore_ascii_case(expected));
+        if !matches {
+            anyhow::bail!(
+                "{} does not match its authentication code: it was changed or damaged, \
+                 or made with another MASTER_KEY",
+                file.display()
+            );
+        }
+        Ok(())
+    })();
+    if checked.is_err() {
+        let _ = fs::remove_file(copy);
     }
-    Ok(())
+    checked
 }
 
-/// SHA-256 (lower-case hex) and length of a file, read in chunks.
-fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
+/// HMAC-SHA-256 (lower-case hex) and length of a file, read in chunks and
+/// written to `copy` on the way when given.
+fn mac_file(
+    path: &Path,
+    key: &[u8; 32],
+    mut copy: Option<&mut fs::File>,
+) -> anyhow::Result<(String, u64)> {
     let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     let mut buffer = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
@@ -177,47 +211,44 @@ fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
         if read == 0 {
             break;
         }
-        hasher.update(&buffer[..read]);
+        mac.update(&buffer[..read]);
+        if let Some(out) = copy.as_mut() {
+            out.write_all(&buffer[..read])?;
+        }
         total += read as u64;
     }
-    let hex = hasher
+    let hex = mac
         .finalize()
+        .into_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok((hex, total))
 }
 
-fn write_checksum(file: &Path, sha256: &str) -> anyhow::Result<()> {
+fn write_mac(file: &Path, mac: &str) -> anyhow::Result<()> {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let sums = checksum_path(file);
-    let partial = with_suffix(&sums, ".partial");
-    let mut out = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("writing {}", partial.display()))?;
-    writeln!(out, "{sha256}  {name}")?;
+    let macs = mac_path(file);
+    let partial = with_suffix(&macs, ".partial");
+    let mut out = create_private(&partial)?;
+    writeln!(out, "{mac}  {name}")?;
     out.sync_all()?;
-    fs::rename(&partial, &sums).with_context(|| format!("writing {}", sums.display()))?;
+    fs::rename(&partial, &macs).with_context(|| format!("writing {}", macs.display()))?;
     Ok(())
 }
 
-/// An empty file only its owner can read, for `pg_dump` to fill.
-fn create_private(path: &Path) -> anyhow::Result<()> {
+/// An empty file only its owner can read (for `pg_dump`, or a copy).
+fn create_private(path: &Path) -> anyhow::Result<fs::File> {
     fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -229,22 +260,35 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::MasterKey;
 
     #[test]
-    fn a_checksum_file_is_checked_and_a_damaged_backup_refused() {
-        let dir = std::env::temp_dir().join(format!("medicalpro-sum-{}", Uuid::new_v4()));
+    fn an_edited_backup_or_another_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("medicalpro-mac-{}", Uuid::new_v4()));
         fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("clinic.dump");
+        let (file, copy) = (dir.join("clinic.dump"), dir.join("copy"));
         fs::write(&file, b"PGDMP fake dump").unwrap();
-        assert!(verify_checksum(&file).is_err(), "no checksum file");
-        let (sum, bytes) = hash_file(&file).unwrap();
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let keyring = Keyring::new(new.clone(), None);
+        assert!(
+            authenticated_copy(&file, &keyring, &copy).is_err(),
+            "no code file"
+        );
+        let (code, bytes) = mac_file(&file, &old.derive(MAC_PURPOSE), None).unwrap();
         assert_eq!(bytes, 15);
-        write_checksum(&file, &sum).unwrap();
-        let line = fs::read_to_string(checksum_path(&file)).unwrap();
-        assert_eq!(line, format!("{sum}  clinic.dump\n"));
-        verify_checksum(&file).unwrap();
+        write_mac(&file, &code).unwrap();
+        let line = fs::read_to_string(mac_path(&file)).unwrap();
+        assert_eq!(line, format!("{code}  clinic.dump\n"));
+        // Made with the old key: refused until it is the previous one.
+        assert!(authenticated_copy(&file, &keyring, &copy).is_err());
+        assert!(!copy.exists(), "a refused copy is removed");
+        let rotating = Keyring::new(new, Some(old.clone()));
+        authenticated_copy(&file, &rotating, &copy).unwrap();
+        assert_eq!(fs::read(&copy).unwrap(), b"PGDMP fake dump");
+        // One byte changed, with the code left as it was.
         fs::write(&file, b"PGDMP fake dumq").unwrap();
-        assert!(verify_checksum(&file).is_err(), "damaged");
+        let error = authenticated_copy(&file, &Keyring::new(old, None), &copy).unwrap_err();
+        assert!(error.to_string().contains("authentication code"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,9 +2,12 @@
 //! several at once. One clinic failing does not stop the others; running
 //! again finishes what is left (applied migrations are skipped).
 //!
-//! A clinic is migrated as its own role (so it owns what the migrations
-//! create); then the admin re-applies the audit trail script (the trail
-//! stays the admin's) and central records the clinic's schema version.
+//! A clinic is migrated as its owner role (the admin acting as it), which
+//! owns what the migrations create; the audit trail script is applied
+//! again and the login role's grants renewed, and central records the
+//! clinic's schema version. A clinic of an earlier release, whose login
+//! role owned its database, is first brought to the current layout
+//! (`tenancy::ddl::adopt_earlier_layout`).
 //! sqlx applies each migration in its own transaction, so a clinic whose
 //! migration is under way keeps being served from its last committed
 //! version, and a failed migration leaves nothing half done.
@@ -14,14 +17,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{applied_versions, for_each_bounded, ClinicRecord, Fleet, CONNECT_TIMEOUT};
+use super::{applied_versions, connect, for_each_bounded, ClinicRecord, Fleet};
 use crate::migrations;
+use crate::tenancy::ddl::{self, TenantRoles};
 use crate::tenancy::naming::ClinicId;
-use crate::tenancy::provisioning::install_audit_trail;
 
 /// How long one migration statement waits for a lock held by live traffic
 /// before that clinic's migration fails (and is retried by the next run).
@@ -199,41 +201,59 @@ pub async fn migrate_clinic(
 async fn migrate_into(
     fleet: &Fleet,
     clinic: &ClinicRecord,
-    migrator: &Migrator,
+    migrator: &'static Migrator,
     dry_run: bool,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let options = fleet
-        .role_options(clinic)?
-        .options([("lock_timeout", LOCK_TIMEOUT)]);
-    // A one-connection pool: sqlx's migrator runs on pools in spawned tasks.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
-        .await?;
-    let result = migrate_on(fleet, clinic, &pool, migrator, dry_run, outcome).await;
-    pool.close().await;
-    result
-}
-
-async fn migrate_on(
-    fleet: &Fleet,
-    clinic: &ClinicRecord,
-    pool: &PgPool,
-    migrator: &Migrator,
-    dry_run: bool,
-    outcome: &mut Outcome,
-) -> anyhow::Result<()> {
-    let before = applied_versions(&mut *pool.acquire().await?).await?;
+    let roles = TenantRoles::of(ClinicId(clinic.id), &fleet.settings.prefix);
+    let in_database = fleet.admin_options_on(clinic, &clinic.db_name);
+    if !dry_run {
+        let mut admin = connect(&fleet.admin_on_server(&clinic.db_host, clinic.db_port)).await?;
+        let owned = async {
+            ddl::ensure_owner_role(&mut admin, &roles.owner).await?;
+            ddl::give_database_to_owner(&mut admin, &clinic.db_name, &roles).await
+        }
+        .await;
+        let _ = admin.close().await;
+        owned?;
+    }
+    let mut as_admin = connect(&ddl::admin_session(in_database.clone())).await?;
+    let adopted = async {
+        if !dry_run {
+            ddl::adopt_earlier_layout(&mut as_admin, &roles).await?;
+        }
+        applied_versions(&mut as_admin).await
+    }
+    .await;
+    let _ = as_admin.close().await;
+    let before = adopted?;
     outcome.from_version = before.last().copied().unwrap_or(0);
     outcome.to_version = outcome.from_version;
     outcome.applied = pending(migrator, &before);
     if dry_run {
         return Ok(());
     }
-    let migrated = migrator.run(pool).await;
-    let after = applied_versions(&mut *pool.acquire().await?).await?;
+    let options =
+        ddl::owner_session(in_database, &roles.owner).options([("lock_timeout", LOCK_TIMEOUT)]);
+    let mut as_owner = connect(&options).await?;
+    let result = migrate_as_owner(fleet, clinic, &mut as_owner, migrator, &before, outcome).await;
+    let _ = as_owner.close().await;
+    result
+}
+
+/// As the clinic's owner: the pending migrations, then the audit trail and
+/// the login role's grants (new tables get theirs), and central learns the
+/// version reached.
+async fn migrate_as_owner(
+    fleet: &Fleet,
+    clinic: &ClinicRecord,
+    as_owner: &mut PgConnection,
+    migrator: &'static Migrator,
+    before: &[i64],
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let migrated = migrations::run_on(migrator, &mut *as_owner).await;
+    let after = applied_versions(&mut *as_owner).await?;
     outcome.to_version = after.last().copied().unwrap_or(0);
     outcome.applied = after
         .iter()
@@ -242,16 +262,17 @@ async fn migrate_on(
         .collect();
     let recorded = record_version(fleet, clinic.id, outcome.to_version).await;
     migrated?;
-    install_audit_trail(
-        &fleet.admin_options_on(clinic, &clinic.db_name),
-        &clinic.db_name,
-    )
-    .await?;
+    ddl::install_audit_trail(&mut *as_owner).await?;
+    ddl::lock_down(as_owner, &clinic.db_user).await?;
     recorded?;
     Ok(())
 }
 
-async fn record_version(fleet: &Fleet, id: Uuid, version: i64) -> Result<(), sqlx::Error> {
+pub(super) async fn record_version(
+    fleet: &Fleet,
+    id: Uuid,
+    version: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE companies SET schema_version = $2, updated_at = now() WHERE id = $1")
         .bind(id)
         .bind(version)

@@ -144,6 +144,15 @@ impl Fleet {
             .ok_or_else(|| anyhow::anyhow!("no provisioned clinic has the id {id}"))
     }
 
+    /// The admin role on the maintenance database of a server.
+    pub fn admin_on_server(&self, host: &str, port: i32) -> PgConnectOptions {
+        self.databases
+            .admin_options
+            .clone()
+            .host(host)
+            .port(u16::try_from(port).unwrap_or(5432))
+    }
+
     /// The admin role, connected to `database` on the clinic's server.
     pub fn admin_options_on(&self, clinic: &ClinicRecord, database: &str) -> PgConnectOptions {
         self.databases
@@ -185,13 +194,14 @@ pub async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgConnection>
 /// The versions of the migrations applied to a database, oldest first
 /// (none before the first migration).
 pub async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
-    let ledger: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
+    let ledger: bool =
+        sqlx::query_scalar("SELECT pg_catalog.to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
     if !ledger {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+    sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(conn)
         .await
 }

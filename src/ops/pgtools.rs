@@ -72,14 +72,20 @@ impl PgTools {
     }
 
     /// Runs `program` with `args` against `target`; fails with its stderr.
-    pub async fn run(&self, program: &Path, target: &Target, args: &[&str]) -> anyhow::Result<()> {
+    /// Runs `program` on `target`; returns what it wrote to standard output.
+    pub async fn run(
+        &self,
+        program: &Path,
+        target: &Target,
+        args: &[&str],
+    ) -> anyhow::Result<Vec<u8>> {
         let mut command = tokio::process::Command::new(program);
         command
             .arg(format!("--dbname={}", target.uri))
             .args(args)
             .env_remove("PGPASSWORD")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(password) = &target.password {
@@ -96,7 +102,7 @@ impl PgTools {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        Ok(())
+        Ok(output.stdout)
     }
 }
 

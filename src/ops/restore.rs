@@ -1,37 +1,37 @@
 //! `medicalpro restore`: a backup made by `medicalpro backup`, checked
-//! against its checksum, restored into a fresh staging database, then put
-//! in place of the clinic's database in two renames (the clinic is
+//! against its authentication code, restored into a fresh staging database,
+//! then put in place of the clinic's database in two renames (the clinic is
 //! unreachable only between them), or made into a new clinic with its own
-//! role and password.
+//! roles and password.
 //!
-//! Ownership after a restore is what provisioning makes: every object
-//! belongs to the clinic's role (objects are restored as that role), except
-//! the audit trail (`audit_events`, `audit_events_pending` and their
-//! functions and triggers), which
-//! is handed back to the admin role; the trail's grants are then applied
-//! again. A backup older than the binary is migrated forward; one newer
-//! than the binary, or of another clinic, is refused.
+//! The file supplies rows, nothing else: the staging database is made by
+//! `tenancy::ddl` and brought by the product's own migrations to the
+//! backup's schema version (as the clinic's owner role), the rows of the
+//! product's tables are loaded into it (`pg_restore --data-only` of exactly
+//! those entries), then it is migrated forward and the login role's grants
+//! applied, as for any clinic. No statement of the file other than its
+//! rows ever runs. A backup newer than the binary, or of another clinic,
+//! is refused.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::backup::verify_checksum;
-use super::migrate::migrate_clinic;
+use super::backup::authenticated_copy;
+use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
 use super::{connect, ClinicRecord, Fleet};
 use crate::central::companies::{self, NewCompany, Placement};
 use crate::central::{audit, servers};
 use crate::crypto::random_token;
 use crate::migrations;
+use crate::tenancy::ddl::{self, TenantRoles};
 use crate::tenancy::naming::{quote_ident, ClinicId};
-use crate::tenancy::provisioning::ROLE_CONNECTION_LIMIT;
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -86,27 +86,25 @@ impl From<sqlx::Error> for RestoreError {
 
 pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored, RestoreError> {
     let started = Instant::now();
-    let from = options.from.clone();
-    tokio::task::spawn_blocking(move || verify_checksum(&from))
+    // What is restored is a private copy of exactly the bytes authenticated.
+    let copy = std::env::temp_dir().join(format!("medicalpro-restore-{}", Uuid::new_v4()));
+    let (from, keyring, checked) = (options.from.clone(), fleet.settings.keyring(), copy.clone());
+    tokio::task::spawn_blocking(move || authenticated_copy(&from, &keyring, &checked))
         .await
         .map_err(anyhow::Error::from)??;
+    let file = AuthenticatedFile(copy);
     let (clinic_id, backup_version) = match &options.as_new_clinic {
         None => {
             let id = options
                 .clinic
                 .ok_or_else(|| anyhow::anyhow!("which clinic to restore into: --clinic ID"))?;
-            (id, into_existing(fleet, id, options).await?)
+            (id, into_existing(fleet, id, options, &file).await?)
         }
-        Some(identity) => into_new(fleet, identity, options).await?,
+        Some(identity) => into_new(fleet, identity, options, &file).await?,
     };
-    let clinic = fleet.clinic(clinic_id).await?;
-    let outcome = migrate_clinic(Arc::new(fleet.clone()), clinic, &migrations::CLINIC, false).await;
-    if let Some(error) = outcome.error {
-        return Err(anyhow::anyhow!(
-            "the backup was restored, but migrating it forward failed ({error}): fix the cause and run `medicalpro migrate --clinic {clinic_id}`"
-        )
-        .into());
-    }
+    drop(file);
+    let schema_version = migrations::latest_version(&migrations::CLINIC);
+    record_version(fleet, clinic_id.0, schema_version).await?;
     audit::record(
         &fleet.databases.central,
         audit::PlatformEvent {
@@ -127,14 +125,24 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
         clinic_id: clinic_id.0,
         new_clinic: options.as_new_clinic.is_some(),
         backup_version,
-        schema_version: outcome.to_version,
+        schema_version,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The authenticated private copy of the backup, removed when dropped.
+struct AuthenticatedFile(PathBuf);
+
+impl Drop for AuthenticatedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// What a staging database holds once the backup is in it.
 struct Staged {
     database: String,
+    /// The backup's schema version (the staging database is at the newest).
     version: i64,
     /// `clinic_settings` of the backup: (clinic id, name, country).
     settings: Option<(Uuid, String, String)>,
@@ -145,22 +153,21 @@ async fn into_existing(
     fleet: &Fleet,
     id: ClinicId,
     options: &RestoreOptions,
+    file: &AuthenticatedFile,
 ) -> Result<i64, RestoreError> {
     let clinic = fleet.clinic(id).await?;
     if !options.force && has_patients(fleet, &clinic).await? {
         return Err(RestoreError::HasPatients(id));
     }
-    let server = maintenance(fleet, &clinic.db_host, clinic.db_port);
-    let mut admin = connect(&server).await?;
-    let staged = stage(
-        fleet,
-        &mut admin,
-        &clinic.db_host,
-        clinic.db_port,
-        &clinic.db_user,
-        options,
-    )
-    .await?;
+    let roles = TenantRoles::of(id, &fleet.settings.prefix);
+    let mut admin = connect(&fleet.admin_on_server(&clinic.db_host, clinic.db_port)).await?;
+    // A clinic of an earlier release gets its owner role here.
+    ddl::ensure_owner_role(&mut admin, &roles.owner).await?;
+    let server = Server {
+        host: &clinic.db_host,
+        port: clinic.db_port,
+    };
+    let staged = stage(fleet, &mut admin, server, &roles, file).await?;
     let checked = match &staged.settings {
         Some((found, _, _)) if *found == id.0 => Ok(()),
         Some((found, _, _)) => Err(RestoreError::OtherClinic {
@@ -187,24 +194,21 @@ async fn into_new(
     fleet: &Fleet,
     identity: &NewIdentity,
     options: &RestoreOptions,
+    file: &AuthenticatedFile,
 ) -> Result<(ClinicId, i64), RestoreError> {
     let central = &fleet.databases.central;
     let server = servers::pick_for_new_clinic(central).await?;
     let id = ClinicId::generate();
-    let name = id.database_name(&fleet.settings.prefix);
+    let roles = TenantRoles::of(id, &fleet.settings.prefix);
     let password = random_token(32);
-    let mut admin = connect(&maintenance(fleet, &server.host, server.port)).await?;
-    // The password is URL-safe base64: no quote can end the literal.
-    sqlx::raw_sql(&format!(
-        "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
-         NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT};
-         GRANT {role} TO CURRENT_USER;",
-        role = quote_ident(&name)
-    ))
-    .execute(&mut admin)
-    .await?;
+    let mut admin = connect(&fleet.admin_on_server(&server.host, server.port)).await?;
+    ddl::create_roles(&mut admin, &roles, &password).await?;
     let result = async {
-        let staged = stage(fleet, &mut admin, &server.host, server.port, &name, options).await?;
+        let on = Server {
+            host: &server.host,
+            port: server.port,
+        };
+        let staged = stage(fleet, &mut admin, on, &roles, file).await?;
         let plan = Plan {
             id,
             server: &server,
@@ -224,10 +228,8 @@ async fn into_new(
         }
         Err(error) => {
             tracing::error!(clinic.id = %id, %error, "restore as a new clinic failed, removing it");
-            drop_database(&mut admin, &name).await;
-            let _ = sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name)))
-                .execute(&mut admin)
-                .await;
+            drop_database(&mut admin, &roles.login).await;
+            let _ = ddl::drop_roles(&mut admin, &roles).await;
             let _ = companies::delete(central, id).await;
             Err(error)
         }
@@ -284,14 +286,15 @@ async fn finish_new(
             .into())
         }
     };
-    let mut staging = connect(&admin_on(
-        fleet,
-        &server.host,
-        server.port,
-        &staged.database,
+    // As the owner, in a database holding only the product's own code.
+    let mut staging = connect(&ddl::owner_session(
+        fleet
+            .admin_on_server(&server.host, server.port)
+            .database(&staged.database),
+        &TenantRoles::of(id, &fleet.settings.prefix).owner,
     ))
     .await?;
-    sqlx::query("UPDATE clinic_settings SET clinic_id = $1, name = $2, updated_at = now()")
+    sqlx::query("UPDATE public.clinic_settings SET clinic_id = $1, name = $2, updated_at = now()")
         .bind(id.0)
         .bind(&name)
         .execute(&mut staging)
@@ -339,7 +342,7 @@ async fn finish_new(
         id,
         server.id,
         &placement,
-        staged.version,
+        migrations::latest_version(&migrations::CLINIC),
     )
     .await?;
     Ok(())
@@ -354,15 +357,22 @@ fn restored_email(email: &str, id: ClinicId) -> String {
     }
 }
 
-/// Restores the backup into a new staging database owned by `role`, gives
-/// the audit trail back to the admin, and reads what the backup holds.
+/// Where a staging database is made.
+#[derive(Clone, Copy)]
+struct Server<'a> {
+    host: &'a str,
+    port: i32,
+}
+
+/// Makes a staging database for `roles`, lays it out at the backup's
+/// schema version, loads the backup's rows, migrates it forward and locks
+/// it down; reads what the backup holds.
 async fn stage(
     fleet: &Fleet,
     admin: &mut PgConnection,
-    host: &str,
-    port: i32,
-    role: &str,
-    options: &RestoreOptions,
+    server: Server<'_>,
+    roles: &TenantRoles,
+    file: &AuthenticatedFile,
 ) -> Result<Staged, RestoreError> {
     let tools = PgTools::for_server(admin).await?;
     let database = format!(
@@ -370,61 +380,16 @@ async fn stage(
         fleet.settings.prefix.as_str(),
         Uuid::new_v4().simple()
     );
-    sqlx::raw_sql(&format!(
-        "CREATE DATABASE {db} OWNER {role} TEMPLATE template0",
-        db = quote_ident(&database),
-        role = quote_ident(role)
-    ))
-    .execute(&mut *admin)
-    .await?;
+    ddl::create_database(admin, &database, roles, "template0").await?;
     let staged = async {
-        sqlx::raw_sql(&format!(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-            quote_ident(&database)
-        ))
-        .execute(&mut *admin)
-        .await?;
         let target = Target::admin_on(
             &fleet.settings.admin_url,
-            host,
-            u16::try_from(port).unwrap_or(5432),
+            server.host,
+            u16::try_from(server.port).unwrap_or(5432),
             &database,
         )?;
-        let file = options.from.to_string_lossy().into_owned();
-        let role_arg = format!("--role={role}");
-        tools
-            .run(
-                &tools.pg_restore,
-                &target,
-                &[
-                    "--no-owner",
-                    "--no-privileges",
-                    &role_arg,
-                    "--single-transaction",
-                    "--exit-on-error",
-                    "--no-password",
-                    &file,
-                ],
-            )
-            .await?;
-        let mut conn = connect(&admin_on(fleet, host, port, &database)).await?;
-        sqlx::raw_sql(AUDIT_TRAIL_TO_ADMIN)
-            .execute(&mut conn)
-            .await?;
-        let version = super::applied_versions(&mut conn)
-            .await?
-            .last()
-            .copied()
-            .unwrap_or(0);
-        let settings: Option<(Uuid, String, String)> =
-            if has_table(&mut conn, "clinic_settings").await? {
-                sqlx::query_as("SELECT clinic_id, name, country::text FROM clinic_settings LIMIT 1")
-                    .fetch_optional(&mut conn)
-                    .await?
-            } else {
-                None
-            };
-        let _ = conn.close().await;
+        let path = file.0.to_string_lossy().into_owned();
+        let version = backup_version(&tools, &target, &path).await?;
         let known = migrations::latest_version(&migrations::CLINIC);
         if version > known {
             return Err(RestoreError::NewerSchema {
@@ -432,10 +397,34 @@ async fn stage(
                 known,
             });
         }
+        let in_database = fleet
+            .admin_on_server(server.host, server.port)
+            .database(&database);
+        let mut as_owner = connect(&ddl::owner_session(in_database, &roles.owner)).await?;
+        let loaded = async {
+            migrations::run_on(&migrations_up_to(version), &mut as_owner)
+                .await
+                .map_err(anyhow::Error::from)?;
+            ddl::install_audit_trail(&mut as_owner).await?;
+            load_rows(&tools, &target, &path, &roles.owner).await?;
+            migrations::run_on(&migrations::CLINIC, &mut as_owner)
+                .await
+                .map_err(anyhow::Error::from)?;
+            ddl::install_audit_trail(&mut as_owner).await?;
+            ddl::lock_down(&mut as_owner, &roles.login).await?;
+            let settings: Option<(Uuid, String, String)> = sqlx::query_as(
+                "SELECT clinic_id, name, country::text FROM public.clinic_settings LIMIT 1",
+            )
+            .fetch_optional(&mut as_owner)
+            .await?;
+            Ok::<_, RestoreError>(settings)
+        }
+        .await;
+        let _ = as_owner.close().await;
         Ok(Staged {
             database: database.clone(),
             version,
-            settings,
+            settings: loaded?,
         })
     }
     .await;
@@ -445,31 +434,120 @@ async fn stage(
     staged
 }
 
-/// Hands the audit trail's tables and functions (and so its triggers and
-/// indexes), and the schema holding them, to the admin role, as
-/// `install_audit_trail` first made them.
-const AUDIT_TRAIL_TO_ADMIN: &str = r"
-DO $$
-DECLARE f regprocedure;
-BEGIN
-    EXECUTE format('ALTER SCHEMA public OWNER TO %I', current_user);
-    -- The clinic role (the database's owner) keeps creating its own tables.
-    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA public TO %I',
-        (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()));
-    IF to_regclass('public.audit_events') IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE public.audit_events OWNER TO %I', current_user);
-    END IF;
-    IF to_regclass('public.audit_events_pending') IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE public.audit_events_pending OWNER TO %I', current_user);
-    END IF;
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-               JOIN pg_namespace n ON n.oid = p.pronamespace
-              WHERE n.nspname = 'public' AND p.proname LIKE 'audit\_event%'
-    LOOP
-        EXECUTE format('ALTER FUNCTION %s OWNER TO %I', f, current_user);
-    END LOOP;
-END
-$$;";
+/// The clinic migrations up to `version`, the schema the backup's rows fit.
+fn migrations_up_to(version: i64) -> Migrator {
+    Migrator {
+        migrations: migrations::CLINIC
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect(),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// The newest migration the backup's ledger records (its rows, read from
+/// the file without running anything).
+async fn backup_version(tools: &PgTools, target: &Target, file: &str) -> anyhow::Result<i64> {
+    let ledger = tools
+        .run(
+            &tools.pg_restore,
+            target,
+            &[
+                "--data-only",
+                "--schema=public",
+                "--table=_sqlx_migrations",
+                "--file=-",
+                file,
+            ],
+        )
+        .await?;
+    ledger_versions(&String::from_utf8_lossy(&ledger))
+        .max()
+        .ok_or_else(|| {
+            anyhow::anyhow!("this backup holds no migration ledger: it is not a clinic database")
+        })
+}
+
+/// The successful versions in the text of a `COPY ... _sqlx_migrations`:
+/// the first column of each row whose fourth (`success`) is `t`.
+fn ledger_versions(copy: &str) -> impl Iterator<Item = i64> + '_ {
+    copy.lines()
+        .skip_while(|line| !line.starts_with("COPY "))
+        .skip(1)
+        .take_while(|line| *line != "\\.")
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields.get(3) == Some(&"t") {
+                fields[0].parse().ok()
+            } else {
+                None
+            }
+        })
+}
+
+/// Loads the rows of the product's tables (and the pending trail's
+/// sequence position) from the backup, as the owner, in one transaction:
+/// `pg_restore` is handed a list of exactly those entries of the archive,
+/// so that none of the file's definitions runs.
+async fn load_rows(
+    tools: &PgTools,
+    target: &Target,
+    file: &str,
+    owner: &str,
+) -> anyhow::Result<()> {
+    let contents = tools
+        .run(&tools.pg_restore, target, &["--list", file])
+        .await?;
+    let list = rows_only(&String::from_utf8_lossy(&contents));
+    let list_file =
+        std::env::temp_dir().join(format!("medicalpro-restore-{}.list", Uuid::new_v4()));
+    std::fs::write(&list_file, list)?;
+    let list_arg = format!("--use-list={}", list_file.to_string_lossy());
+    let role_arg = format!("--role={owner}");
+    let loaded = tools
+        .run(
+            &tools.pg_restore,
+            target,
+            &[
+                "--data-only",
+                &role_arg,
+                &list_arg,
+                "--single-transaction",
+                "--exit-on-error",
+                "--no-password",
+                file,
+            ],
+        )
+        .await;
+    let _ = std::fs::remove_file(&list_file);
+    loaded.map(drop)
+}
+
+/// The entries of an archive's table of contents (`pg_restore --list`)
+/// that hold the rows of the product's tables in `public` (the migration
+/// ledger excepted: the product writes its own), and the position of the
+/// pending trail's identity.
+fn rows_only(contents: &str) -> String {
+    let wanted = |line: &str| {
+        let Some((_, entry)) = line.split_once("; ") else {
+            return false;
+        };
+        let words: Vec<&str> = entry.split(' ').collect();
+        match words.as_slice() {
+            [_, _, "TABLE", "DATA", "public", table, _] => ddl::TABLE_GRANTS
+                .iter()
+                .any(|(known, _)| known == table && *known != "_sqlx_migrations"),
+            [_, _, "SEQUENCE", "SET", "public", "audit_events_pending_id_seq", _] => true,
+            _ => false,
+        }
+    };
+    contents
+        .lines()
+        .filter(|line| !line.starts_with(';') && wanted(line))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
 
 /// Puts `staging` in the place of `target`: no new connections to the
 /// target, its sessions ended, renamed aside, staging renamed in, the old
@@ -564,7 +642,11 @@ async fn swap(
 /// Whether the clinic's database holds any patient row (a missing database
 /// or table holds none).
 async fn has_patients(fleet: &Fleet, clinic: &ClinicRecord) -> Result<bool, RestoreError> {
-    let mut conn = match connect(&fleet.admin_options_on(clinic, &clinic.db_name)).await {
+    let mut conn = match connect(&ddl::admin_session(
+        fleet.admin_options_on(clinic, &clinic.db_name),
+    ))
+    .await
+    {
         Ok(conn) => conn,
         Err(error) => {
             let missing = error
@@ -580,7 +662,7 @@ async fn has_patients(fleet: &Fleet, clinic: &ClinicRecord) -> Result<bool, Rest
         }
     };
     let has = if has_table(&mut conn, "patients").await? {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patients)")
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM public.patients)")
             .fetch_one(&mut conn)
             .await?
     } else {
@@ -591,24 +673,10 @@ async fn has_patients(fleet: &Fleet, clinic: &ClinicRecord) -> Result<bool, Rest
 }
 
 async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+    sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
         .bind(format!("public.{table}"))
         .fetch_one(conn)
         .await
-}
-
-/// The admin role on the maintenance database of a server.
-fn maintenance(fleet: &Fleet, host: &str, port: i32) -> PgConnectOptions {
-    fleet
-        .databases
-        .admin_options
-        .clone()
-        .host(host)
-        .port(u16::try_from(port).unwrap_or(5432))
-}
-
-fn admin_on(fleet: &Fleet, host: &str, port: i32, database: &str) -> PgConnectOptions {
-    maintenance(fleet, host, port).database(database)
 }
 
 async fn drop_database(admin: &mut PgConnection, database: &str) {

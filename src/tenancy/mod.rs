@@ -1,4 +1,6 @@
-//! Tenancy: one database and one role per clinic. Provisioning makes them,
+//! Tenancy: one database per clinic, owned by a role that cannot log in and
+//! reached with a login role that owns nothing (`ddl` makes both and says
+//! who may do what). Provisioning makes them,
 //! the template database speeds provisioning up, the pool registry opens
 //! connections to them under one budget, and the state cache says
 //! whether a clinic may be served; the audit sealer chains the events that
@@ -6,6 +8,7 @@
 //! through `http::clinic::Clinic`, built from a verified token.
 
 pub mod audit_sealer;
+pub mod ddl;
 pub mod naming;
 pub mod pools;
 pub mod provisioning;

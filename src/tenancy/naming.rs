@@ -26,6 +26,14 @@ impl ClinicId {
     }
 }
 
+impl ClinicId {
+    /// `<prefix>_owner_<uuid without ->`: the role that owns the clinic's
+    /// database and every object in it, and cannot log in.
+    pub fn owner_role_name(&self, prefix: &DbPrefix) -> String {
+        format!("{}_owner_{}", prefix.as_str(), self.0.simple())
+    }
+}
+
 impl std::fmt::Display for ClinicId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -35,6 +43,12 @@ impl std::fmt::Display for ClinicId {
 /// Quotes an identifier for SQL (doubling any embedded quote).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string as an SQL literal (doubling any embedded quote), for
+/// statements that take no parameters (`DO` blocks).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[cfg(test)]

@@ -1,24 +1,19 @@
-//! Provisioning a clinic: its central row and first admin, a login role with
-//! a random password, a database owned by that role (CONNECT revoked from
-//! PUBLIC) holding the clinic schema, and the initial settings. The
-//! placement is recorded last, with the password sealed by the master key.
+//! Provisioning a clinic: its central row and first admin, its owner and
+//! login roles and its database (see `tenancy::ddl` for who owns and may do
+//! what), the clinic schema, and the initial settings. The placement is
+//! recorded last, with the login role's password sealed by the master key.
 //! Any failure removes everything made so far.
 //!
 //! The schema comes from the template database when it is current (a copy,
-//! then its objects handed to the clinic role: see `tenancy::template`), else
-//! from the clinic migrations run as the role itself and the audit trail
-//! installed by the admin. A missing or stale template is rebuilt by the
+//! then its objects handed to the owner role: see `tenancy::template`), else
+//! from the clinic migrations and the audit trail, applied as the owner. A missing or stale template is rebuilt by the
 //! provisioning that finds it so, unless another session is using it. At
 //! most `PROVISION_CONCURRENCY` clinics are provisioned at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -26,28 +21,17 @@ use uuid::Uuid;
 use crate::central::companies::{self, NewCompany, Placement};
 use crate::central::users::{self, NewUser, UserRecord};
 use crate::central::{audit, servers, Databases};
-use crate::clinic::audit as clinic_audit;
 use crate::clinic::settings;
 use crate::config::{DbPrefix, ProvisioningSettings};
 use crate::crypto::{random_token, MasterKey};
 use crate::migrations;
-use crate::tenancy::naming::{quote_ident, ClinicId};
-use crate::tenancy::template::{self, run, Template};
-
-/// Connections a clinic role may hold at once, whatever its pools ask for
-/// (`CLINIC_POOL_MAX` may not exceed it).
-pub const ROLE_CONNECTION_LIMIT: u32 = 20;
+use crate::tenancy::ddl::{self, TenantRoles};
+use crate::tenancy::naming::ClinicId;
+use crate::tenancy::template::Template;
 
 /// After a failed template build, clinics are migrated for this long
 /// before the build is tried again.
 const TEMPLATE_RETRY: Duration = Duration::from_secs(60);
-
-/// PBKDF2 iterations of the clinic roles' SCRAM secrets. Key stretching
-/// protects guessable passwords; a clinic password is 32 random bytes, so
-/// it adds nothing but cost to every connection (several milliseconds of
-/// CPU at PostgreSQL's default 4096), which the pools pay whenever a clinic
-/// connection is opened.
-const SCRAM_ITERATIONS: u32 = 1;
 
 /// A clinic to create, with checked fields.
 pub struct NewClinic {
@@ -107,7 +91,7 @@ pub struct Provisioner {
 /// What exists so far, to undo on failure.
 #[derive(Default)]
 struct Made {
-    role: bool,
+    roles: bool,
     database: bool,
 }
 
@@ -244,30 +228,41 @@ impl Provisioner {
             .await
             .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))?;
         let server = servers::pick_for_new_clinic(&self.databases.central).await?;
+        let roles = TenantRoles::of(id, &self.prefix);
         let database = id.database_name(&self.prefix);
         let password = random_token(32);
-        let mut admin = self.databases.admin_options.connect().await?;
+        let on_server = self.admin_on_server(&server);
+        let mut admin = on_server.connect().await?;
         let created = self
-            .create_database(&mut admin, &server, &database, &password, made)
+            .create_database(&mut admin, &server, &roles, &database, &password, made)
             .await;
         let _ = admin.close().await;
         let copied = created?;
         self.fail_if(FailAfter::DatabaseCreated)?;
 
         if copied {
-            // Copies are made on the admin's own server only.
-            let options = self.databases.admin_options.clone().database(&database);
-            let mut as_admin = options.connect().await?;
-            let adopted = Template::new(&self.prefix)
-                .adopt(&mut as_admin, &database)
-                .await;
-            let _ = as_admin.close().await;
+            let mut in_copy = ddl::admin_session(on_server.clone().database(&database))
+                .connect()
+                .await?;
+            let adopted = ddl::adopt_template_copy(
+                &mut in_copy,
+                Template::new(&self.prefix).name(),
+                &roles.owner,
+            )
+            .await;
+            let _ = in_copy.close().await;
             adopted?;
         }
+        let mut as_owner = ddl::owner_session(on_server.database(&database), &roles.owner)
+            .connect()
+            .await?;
+        let laid_out = lay_out(&mut as_owner, &roles, copied).await;
+        let _ = as_owner.close().await;
+        laid_out?;
 
-        // As the clinic's own role: it owns what it creates.
+        // As the clinic's login role, as the server will be.
         let mut conn = self.options_for(&server, id, &password).connect().await?;
-        let filled = self.fill(&mut conn, id, clinic, copied, &database).await;
+        let filled = fill(&mut conn, id, clinic).await;
         let _ = conn.close().await;
         let version = filled?;
         self.fail_if(FailAfter::Migrated)?;
@@ -276,60 +271,45 @@ impl Provisioner {
             db_host: server.host.clone(),
             db_port: server.port,
             db_name: database.clone(),
-            db_user: database,
+            db_user: roles.login,
             db_password_sealed: self.master_key.seal(password.as_bytes(), id.0.as_bytes()),
         };
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())
     }
 
-    /// The role and its database, copied from the template when it is
+    /// The admin role on `server`'s maintenance database.
+    fn admin_on_server(&self, server: &servers::DbServer) -> PgConnectOptions {
+        self.databases
+            .admin_options
+            .clone()
+            .host(&server.host)
+            .port(u16::try_from(server.port).unwrap_or(5432))
+    }
+
+    /// The roles and their database, copied from the template when it is
     /// current (`true`), else empty.
     async fn create_database(
         &self,
         admin: &mut PgConnection,
         server: &servers::DbServer,
+        roles: &TenantRoles,
         database: &str,
         password: &str,
         made: &mut Made,
     ) -> Result<bool, ProvisionError> {
-        let name = quote_ident(database);
-        let secret = scram_secret(password);
-        // The secret is base64 and `$:` only: no quote can end the literal.
-        run(
-            admin,
-            &format!(
-                "CREATE ROLE {name} LOGIN PASSWORD '{secret}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
-             NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {ROLE_CONNECTION_LIMIT}"
-            ),
-        )
-        .await?;
-        made.role = true;
+        ddl::create_roles(admin, roles, password).await?;
+        made.roles = true;
         self.fail_if(FailAfter::RoleCreated)?;
-        // A non-superuser admin must be a member to give a database to the role.
-        run(admin, &format!("GRANT {name} TO CURRENT_USER")).await?;
         let template = Template::new(&self.prefix);
         let copy = self.template_usable(admin, server, &template).await?;
-        let source = if copy {
-            quote_ident(template.name())
-        } else {
-            "template0".to_owned()
-        };
-        let created = run(
-            admin,
-            &format!("CREATE DATABASE {name} OWNER {name} TEMPLATE {source}"),
-        )
-        .await;
+        let source = if copy { template.name() } else { "template0" };
+        let created = ddl::create_database(admin, database, roles, source).await;
         if copy {
             template.unlock_shared(admin).await?;
         }
         created?;
         made.database = true;
-        run(
-            admin,
-            &format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"),
-        )
-        .await?;
         Ok(copy)
     }
 
@@ -375,36 +355,13 @@ impl Provisioner {
         }
     }
 
-    /// Brings a new database (as its role) to the newest schema, unless it
-    /// is a copy of the current template, then writes the initial settings.
-    /// Returns the schema version.
-    async fn fill(
-        &self,
-        conn: &mut PgConnection,
-        id: ClinicId,
-        clinic: &NewClinic,
-        copied: bool,
-        database: &str,
-    ) -> Result<i64, ProvisionError> {
-        if !copied {
-            template::migrate(&mut *conn).await?;
-            install_audit_trail(&self.databases.admin_options, database).await?;
-        }
-        settings::initialise(&mut *conn, id, &clinic.name, &clinic.country).await?;
-        Ok(migrations::applied_version(conn).await?)
-    }
-
     fn options_for(
         &self,
         server: &servers::DbServer,
         id: ClinicId,
         password: &str,
     ) -> PgConnectOptions {
-        self.databases
-            .admin_options
-            .clone()
-            .host(&server.host)
-            .port(u16::try_from(server.port).unwrap_or(5432))
+        self.admin_on_server(server)
             .username(&id.database_name(&self.prefix))
             .password(password)
             .database(&id.database_name(&self.prefix))
@@ -420,24 +377,20 @@ impl Provisioner {
 
     /// Best-effort removal of everything `build` made, then the central rows.
     async fn undo(&self, id: ClinicId, made: &Made) {
-        let admin = &self.databases.admin;
-        let name = quote_ident(&id.database_name(&self.prefix));
-        if made.database {
-            if let Err(error) =
-                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(admin)
-                    .await
-            {
-                tracing::error!(clinic.id = %id, %error, "rollback: dropping the database failed");
+        let roles = TenantRoles::of(id, &self.prefix);
+        let removed = async {
+            let mut admin = self.databases.admin.acquire().await?;
+            if made.database {
+                ddl::drop_database(&mut admin, &id.database_name(&self.prefix)).await?;
             }
+            if made.roles {
+                ddl::drop_roles(&mut admin, &roles).await?;
+            }
+            Ok::<(), sqlx::Error>(())
         }
-        if made.role {
-            if let Err(error) = sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {name}"))
-                .execute(admin)
-                .await
-            {
-                tracing::error!(clinic.id = %id, %error, "rollback: dropping the role failed");
-            }
+        .await;
+        if let Err(error) = removed {
+            tracing::error!(clinic.id = %id, %error, "rollback: dropping the database or roles failed");
         }
         if let Err(error) = companies::delete(&self.databases.central, id).await {
             tracing::error!(clinic.id = %id, %error, "rollback: deleting the clinic row failed");
@@ -445,62 +398,30 @@ impl Provisioner {
     }
 }
 
-/// Creates the audit trail in a clinic database as the admin role, so that
-/// the clinic role can append and read it but never alter it.
-pub async fn install_audit_trail(
-    admin: &PgConnectOptions,
-    database: &str,
-) -> Result<(), sqlx::Error> {
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(admin.clone().database(database))
-        .await?;
-    // One simple-protocol query: its statements run as one transaction.
-    let script = format!(
-        "{}\n{}",
-        clinic_audit::SCHEMA,
-        clinic_audit::grants_for(database)
-    );
-    let result = sqlx::raw_sql(&script).execute(&pool).await;
-    pool.close().await;
-    result.map(drop)
-}
-
-/// A SCRAM-SHA-256 secret for `password`, as PostgreSQL stores it:
-/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (RFC 5802;
-/// the password is ASCII, which SASLprep leaves unchanged).
-pub fn scram_secret(password: &str) -> String {
-    let salt: [u8; 16] = rand::random();
-    scram_secret_with(password, &salt, SCRAM_ITERATIONS)
-}
-
-fn scram_secret_with(password: &str, salt: &[u8], iterations: u32) -> String {
-    let hmac = |key: &[u8], parts: &[&[u8]]| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-        for part in parts {
-            mac.update(part);
-        }
-        mac.finalize().into_bytes()
-    };
-    // Hi(): PBKDF2-HMAC-SHA-256 with one output block.
-    let mut block = hmac(password.as_bytes(), &[salt, &1u32.to_be_bytes()]);
-    let mut salted = block;
-    for _ in 1..iterations {
-        block = hmac(password.as_bytes(), &[&block]);
-        salted
-            .iter_mut()
-            .zip(block.iter())
-            .for_each(|(s, b)| *s ^= b);
+/// As the owner: migrates a database that is not a template copy and
+/// installs its audit trail, then grants the login role its part.
+async fn lay_out(
+    as_owner: &mut PgConnection,
+    roles: &TenantRoles,
+    copied: bool,
+) -> Result<(), ProvisionError> {
+    if !copied {
+        migrations::run_on(&migrations::CLINIC, &mut *as_owner).await?;
+        ddl::install_audit_trail(&mut *as_owner).await?;
     }
-    let client_key = hmac(&salted, &[b"Client Key"]);
-    let stored_key = Sha256::digest(client_key);
-    let server_key = hmac(&salted, &[b"Server Key"]);
-    format!(
-        "SCRAM-SHA-256${iterations}:{}${}:{}",
-        BASE64.encode(salt),
-        BASE64.encode(stored_key),
-        BASE64.encode(server_key)
-    )
+    ddl::lock_down(as_owner, &roles.login).await?;
+    Ok(())
+}
+
+/// As the login role: writes the initial settings; returns the schema
+/// version.
+async fn fill(
+    conn: &mut PgConnection,
+    id: ClinicId,
+    clinic: &NewClinic,
+) -> Result<i64, ProvisionError> {
+    settings::initialise(&mut *conn, id, &clinic.name, &clinic.country).await?;
+    Ok(migrations::applied_version(conn).await?)
 }
 
 /// Maps a unique violation on an email index to [`ProvisionError::EmailTaken`].
@@ -515,38 +436,5 @@ fn email_conflict(error: sqlx::Error) -> ProvisionError {
             ProvisionError::EmailTaken
         }
         _ => ProvisionError::Database(error),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// RFC 7677's example: user "user", password "pencil".
-    #[test]
-    fn scram_secret_matches_the_rfc_example() {
-        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let secret = scram_secret_with("pencil", &salt, 4096);
-        let (_, keys) = secret.rsplit_once('$').unwrap();
-        let (_, server_key) = keys.split_once(':').unwrap();
-        // ServerSignature = HMAC(ServerKey, AuthMessage), given in the RFC.
-        let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,\
-            r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
-            c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-        let mut mac = Hmac::<Sha256>::new_from_slice(&BASE64.decode(server_key).unwrap()).unwrap();
-        mac.update(auth_message.as_bytes());
-        assert_eq!(
-            BASE64.encode(mac.finalize().into_bytes()),
-            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-        );
-        assert!(secret.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
-    }
-
-    #[test]
-    fn scram_secrets_use_a_fresh_salt_and_few_iterations() {
-        let a = scram_secret("same password");
-        let b = scram_secret("same password");
-        assert_ne!(a, b);
-        assert!(a.starts_with(&format!("SCRAM-SHA-256${SCRAM_ITERATIONS}:")));
     }
 }

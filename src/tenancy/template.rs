@@ -4,13 +4,12 @@
 //! migration. Its name is outside the `<prefix>_clinic_` pattern on purpose:
 //! what lists clinic databases by name never counts it.
 //!
-//! - Its objects are created by a dedicated role of the same name (NOLOGIN),
-//!   the audit trail by the admin role; the database itself belongs to the
-//!   admin role. In a copy, `REASSIGN OWNED BY <template role> TO <clinic
-//!   role>` hands every clinic object to the clinic while the audit trail
-//!   stays the admin's. (Were the template role to own the template
-//!   database, that command would hand over the template itself: it is a
-//!   shared object.)
+//! - Its objects, the audit trail included, are created by a dedicated role
+//!   of the same name (NOLOGIN); the database itself belongs to the admin
+//!   role. In a copy, `REASSIGN OWNED BY <template role> TO <clinic owner>`
+//!   hands every object to the clinic's owner role (`tenancy::ddl`). (Were
+//!   the template role to own the template database, that command would
+//!   hand over the template itself: it is a shared object.)
 //! - The database comment records a fingerprint of the clinic migrations
 //!   (versions and checksums) and the audit trail schema, written last. A
 //!   template without the current fingerprint is stale (or half built) and
@@ -21,21 +20,22 @@
 //!   exclusively. Both only try it: a provisioning never waits for a rebuild,
 //!   it migrates instead.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use sha2::{Digest, Sha256};
-use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::clinic::audit as clinic_audit;
 use crate::config::DbPrefix;
 use crate::migrations;
+use crate::tenancy::ddl::{self, run};
 use crate::tenancy::naming::quote_ident;
 
 /// Advisory lock class of the template (key 2 is a hash of its name).
 const LOCK_CLASS: i32 = 7312;
+
+/// Who owns what in a copy; part of the fingerprint, so that a template
+/// laid out otherwise is rebuilt.
+const LAYOUT: &str = "objects owned by the template role, handed to the clinic owner";
 
 /// The template database of a prefix, and the role that owns its objects.
 pub struct Template {
@@ -62,6 +62,7 @@ impl Template {
             hasher.update(&*migration.checksum);
         }
         hasher.update(clinic_audit::SCHEMA.as_bytes());
+        hasher.update(LAYOUT.as_bytes());
         let digest = hasher.finalize();
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         format!(
@@ -168,9 +169,24 @@ impl Template {
         ] {
             run(admin, &statement).await?;
         }
-        let mut conn = admin_options.clone().database(&self.name).connect().await?;
-        let migrated = self.fill(&mut conn).await;
+        // The schema's owner (the admin, through `pg_database_owner`) lets
+        // the template role create in it.
+        let mut conn = ddl::admin_session(admin_options.clone().database(&self.name))
+            .connect()
+            .await?;
+        let granted = run(
+            &mut conn,
+            &format!("GRANT CREATE ON SCHEMA public TO {name}"),
+        )
+        .await;
         let _ = conn.close().await;
+        granted?;
+        let mut as_role =
+            ddl::owner_session(admin_options.clone().database(&self.name), &self.name)
+                .connect()
+                .await?;
+        let migrated = fill(&mut as_role).await;
+        let _ = as_role.close().await;
         migrated?;
         run(
             admin,
@@ -180,60 +196,14 @@ impl Template {
         tracing::info!(template = %self.name, "clinic template database built");
         Ok(())
     }
-
-    /// Runs the clinic migrations as the template role, then installs the
-    /// audit trail as the admin.
-    async fn fill(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let name = quote_ident(&self.name);
-        run(
-            conn,
-            &format!("GRANT CREATE ON SCHEMA public TO {name}; SET ROLE {name}"),
-        )
-        .await?;
-        migrate(&mut *conn)
-            .await
-            .map_err(|error| sqlx::Error::Migrate(Box::new(error)))?;
-        run(conn, "RESET ROLE").await?;
-        run(conn, clinic_audit::SCHEMA).await?;
-        Ok(())
-    }
-
-    /// In a fresh copy (connected as the admin): gives the template role's
-    /// objects to the clinic role, withdraws the template role's rights, and
-    /// grants the clinic role its part of the audit trail. One transaction.
-    pub async fn adopt(
-        &self,
-        copy: &mut PgConnection,
-        clinic_role: &str,
-    ) -> Result<(), sqlx::Error> {
-        let template = quote_ident(&self.name);
-        let clinic = quote_ident(clinic_role);
-        run(
-            copy,
-            &format!(
-                "REASSIGN OWNED BY {template} TO {clinic};\n\
-             REVOKE CREATE ON SCHEMA public FROM {template};\n{}",
-                clinic_audit::grants_for(clinic_role)
-            ),
-        )
-        .await?;
-        Ok(())
-    }
 }
 
-/// Runs one or more SQL statements (simple protocol: one implicit
-/// transaction, no parameters).
-pub async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
-    conn.execute(sql).await.map(drop)
-}
-
-/// Runs the clinic migrations on `conn`. Boxed here, at one lifetime, so
-/// that callers' futures stay `Send` (the migrator's generic future does not
-/// prove it for every lifetime).
-pub fn migrate(
-    conn: &mut PgConnection,
-) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + '_>> {
-    Box::pin(migrations::CLINIC.run_direct(conn))
+/// As the template role: the clinic migrations, then the audit trail.
+async fn fill(as_role: &mut PgConnection) -> Result<(), sqlx::Error> {
+    migrations::run_on(&migrations::CLINIC, &mut *as_role)
+        .await
+        .map_err(|error| sqlx::Error::Migrate(Box::new(error)))?;
+    ddl::install_audit_trail(as_role).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,538 @@
+//! Tenant DDL, in one place: a clinic's two roles, its database, and who may
+//! do what inside it. Provisioning, the template, `restore` (in place and as
+//! a new clinic) and `migrate` call these functions; nothing else writes
+//! such statements.
+//!
+//! The layout (see the README's threat model):
+//! - the **owner role** `<prefix>_owner_<uuid>` (NOLOGIN) owns the database,
+//!   the `public` schema and every object in it; migrations and the audit
+//!   trail are applied as this role, by the admin acting as it;
+//! - the **login role** `<prefix>_clinic_<uuid>`, which the server connects
+//!   with, owns nothing and can create nothing (no `CREATE` on the schema or
+//!   the database, no `TEMPORARY`): it holds `CONNECT` on its own database,
+//!   `USAGE` on `public`, the DML of [`TABLE_GRANTS`], and `EXECUTE` on the
+//!   trail's append and seal functions;
+//! - `PUBLIC` holds nothing on the database or the schema.
+//!
+//! Names come from [`ClinicId`] and the validated prefix only, so they are
+//! safe identifiers; passwords reach PostgreSQL only as SCRAM verifiers
+//! computed here.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Executor, PgConnection};
+
+use crate::clinic::audit as clinic_audit;
+use crate::config::DbPrefix;
+use crate::tenancy::naming::{quote_ident, quote_literal, ClinicId};
+
+/// Connections a clinic's login role may hold at once, whatever its pools
+/// ask for (`CLINIC_POOL_MAX` may not exceed it).
+pub const ROLE_CONNECTION_LIMIT: u32 = 20;
+
+/// PBKDF2 iterations of the login roles' SCRAM secrets. Key stretching
+/// protects guessable passwords; a clinic password is 32 random bytes, so
+/// it adds nothing but cost to every connection (several milliseconds of
+/// CPU at PostgreSQL's default 4096), which the pools pay whenever a clinic
+/// connection is opened.
+const SCRAM_ITERATIONS: u32 = 1;
+
+/// The privileges of the login role on each table of a clinic database:
+/// exactly what the server's queries use (`UPDATE` also for row locks;
+/// `DELETE` only where a row is really removed: unlinking a category, a
+/// document's lines being replaced, an erasure). The chain's `INSERT` is
+/// turned into a recorded event by its trigger (for servers of the
+/// previous release during an upgrade). A table missing here is closed to
+/// the login role; a test checks that every table of the schema is listed.
+pub const TABLE_GRANTS: &[(&str, &str)] = &[
+    ("_sqlx_migrations", "SELECT"),
+    ("clinic_settings", "SELECT, INSERT, UPDATE"),
+    ("patients", "SELECT, INSERT, UPDATE"),
+    ("practitioners", "SELECT, INSERT, UPDATE"),
+    ("products_services", "SELECT, INSERT, UPDATE"),
+    ("categories", "SELECT, INSERT, UPDATE"),
+    ("product_categories", "SELECT, INSERT, DELETE"),
+    ("appointments", "SELECT, INSERT, UPDATE, DELETE"),
+    ("appointment_items", "SELECT, INSERT, UPDATE"),
+    ("medical_records", "SELECT, INSERT, UPDATE, DELETE"),
+    ("consent_templates", "SELECT, INSERT, UPDATE"),
+    ("consents", "SELECT, INSERT, UPDATE, DELETE"),
+    ("documents", "SELECT, INSERT, UPDATE, DELETE"),
+    ("document_items", "SELECT, INSERT, DELETE"),
+    ("document_counters", "SELECT, INSERT, UPDATE"),
+    ("audit_events", "SELECT, INSERT"),
+    ("audit_events_pending", ""),
+];
+
+/// The trail's functions the login role may call.
+const TRAIL_FUNCTIONS: &[&str] = &[
+    "public.audit_events_append(uuid, text, text, text, uuid, uuid, text, text, text[], jsonb)",
+    "public.audit_events_seal(integer)",
+];
+
+/// A clinic's two roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRoles {
+    /// Logs in; owns nothing.
+    pub login: String,
+    /// Owns everything; cannot log in.
+    pub owner: String,
+}
+
+impl TenantRoles {
+    pub fn of(id: ClinicId, prefix: &DbPrefix) -> Self {
+        Self {
+            login: id.database_name(prefix),
+            owner: id.owner_role_name(prefix),
+        }
+    }
+}
+
+/// Runs one or more SQL statements (simple protocol: one implicit
+/// transaction, no parameters).
+pub async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    conn.execute(sql).await.map(drop)
+}
+
+/// Creates the owner role and the login role (with `password`, sent as a
+/// SCRAM verifier) and makes the admin a member of the owner, so that it
+/// can create the database for it and act as it. One transaction.
+pub async fn create_roles(
+    admin: &mut PgConnection,
+    roles: &TenantRoles,
+    password: &str,
+) -> Result<(), sqlx::Error> {
+    let owner = quote_ident(&roles.owner);
+    let login = quote_ident(&roles.login);
+    // The secret is base64 and `$:` only: no quote can end the literal.
+    let secret = scram_secret(password);
+    run(
+        admin,
+        &format!(
+            "CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS NOINHERIT;\n\
+             CREATE ROLE {login} LOGIN PASSWORD '{secret}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
+                 NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT {ROLE_CONNECTION_LIMIT};\n\
+             GRANT {owner} TO CURRENT_USER;"
+        ),
+    )
+    .await
+}
+
+/// The owner role of a clinic made by an earlier release, created if
+/// missing, with the admin a member of it.
+pub async fn ensure_owner_role(admin: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)")
+            .bind(owner)
+            .fetch_one(&mut *admin)
+            .await?;
+    let owner = quote_ident(owner);
+    if !exists {
+        run(
+            admin,
+            &format!(
+                "CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS NOINHERIT"
+            ),
+        )
+        .await?;
+    }
+    run(admin, &format!("GRANT {owner} TO CURRENT_USER")).await
+}
+
+/// Creates `database` owned by the owner role, as a copy of `template`,
+/// and closes it (see [`close_database`]).
+pub async fn create_database(
+    admin: &mut PgConnection,
+    database: &str,
+    roles: &TenantRoles,
+    template: &str,
+) -> Result<(), sqlx::Error> {
+    run(
+        admin,
+        &format!(
+            "CREATE DATABASE {} OWNER {} TEMPLATE {}",
+            quote_ident(database),
+            quote_ident(&roles.owner),
+            quote_ident(template)
+        ),
+    )
+    .await?;
+    close_database(admin, database, &roles.login).await
+}
+
+/// Nothing on `database` for `PUBLIC`; `CONNECT` only for the login role.
+pub async fn close_database(
+    admin: &mut PgConnection,
+    database: &str,
+    login: &str,
+) -> Result<(), sqlx::Error> {
+    let database = quote_ident(database);
+    let login = quote_ident(login);
+    run(
+        admin,
+        &format!(
+            "REVOKE ALL ON DATABASE {database} FROM PUBLIC;\n\
+             REVOKE ALL ON DATABASE {database} FROM {login};\n\
+             GRANT CONNECT ON DATABASE {database} TO {login};"
+        ),
+    )
+    .await
+}
+
+/// Gives an existing database to the owner role (a clinic of an earlier
+/// release, whose login role owned it) and closes it.
+pub async fn give_database_to_owner(
+    admin: &mut PgConnection,
+    database: &str,
+    roles: &TenantRoles,
+) -> Result<(), sqlx::Error> {
+    let owner: String = sqlx::query_scalar(
+        "SELECT pg_catalog.pg_get_userbyid(datdba)::text FROM pg_catalog.pg_database WHERE datname = $1",
+    )
+    .bind(database)
+    .fetch_one(&mut *admin)
+    .await?;
+    if owner != roles.owner {
+        // The admin acts as the old owner (the login role) for the change.
+        let login = quote_ident(&roles.login);
+        run(
+            admin,
+            &format!(
+                "GRANT {login} TO CURRENT_USER;
+                 ALTER DATABASE {} OWNER TO {};
+                 REVOKE {login} FROM CURRENT_USER;",
+                quote_ident(database),
+                quote_ident(&roles.owner)
+            ),
+        )
+        .await?;
+    }
+    close_database(admin, database, &roles.login).await
+}
+
+/// Drops a clinic's database (closing its sessions), if it exists.
+pub async fn drop_database(admin: &mut PgConnection, database: &str) -> Result<(), sqlx::Error> {
+    run(
+        admin,
+        &format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(database)
+        ),
+    )
+    .await
+}
+
+/// Drops a clinic's roles, if they exist (their database first).
+pub async fn drop_roles(admin: &mut PgConnection, roles: &TenantRoles) -> Result<(), sqlx::Error> {
+    run(
+        admin,
+        &format!(
+            "DROP ROLE IF EXISTS {};\nDROP ROLE IF EXISTS {};",
+            quote_ident(&roles.login),
+            quote_ident(&roles.owner)
+        ),
+    )
+    .await
+}
+
+/// The admin's session on a clinic database: nothing but `pg_catalog` on
+/// the search path, so no unqualified name resolves to a clinic's object.
+pub fn admin_session(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("search_path", "pg_catalog")])
+}
+
+/// The admin acting as `owner` from the start of the session (migrations,
+/// the trail, grants). `public` is where unqualified objects are created
+/// (`pg_catalog` is still searched first).
+pub fn owner_session(options: PgConnectOptions, owner: &str) -> PgConnectOptions {
+    options.options([("role", owner), ("search_path", "public")])
+}
+
+/// As the owner: installs (or brings up to date) the audit trail.
+pub async fn install_audit_trail(as_owner: &mut PgConnection) -> Result<(), sqlx::Error> {
+    run(as_owner, clinic_audit::SCHEMA).await
+}
+
+/// As the owner, once the schema is complete: takes the `public` schema,
+/// withdraws every privilege of `PUBLIC` and of the login role, then grants
+/// the login role [`TABLE_GRANTS`] and the trail's two functions. One
+/// transaction; run after every migration, so new tables get their grants.
+pub async fn lock_down(as_owner: &mut PgConnection, login: &str) -> Result<(), sqlx::Error> {
+    let login = quote_ident(login);
+    let mut script = format!(
+        "ALTER SCHEMA public OWNER TO CURRENT_USER;\n\
+         REVOKE ALL ON SCHEMA public FROM PUBLIC, {login};\n\
+         GRANT USAGE ON SCHEMA public TO {login};\n\
+         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC, {login};\n\
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC, {login};\n"
+    );
+    for (table, privileges) in TABLE_GRANTS {
+        if !privileges.is_empty() {
+            script.push_str(&format!(
+                "GRANT {privileges} ON public.{table} TO {login};\n"
+            ));
+        }
+    }
+    for function in TRAIL_FUNCTIONS {
+        script.push_str(&format!(
+            "REVOKE ALL ON FUNCTION {function} FROM PUBLIC;\n\
+             GRANT EXECUTE ON FUNCTION {function} TO {login};\n"
+        ));
+    }
+    run(as_owner, &script).await
+}
+
+/// In a database copied from the template (as the admin): hands the
+/// template role's objects to the clinic's owner and withdraws the template
+/// role's own privileges there.
+pub async fn adopt_template_copy(
+    admin_in_copy: &mut PgConnection,
+    template_role: &str,
+    owner: &str,
+) -> Result<(), sqlx::Error> {
+    let template_role = quote_ident(template_role);
+    run(
+        admin_in_copy,
+        &format!(
+            "REASSIGN OWNED BY {template_role} TO {};\nDROP OWNED BY {template_role};",
+            quote_ident(owner)
+        ),
+    )
+    .await
+}
+
+/// Brings a clinic database of an earlier release to the current layout
+/// (as the admin, in the database, after [`give_database_to_owner`]): every
+/// object that could carry code of the login role's making is dropped
+/// first (functions, procedures and what depends on them, such as
+/// operators, casts, triggers and defaults; triggers, rules and policies on
+/// its tables; views; schemas and types of its own), then what it owned
+/// goes to the owner role, and so does the audit trail, which the admin
+/// owned. Does nothing on a database already laid out so.
+pub async fn adopt_earlier_layout(
+    admin_in_db: &mut PgConnection,
+    roles: &TenantRoles,
+) -> Result<(), sqlx::Error> {
+    let owns_anything: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
+                          JOIN pg_catalog.pg_database db ON db.oid = d.dbid
+                         WHERE db.datname = pg_catalog.current_database()
+                           AND d.deptype = 'o'
+                           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1))
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_class
+                         WHERE oid = pg_catalog.to_regclass('public.audit_events')
+                           AND pg_catalog.pg_get_userbyid(relowner) <> $2)",
+    )
+    .bind(&roles.login)
+    .bind(&roles.owner)
+    .fetch_one(&mut *admin_in_db)
+    .await?;
+    if !owns_anything {
+        return Ok(());
+    }
+    let login = quote_ident(&roles.login);
+    let owner = quote_ident(&roles.owner);
+    // The admin must be a member of the login role to reassign its objects.
+    run(admin_in_db, &format!("GRANT {login} TO CURRENT_USER")).await?;
+    run(
+        admin_in_db,
+        &PURGE_FOREIGN_CODE.replace(":role", &quote_literal(&roles.login)),
+    )
+    .await?;
+    run(
+        admin_in_db,
+        &format!(
+            "REASSIGN OWNED BY {login} TO {owner};\n\
+             REVOKE {login} FROM CURRENT_USER;"
+        ),
+    )
+    .await?;
+    run(
+        admin_in_db,
+        &TRAIL_TO_OWNER.replace(":owner", &quote_literal(&roles.owner)),
+    )
+    .await
+}
+
+/// Drops what could run code of the role `:role`'s making, in the connected
+/// database. Extension members (btree_gist, created by the login role in
+/// earlier releases) are the product's and stay.
+const PURGE_FOREIGN_CODE: &str = r"
+DO $purge$
+DECLARE
+    culprit oid := (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role);
+    item record;
+BEGIN
+    FOR item IN
+        SELECT p.oid::regprocedure AS f, p.prokind FROM pg_catalog.pg_proc p
+         WHERE p.proowner = culprit
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                            WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                              AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE pg_catalog.format('DROP %s IF EXISTS %s CASCADE',
+            CASE item.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+            item.f);
+    END LOOP;
+    FOR item IN
+        SELECT t.tgname, t.tgrelid::regclass AS rel FROM pg_catalog.pg_trigger t
+          JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+         WHERE c.relowner = culprit AND NOT t.tgisinternal
+    LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', item.tgname, item.rel);
+    END LOOP;
+    FOR item IN
+        SELECT r.rulename, r.ev_class::regclass AS rel FROM pg_catalog.pg_rewrite r
+          JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+         WHERE c.relowner = culprit AND c.relkind IN ('r', 'p') AND r.rulename <> '_RETURN'
+    LOOP
+        EXECUTE pg_catalog.format('DROP RULE %I ON %s', item.rulename, item.rel);
+    END LOOP;
+    FOR item IN
+        SELECT p.polname, p.polrelid::regclass AS rel FROM pg_catalog.pg_policy p
+          JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+         WHERE c.relowner = culprit
+    LOOP
+        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', item.polname, item.rel);
+    END LOOP;
+    FOR item IN
+        SELECT c.oid::regclass AS rel FROM pg_catalog.pg_class c
+         WHERE c.relowner = culprit AND c.relkind IN ('r', 'p') AND c.relrowsecurity
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY', item.rel);
+    END LOOP;
+    FOR item IN
+        SELECT c.oid::regclass AS rel, c.relkind FROM pg_catalog.pg_class c
+         WHERE c.relowner = culprit AND c.relkind IN ('v', 'm')
+    LOOP
+        EXECUTE pg_catalog.format('DROP %s IF EXISTS %s CASCADE',
+            CASE item.relkind WHEN 'v' THEN 'VIEW' ELSE 'MATERIALIZED VIEW' END, item.rel);
+    END LOOP;
+    FOR item IN
+        SELECT n.nspname FROM pg_catalog.pg_namespace n
+         WHERE n.nspowner = culprit AND n.nspname <> 'public'
+    LOOP
+        EXECUTE pg_catalog.format('DROP SCHEMA %I CASCADE', item.nspname);
+    END LOOP;
+    FOR item IN
+        SELECT t.oid::regtype AS ty FROM pg_catalog.pg_type t
+         WHERE t.typowner = culprit
+           AND (t.typtype IN ('d', 'e', 'r')
+                OR (t.typtype = 'c'
+                    AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'))
+    LOOP
+        EXECUTE pg_catalog.format('DROP TYPE IF EXISTS %s CASCADE', item.ty);
+    END LOOP;
+END
+$purge$";
+
+/// Hands the audit trail (made by the admin in earlier releases) to the
+/// owner role `:owner`, by exact names: tables, then each known function.
+const TRAIL_TO_OWNER: &str = r"
+DO $trail$
+DECLARE
+    item text;
+BEGIN
+    FOREACH item IN ARRAY ARRAY['public.audit_events', 'public.audit_events_pending'] LOOP
+        IF pg_catalog.to_regclass(item) IS NOT NULL THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', item, :owner);
+        END IF;
+    END LOOP;
+    FOREACH item IN ARRAY ARRAY[
+        'public.audit_event_payload(public.audit_events)',
+        'public.audit_events_chain_pending(integer)',
+        'public.audit_events_append(uuid, text, text, text, uuid, uuid, text, text, text[], jsonb)',
+        'public.audit_events_seal(integer)',
+        'public.audit_events_divert()',
+        'public.audit_events_frozen()',
+        'public.audit_events_chain()'
+    ] LOOP
+        IF pg_catalog.to_regprocedure(item) IS NOT NULL THEN
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO %I', item, :owner);
+        END IF;
+    END LOOP;
+END
+$trail$";
+
+/// A SCRAM-SHA-256 secret for `password`, as PostgreSQL stores it:
+/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (RFC 5802;
+/// the password is ASCII, which SASLprep leaves unchanged).
+pub fn scram_secret(password: &str) -> String {
+    let salt: [u8; 16] = rand::random();
+    scram_secret_with(password, &salt, SCRAM_ITERATIONS)
+}
+
+fn scram_secret_with(password: &str, salt: &[u8], iterations: u32) -> String {
+    let hmac = |key: &[u8], parts: &[&[u8]]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes()
+    };
+    // Hi(): PBKDF2-HMAC-SHA-256 with one output block.
+    let mut block = hmac(password.as_bytes(), &[salt, &1u32.to_be_bytes()]);
+    let mut salted = block;
+    for _ in 1..iterations {
+        block = hmac(password.as_bytes(), &[&block]);
+        salted
+            .iter_mut()
+            .zip(block.iter())
+            .for_each(|(s, b)| *s ^= b);
+    }
+    let client_key = hmac(&salted, &[b"Client Key"]);
+    let stored_key = Sha256::digest(client_key);
+    let server_key = hmac(&salted, &[b"Server Key"]);
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        BASE64.encode(salt),
+        BASE64.encode(stored_key),
+        BASE64.encode(server_key)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7677's example: user "user", password "pencil".
+    #[test]
+    fn scram_secret_matches_the_rfc_example() {
+        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let secret = scram_secret_with("pencil", &salt, 4096);
+        let (_, keys) = secret.rsplit_once('$').unwrap();
+        let (_, server_key) = keys.split_once(':').unwrap();
+        // ServerSignature = HMAC(ServerKey, AuthMessage), given in the RFC.
+        let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,\
+            r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
+            c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+        let mut mac = Hmac::<Sha256>::new_from_slice(&BASE64.decode(server_key).unwrap()).unwrap();
+        mac.update(auth_message.as_bytes());
+        assert_eq!(
+            BASE64.encode(mac.finalize().into_bytes()),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+        assert!(secret.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
+    }
+
+    #[test]
+    fn scram_secrets_use_a_fresh_salt_and_few_iterations() {
+        let a = scram_secret("same password");
+        let b = scram_secret("same password");
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("SCRAM-SHA-256${SCRAM_ITERATIONS}:")));
+    }
+
+    #[test]
+    fn every_grant_names_a_table_once() {
+        let mut tables: Vec<&str> = TABLE_GRANTS.iter().map(|(t, _)| *t).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        assert_eq!(tables.len(), TABLE_GRANTS.len());
+    }
+}
