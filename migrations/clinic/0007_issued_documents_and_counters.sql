@@ -18,7 +18,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
        AND doc.issued_at IS DISTINCT FROM pg_catalog.now()
        AND pg_catalog.make_date(EXTRACT(year FROM COALESCE(doc.issue_date,
                doc.issued_at::date, doc.created_at::date))::int + 10, 12, 31)
-           >= pg_catalog.current_date
+           >= CURRENT_DATE
 $$;
 
 CREATE FUNCTION public.documents_issued_frozen() RETURNS trigger

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::pgtools::{server_major, PgTools};
@@ -175,26 +176,72 @@ async fn check_fleet(fleet: &Fleet, jobs: usize, report: &mut DoctorReport) -> a
         |_| {},
     )
     .await;
-    report.findings.extend(findings);
+    report.findings.extend(findings.into_iter().flatten());
     Ok(())
 }
 
-async fn check_clinic(fleet: Arc<Fleet>, clinic: ClinicRecord) -> Finding {
+/// The clinic's schema version, and the databases besides its own that its
+/// login role may connect to (as the role itself sees them).
+async fn check_clinic(fleet: Arc<Fleet>, clinic: ClinicRecord) -> Vec<Finding> {
     let options = match fleet.role_options(&clinic) {
         Ok(options) => options,
-        Err(error) => return Finding::clinic(clinic.id, Severity::Failure, format!("{error:#}")),
+        Err(error) => {
+            return vec![Finding::clinic(
+                clinic.id,
+                Severity::Failure,
+                format!("{error:#}"),
+            )]
+        }
     };
     let mut conn = match connect(&options).await {
         Ok(conn) => conn,
         Err(error) => {
-            return Finding::clinic(
+            return vec![Finding::clinic(
                 clinic.id,
                 Severity::Failure,
                 format!("its role cannot connect to its database: {error:#}"),
-            )
+            )]
         }
     };
-    let applied = match applied_versions(&mut conn).await {
+    let mut findings = vec![check_version(&mut conn, &clinic).await];
+    findings.extend(check_reach(&mut conn, &clinic).await);
+    let _ = conn.close().await;
+    findings
+}
+
+/// A warning when the login role may connect to another database of its
+/// server (on a server the product does not own, `PUBLIC` keeps `CONNECT`
+/// on `postgres` and `template1` unless the operator withdraws it).
+async fn check_reach(conn: &mut PgConnection, clinic: &ClinicRecord) -> Option<Finding> {
+    let reachable: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_catalog.pg_database
+          WHERE datallowconn AND datname <> pg_catalog.current_database()
+            AND pg_catalog.has_database_privilege(oid, 'CONNECT')
+          ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await;
+    match reachable {
+        Ok(names) if names.is_empty() => None,
+        Ok(names) => Some(Finding::clinic(
+            clinic.id,
+            Severity::Warning,
+            format!(
+                "its login role may connect to other databases: {}; withdraw it with \
+                 `REVOKE CONNECT ON DATABASE <name> FROM PUBLIC` (see the operations guide)",
+                names.join(", ")
+            ),
+        )),
+        Err(error) => Some(Finding::clinic(
+            clinic.id,
+            Severity::Warning,
+            format!("listing the databases its role may connect to: {error}"),
+        )),
+    }
+}
+
+async fn check_version(conn: &mut PgConnection, clinic: &ClinicRecord) -> Finding {
+    let applied = match applied_versions(conn).await {
         Ok(versions) => versions.last().copied().unwrap_or(0),
         Err(error) => {
             return Finding::clinic(

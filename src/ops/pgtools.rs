@@ -83,30 +83,47 @@ impl PgTools {
         command
             .arg(format!("--dbname={}", target.uri))
             .args(args)
-            .env_remove("PGPASSWORD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env_remove("PGPASSWORD");
         if let Some(password) = &target.password {
             command.env("PGPASSWORD", password);
         }
-        let output = command
-            .output()
-            .await
-            .with_context(|| format!("running {}", program.display()))?;
-        if !output.status.success() {
-            let name = program.file_name().unwrap_or_default().to_string_lossy();
-            anyhow::bail!(
-                "{name} failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(output.stdout)
+        output_of(program, command).await
+    }
+
+    /// Reads an archive with `pg_restore` and no database: what it writes
+    /// (a table of contents, or the statements it would run) to standard
+    /// output.
+    pub async fn read_archive(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let mut command = tokio::process::Command::new(&self.pg_restore);
+        command.args(args).env_remove("PGPASSWORD");
+        output_of(&self.pg_restore, command).await
     }
 }
 
-/// The server's major version (15 for 15.4).
+/// Runs `command` to its end: its standard output, or an error with what it
+/// wrote to standard error.
+async fn output_of(
+    program: &Path,
+    mut command: tokio::process::Command,
+) -> anyhow::Result<Vec<u8>> {
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {}", program.display()))?;
+    if !output.status.success() {
+        let name = program.file_name().unwrap_or_default().to_string_lossy();
+        anyhow::bail!(
+            "{name} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(output.stdout)
+}
+
 pub async fn server_major(conn: &mut PgConnection) -> Result<u32, sqlx::Error> {
     let number: i32 =
         sqlx::query_scalar("SELECT current_setting('server_version_num')::int / 10000")

@@ -389,7 +389,7 @@ async fn stage(
             &database,
         )?;
         let path = file.0.to_string_lossy().into_owned();
-        let version = backup_version(&tools, &target, &path).await?;
+        let version = backup_version(&tools, &path).await?;
         let known = migrations::latest_version(&migrations::CLINIC);
         if version > known {
             return Err(RestoreError::NewerSchema {
@@ -448,19 +448,15 @@ fn migrations_up_to(version: i64) -> Migrator {
 
 /// The newest migration the backup's ledger records (its rows, read from
 /// the file without running anything).
-async fn backup_version(tools: &PgTools, target: &Target, file: &str) -> anyhow::Result<i64> {
+async fn backup_version(tools: &PgTools, file: &str) -> anyhow::Result<i64> {
     let ledger = tools
-        .run(
-            &tools.pg_restore,
-            target,
-            &[
-                "--data-only",
-                "--schema=public",
-                "--table=_sqlx_migrations",
-                "--file=-",
-                file,
-            ],
-        )
+        .read_archive(&[
+            "--data-only",
+            "--schema=public",
+            "--table=_sqlx_migrations",
+            "--file=-",
+            file,
+        ])
         .await?;
     ledger_versions(&String::from_utf8_lossy(&ledger))
         .max()
@@ -496,9 +492,7 @@ async fn load_rows(
     file: &str,
     owner: &str,
 ) -> anyhow::Result<()> {
-    let contents = tools
-        .run(&tools.pg_restore, target, &["--list", file])
-        .await?;
+    let contents = tools.read_archive(&["--list", "--file=-", file]).await?;
     let list = rows_only(&String::from_utf8_lossy(&contents));
     let list_file =
         std::env::temp_dir().join(format!("medicalpro-restore-{}.list", Uuid::new_v4()));

@@ -113,7 +113,7 @@ pub async fn create_roles(
         admin,
         &format!(
             "CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 NOBYPASSRLS NOINHERIT;\n\
+                 NOBYPASSRLS;\n\
              CREATE ROLE {login} LOGIN PASSWORD '{secret}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
                  NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT {ROLE_CONNECTION_LIMIT};\n\
              GRANT {owner} TO CURRENT_USER;"
@@ -136,7 +136,7 @@ pub async fn ensure_owner_role(admin: &mut PgConnection, owner: &str) -> Result<
             admin,
             &format!(
                 "CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 NOBYPASSRLS NOINHERIT"
+                 NOBYPASSRLS"
             ),
         )
         .await?;
@@ -313,7 +313,7 @@ pub async fn adopt_template_copy(
 /// operators, casts, triggers and defaults; triggers, rules and policies on
 /// its tables; views; schemas and types of its own), then what it owned
 /// goes to the owner role, and so does the audit trail, which the admin
-/// owned. Does nothing on a database already laid out so.
+/// owned. On a database already laid out so, only checks.
 pub async fn adopt_earlier_layout(
     admin_in_db: &mut PgConnection,
     roles: &TenantRoles,
@@ -323,35 +323,30 @@ pub async fn adopt_earlier_layout(
                           JOIN pg_catalog.pg_database db ON db.oid = d.dbid
                          WHERE db.datname = pg_catalog.current_database()
                            AND d.deptype = 'o'
-                           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1))
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_class
-                         WHERE oid = pg_catalog.to_regclass('public.audit_events')
-                           AND pg_catalog.pg_get_userbyid(relowner) <> $2)",
+                           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1))",
     )
     .bind(&roles.login)
-    .bind(&roles.owner)
     .fetch_one(&mut *admin_in_db)
     .await?;
-    if !owns_anything {
-        return Ok(());
+    if owns_anything {
+        let login = quote_ident(&roles.login);
+        let owner = quote_ident(&roles.owner);
+        // The admin must be a member of the login role to reassign its objects.
+        run(admin_in_db, &format!("GRANT {login} TO CURRENT_USER")).await?;
+        run(
+            admin_in_db,
+            &PURGE_FOREIGN_CODE.replace(":role", &quote_literal(&roles.login)),
+        )
+        .await?;
+        run(
+            admin_in_db,
+            &format!(
+                "REASSIGN OWNED BY {login} TO {owner};\n\
+                 REVOKE {login} FROM CURRENT_USER;"
+            ),
+        )
+        .await?;
     }
-    let login = quote_ident(&roles.login);
-    let owner = quote_ident(&roles.owner);
-    // The admin must be a member of the login role to reassign its objects.
-    run(admin_in_db, &format!("GRANT {login} TO CURRENT_USER")).await?;
-    run(
-        admin_in_db,
-        &PURGE_FOREIGN_CODE.replace(":role", &quote_literal(&roles.login)),
-    )
-    .await?;
-    run(
-        admin_in_db,
-        &format!(
-            "REASSIGN OWNED BY {login} TO {owner};\n\
-             REVOKE {login} FROM CURRENT_USER;"
-        ),
-    )
-    .await?;
     run(
         admin_in_db,
         &TRAIL_TO_OWNER.replace(":owner", &quote_literal(&roles.owner)),
@@ -431,13 +426,15 @@ BEGIN
 END
 $purge$";
 
-/// Hands the audit trail (made by the admin in earlier releases) to the
-/// owner role `:owner`, by exact names: tables, then each known function.
+/// Hands the `public` schema and the audit trail (the admin's in earlier
+/// releases) to the owner role `:owner`, by exact names: the schema, the
+/// tables, then each known function.
 const TRAIL_TO_OWNER: &str = r"
 DO $trail$
 DECLARE
     item text;
 BEGIN
+    EXECUTE pg_catalog.format('ALTER SCHEMA public OWNER TO %I', :owner);
     FOREACH item IN ARRAY ARRAY['public.audit_events', 'public.audit_events_pending'] LOOP
         IF pg_catalog.to_regclass(item) IS NOT NULL THEN
             EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', item, :owner);

@@ -11,6 +11,7 @@ mod documents;
 mod embedded;
 mod helpers;
 mod hostile;
+mod hostile_tenant;
 mod isolation;
 mod medical_records;
 mod metrics;

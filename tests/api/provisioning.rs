@@ -59,43 +59,11 @@ async fn a_failure_midway_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn a_clinic_database_is_closed_to_public_and_owned_by_its_role() {
+async fn a_clinic_database_belongs_to_its_owner_role_and_is_closed_to_public() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Owned").await;
-    let name = app.clinic_database(clinic.id);
-    let mut admin = app.admin_connection("postgres").await;
-    let (owner, acl): (String, String) = sqlx::query_as(
-        "SELECT pg_get_userbyid(datdba)::text, COALESCE(datacl::text, '') FROM pg_database WHERE datname = $1",
-    )
-    .bind(&name)
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
-    assert_eq!(owner, name);
-    // No "=c" entry (PUBLIC with CONNECT) in the ACL, and an ACL exists.
-    assert!(
-        !acl.is_empty() && !acl.contains("\"=c") && !acl.contains("{=c") && !acl.contains(",=c"),
-        "{acl}"
-    );
-    let mut clinic_db = app.admin_connection(&name).await;
-    let foreign_owned: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) <> $1
-            AND c.relname NOT LIKE 'audit\\_events%'",
-    )
-    .bind(&name)
-    .fetch_one(&mut clinic_db)
-    .await
-    .unwrap();
-    assert_eq!(foreign_owned, 0);
-    // The audit trail alone belongs to the admin role, out of the clinic role's reach.
-    let audit_owner: String = sqlx::query_scalar(
-        "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'audit_events'",
-    )
-    .fetch_one(&mut clinic_db)
-    .await
-    .unwrap();
-    assert_ne!(audit_owner, name);
+    crate::hostile_tenant::assert_locked_down(&app, clinic.id).await;
+    let mut clinic_db = app.admin_connection(&app.clinic_database(clinic.id)).await;
     let version: i64 = sqlx::query_scalar("SELECT schema_version FROM companies WHERE id = $1")
         .bind(clinic.id)
         .fetch_one(&app.state.databases.central)
