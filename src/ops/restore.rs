@@ -674,13 +674,7 @@ async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::E
 }
 
 async fn drop_database(admin: &mut PgConnection, database: &str) {
-    if let Err(error) = sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        quote_ident(database)
-    ))
-    .execute(admin)
-    .await
-    {
+    if let Err(error) = ddl::drop_database(admin, database).await {
         tracing::error!(database, %error, "dropping a restore's leftover database failed");
     }
 }

@@ -144,6 +144,53 @@ pub async fn ensure_owner_role(admin: &mut PgConnection, owner: &str) -> Result<
     run(admin, &format!("GRANT {owner} TO CURRENT_USER")).await
 }
 
+/// (Re)creates the template database `name` (see `tenancy::template`),
+/// empty and closed to `PUBLIC`, owned by the admin, and its role of the
+/// same name (`NOLOGIN`), which may create in it and of which the admin is
+/// a member.
+pub async fn recreate_template(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)")
+            .bind(name)
+            .fetch_one(&mut *admin)
+            .await?;
+    let name = quote_ident(name);
+    if !exists {
+        run(
+            admin,
+            &format!(
+                "CREATE ROLE {name} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS"
+            ),
+        )
+        .await?;
+    }
+    run(admin, &format!("GRANT {name} TO CURRENT_USER")).await?;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name} TEMPLATE template0"),
+        format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+        // Trusted extensions (btree_gist) need CREATE on the database.
+        format!("GRANT CREATE ON DATABASE {name} TO {name}"),
+    ] {
+        run(admin, &statement).await?;
+    }
+    Ok(())
+}
+
+/// In the template database (as the admin, the schema's owner through
+/// `pg_database_owner`): lets the template role create in `public`.
+pub async fn open_template_schema(
+    admin_in_template: &mut PgConnection,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    run(
+        admin_in_template,
+        &format!("GRANT CREATE ON SCHEMA public TO {}", quote_ident(name)),
+    )
+    .await
+}
+
 /// Creates `database` owned by the owner role, as a copy of `template`,
 /// and closes it (see [`close_database`]).
 pub async fn create_database(

@@ -166,7 +166,7 @@ impl Provisioner {
                 })
             }
             Err(error) => {
-                tracing::error!(clinic.id = %id, %error, "provisioning failed, rolling back");eprintln!("DEBUGX {error:?}");
+                tracing::error!(clinic.id = %id, %error, "provisioning failed, rolling back");
                 self.undo(id, &made).await;
                 Err(error)
             }

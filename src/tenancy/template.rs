@@ -147,38 +147,11 @@ impl Template {
         admin_options: &PgConnectOptions,
     ) -> Result<(), sqlx::Error> {
         let name = quote_ident(&self.name);
-        let role_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(&self.name)
-                .fetch_one(&mut *admin)
-                .await?;
-        if !role_exists {
-            run(admin, &format!(
-                "CREATE ROLE {name} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-            ))
-            .await?;
-        }
-        // The admin must be a member to act as the role and hand its objects over.
-        run(admin, &format!("GRANT {name} TO CURRENT_USER")).await?;
-        for statement in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name} TEMPLATE template0"),
-            format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"),
-            // Trusted extensions (btree_gist) need CREATE on the database.
-            format!("GRANT CREATE ON DATABASE {name} TO {name}"),
-        ] {
-            run(admin, &statement).await?;
-        }
-        // The schema's owner (the admin, through `pg_database_owner`) lets
-        // the template role create in it.
+        ddl::recreate_template(admin, &self.name).await?;
         let mut conn = ddl::admin_session(admin_options.clone().database(&self.name))
             .connect()
             .await?;
-        let granted = run(
-            &mut conn,
-            &format!("GRANT CREATE ON SCHEMA public TO {name}"),
-        )
-        .await;
+        let granted = ddl::open_template_schema(&mut conn, &self.name).await;
         let _ = conn.close().await;
         granted?;
         let mut as_role =

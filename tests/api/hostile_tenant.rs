@@ -99,7 +99,10 @@ pub async fn assert_locked_down(app: &TestApp, clinic: Uuid) {
     .fetch_all(&mut server)
     .await
     .unwrap();
-    assert_eq!(database_grants, [(login_role.clone(), "CONNECT".to_owned())]);
+    assert_eq!(
+        database_grants,
+        [(login_role.clone(), "CONNECT".to_owned())]
+    );
     let (memberships, owner_logs_in): (i64, bool) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
                   WHERE r.rolname = $1),
@@ -385,10 +388,9 @@ async fn the_trails_definer_functions_run_no_planted_code() {
     .unwrap();
     assert_eq!((after - before, temp_rows), (2, 0));
     admin.close().await.unwrap();
-    let report =
-        medicalpro::compliance::verify_clinic(&app.state.databases, ClinicId(clinic.id))
-            .await
-            .unwrap();
+    let report = medicalpro::compliance::verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
     assert_eq!(report.broken, None);
     app.cleanup().await;
 }
@@ -505,9 +507,7 @@ async fn prefixed_databases(app: &TestApp) -> Vec<String> {
 async fn restores_keep_the_layout_and_refuse_an_edited_file() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Restored").await;
-    let patient = app
-        .create_patient(&clinic.token, "Rosa", "Restored")
-        .await;
+    let patient = app.create_patient(&clinic.token, "Rosa", "Restored").await;
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = std::env::temp_dir().join(format!("medicalpro-hostile-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -583,9 +583,10 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
         .unwrap();
     assert!(secret.starts_with("SCRAM-SHA-256$"), "{secret}");
     server.close().await.unwrap();
-    let report = medicalpro::compliance::verify_clinic(&app.state.databases, ClinicId(copy.clinic_id))
-        .await
-        .unwrap();
+    let report =
+        medicalpro::compliance::verify_clinic(&app.state.databases, ClinicId(copy.clinic_id))
+            .await
+            .unwrap();
     assert_eq!(report.broken, None);
     assert!(report.events > 0);
     fleet.close().await;
@@ -699,7 +700,9 @@ async fn migrate_takes_an_earlier_layout_from_the_login_role() {
     // owner's and closed to the role.
     let mut as_login = login(&app, clinic.id).await;
     assert_eq!(
-        sqlstate(&mut as_login, "SELECT * FROM public.whoami").await.as_deref(),
+        sqlstate(&mut as_login, "SELECT * FROM public.whoami")
+            .await
+            .as_deref(),
         Some("42501")
     );
     as_login.close().await.unwrap();

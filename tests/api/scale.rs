@@ -387,11 +387,10 @@ async fn schema_of(app: &TestApp, clinic: Uuid) -> Vec<String> {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-        rows.extend(
-            found
-                .into_iter()
-                .map(|row| row.replace(&database, "<clinic>").replace(&owner, "<owner>")),
-        );
+        rows.extend(found.into_iter().map(|row| {
+            row.replace(&database, "<clinic>")
+                .replace(&owner, "<owner>")
+        }));
     }
     rows.sort();
     rows
