@@ -41,14 +41,14 @@ pub async fn verify_clinic(
         .ok_or(VerifyError::UnknownClinic(id))?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect_with(
+        .connect_with(crate::tenancy::ddl::admin_session(
             databases
                 .admin_options
                 .clone()
                 .host(&placement.db_host)
                 .port(u16::try_from(placement.db_port).unwrap_or(5432))
                 .database(&placement.db_name),
-        )
+        ))
         .await?;
     let result = check(databases, &pool, id).await;
     pool.close().await;

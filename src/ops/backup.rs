@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::pgtools::{PgTools, Target};
 use super::{connect, for_each_bounded, ClinicRecord, Fleet};
 use crate::crypto::Keyring;
+use crate::tenancy::ddl;
 use crate::tenancy::naming::ClinicId;
 
 /// A finished backup.
@@ -108,9 +109,11 @@ pub async fn backup_all(
 
 async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Result<Backup> {
     let started = Instant::now();
-    let mut conn = connect(&fleet.admin_options_on(clinic, &clinic.db_name))
-        .await
-        .with_context(|| format!("connecting to the database of clinic {}", clinic.id))?;
+    let mut conn = connect(&ddl::admin_session(
+        fleet.admin_options_on(clinic, &clinic.db_name),
+    ))
+    .await
+    .with_context(|| format!("connecting to the database of clinic {}", clinic.id))?;
     let tools = PgTools::for_server(&mut conn).await?;
     drop(conn);
     let target = Target::admin_on(

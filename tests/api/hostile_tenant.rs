@@ -720,3 +720,51 @@ async fn migrate_takes_an_earlier_layout_from_the_login_role() {
     fleet.close().await;
     app.cleanup().await;
 }
+
+/// `doctor` names every database besides its own that a clinic's login
+/// role may connect to (here one opened to it by hand), and no other.
+#[tokio::test]
+async fn doctor_names_a_database_a_login_role_may_reach() {
+    let app = spawn_app().await;
+    let exposed = app.register_clinic("Exposed").await;
+    let closed = app.register_clinic("Closed").await;
+    let clean = medicalpro::ops::doctor::run(&app.settings, 2).await;
+    assert!(
+        !clean
+            .findings
+            .iter()
+            .any(|f| f.message.contains("may connect")),
+        "{clean:?}"
+    );
+    let extra = format!("{}_extra", app.prefix);
+    let mut admin = app.admin_connection("postgres").await;
+    for statement in [
+        format!("CREATE DATABASE \"{extra}\""),
+        format!(
+            "REVOKE ALL ON DATABASE \"{extra}\" FROM PUBLIC;
+             GRANT CONNECT ON DATABASE \"{extra}\" TO \"{}\";",
+            app.clinic_database(exposed.id)
+        ),
+    ] {
+        sqlx::raw_sql(&statement).execute(&mut admin).await.unwrap();
+    }
+    admin.close().await.unwrap();
+    let report = medicalpro::ops::doctor::run(&app.settings, 2).await;
+    let warned: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.message.contains("may connect"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{report:?}");
+    assert_eq!(warned[0].clinic_id, Some(exposed.id));
+    assert_eq!(
+        warned[0].severity,
+        medicalpro::ops::doctor::Severity::Warning
+    );
+    assert!(warned[0].message.contains(&extra), "{}", warned[0].message);
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.clinic_id != Some(closed.id) || !f.message.contains("may connect")));
+    app.cleanup().await;
+}
