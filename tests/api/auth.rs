@@ -105,9 +105,12 @@ async fn unknown_email_and_wrong_password_answer_identically() {
     app.cleanup().await;
 }
 
+/// Five failures for one email on one instance: another instance on the
+/// same central refuses even the right password.
 #[tokio::test]
-async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
+async fn repeated_failures_throttle_the_account_on_every_instance() {
     let app = spawn_app().await;
+    let other = app.second_instance().await;
     let clinic = app.register_clinic("Throttle").await;
     for _ in 0..5 {
         assert_eq!(
@@ -115,16 +118,92 @@ async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
             StatusCode::UNAUTHORIZED
         );
     }
-    let blocked = app.login(&clinic.email, &clinic.password).await;
+    let blocked = other.login(&clinic.email, &clinic.password).await;
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(blocked.code(), "too_many_attempts");
     assert!(blocked.headers.contains_key("retry-after"));
-    // Shared through central: a second instance sees the same count.
-    let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures")
-        .fetch_one(&app.state.databases.central)
+    // Another account from another address is not concerned.
+    let second = app.register_clinic("Unrelated").await;
+    assert_eq!(
+        other
+            .login_from([10, 0, 0, 2], &second.email, &second.password)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    other.close_instance().await;
+    app.cleanup().await;
+}
+
+/// A success forgives the account's failures; failures older than the
+/// window no longer count.
+#[tokio::test]
+async fn a_success_clears_failures_and_the_window_ends() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Forgiven").await;
+    let fail = |times: usize| {
+        let app = &app;
+        let email = clinic.email.clone();
+        async move {
+            for _ in 0..times {
+                assert_eq!(
+                    app.login(&email, "wrong password").await.status,
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+        }
+    };
+    fail(4).await;
+    assert_eq!(
+        app.login(&clinic.email, &clinic.password).await.status,
+        StatusCode::OK
+    );
+    fail(4).await;
+    // Eight failures in all, four since the success: not throttled.
+    assert_eq!(
+        app.login(&clinic.email, &clinic.password).await.status,
+        StatusCode::OK
+    );
+    fail(5).await;
+    assert_eq!(
+        app.login(&clinic.email, &clinic.password).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The window passes (the failures are moved back past it).
+    sqlx::query("UPDATE login_failures SET failed_at = failed_at - make_interval(mins => $1)")
+        .bind(medicalpro::central::login_failures::WINDOW_MINUTES + 1)
+        .execute(&app.state.databases.central)
         .await
         .unwrap();
-    assert_eq!(failures, 5);
+    assert_eq!(
+        app.login(&clinic.email, &clinic.password).await.status,
+        StatusCode::OK
+    );
+    app.cleanup().await;
+}
+
+/// Twenty failures from one address, each for another email: that
+/// address is refused for every account, another address is not.
+#[tokio::test]
+async fn twenty_failures_from_one_address_throttle_it_for_every_account() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Address").await;
+    let noisy = [192, 0, 2, 7];
+    for _ in 0..medicalpro::central::login_failures::MAX_PER_ADDRESS {
+        assert_eq!(
+            app.login_from(noisy, &unique_email(), "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let blocked = app.login_from(noisy, &clinic.email, &clinic.password).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(blocked.code(), "too_many_attempts");
+    assert_eq!(
+        app.login_from([192, 0, 2, 8], &clinic.email, &clinic.password)
+            .await
+            .status,
+        StatusCode::OK
+    );
     app.cleanup().await;
 }
 
@@ -161,25 +240,36 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     app.cleanup().await;
 }
 
+/// Logout ends the whole login: a token rotated from the one presented
+/// is refused too.
 #[tokio::test]
-async fn logout_ends_the_refresh_token() {
+async fn logout_ends_the_whole_refresh_family() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Logout").await;
-    let body = json!({"refreshToken": clinic.refresh_token});
-    let out = app
-        .call(
+    let post = |path: &'static str, token: String| {
+        app.call(
             Method::POST,
-            "/api/v1/auth/logout",
+            path,
             None,
-            Some(body.clone()),
+            Some(json!({"refreshToken": token})),
         )
-        .await;
+    };
+    let rotated = post("/api/v1/auth/refresh", clinic.refresh_token.clone()).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let r2 = rotated.data()["refreshToken"].as_str().unwrap().to_owned();
+    // Logging out with the first token of the family.
+    let out = post("/api/v1/auth/logout", clinic.refresh_token.clone()).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let refresh = app
-        .call(Method::POST, "/api/v1/auth/refresh", None, Some(body))
-        .await;
+    let refresh = post("/api/v1/auth/refresh", r2).await;
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refresh.code(), "unauthorized");
+    // Another login of the same account is another family: untouched.
+    let again = app.login(&clinic.email, &clinic.password).await;
+    let r3 = again.data()["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post("/api/v1/auth/refresh", r3).await.status,
+        StatusCode::OK
+    );
     app.cleanup().await;
 }
 

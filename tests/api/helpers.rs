@@ -146,11 +146,57 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// A second server instance on the same central database and clinics
+    /// (as behind a load balancer): its own caches, pools and router. Close
+    /// it with [`TestApp::close_instance`]; `cleanup` belongs to the first.
+    pub async fn second_instance(&self) -> TestApp {
+        let state = build_state(&self.settings)
+            .await
+            .expect("building a second instance");
+        TestApp {
+            router: medicalpro::http::router(state.clone()),
+            state,
+            settings: self.settings.clone(),
+            prefix: self.prefix.clone(),
+        }
+    }
+
+    /// Polls `path` with `token` until it answers `status`: the time it
+    /// took, or `None` past `deadline`.
+    pub async fn answers_within(
+        &self,
+        path: &str,
+        token: &str,
+        status: StatusCode,
+        deadline: Duration,
+    ) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < deadline {
+            if self.get(path, token).await.status == status {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Closes an instance's connections without dropping anything.
+    pub async fn close_instance(self) {
+        self.state.pools.close_all().await;
+        self.state.databases.close().await;
+    }
+
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
         let mut request = request;
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        if request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_none()
+        {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        }
         let response = self
             .router
             .clone()
@@ -244,6 +290,22 @@ impl TestApp {
             token: response.data()["accessToken"].as_str().unwrap().to_owned(),
             refresh_token: response.data()["refreshToken"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// A login from the client address `from` (the TCP peer the server sees).
+    pub async fn login_from(&self, from: [u8; 4], email: &str, password: &str) -> TestResponse {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"email": email, "password": password}).to_string(),
+            ))
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((from, 40000))));
+        self.send(request).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> TestResponse {

@@ -153,34 +153,93 @@ async fn central_holds_no_patient_data() {
     app.cleanup().await;
 }
 
+/// Suspension by the platform API: the instance that suspends refuses at
+/// once; another instance on the same central (its state cached) refuses
+/// within the cache's lifetime, and serves the clinic again as soon after
+/// reactivation.
 #[tokio::test]
-async fn a_suspended_clinic_is_refused_at_once() {
+async fn a_suspended_clinic_is_refused_by_every_instance() {
     let app = spawn_app().await;
+    let other = app.second_instance().await;
     let a = app.register_clinic("Suspended").await;
     let b = app.register_clinic("Active").await;
-    assert_eq!(
-        app.get("/api/v1/patients", &a.token).await.status,
-        StatusCode::OK
-    );
-    sqlx::query("UPDATE companies SET is_active = false WHERE id = $1")
-        .bind(a.id)
-        .execute(&app.state.databases.central)
-        .await
-        .unwrap();
-    app.state
-        .states
-        .forget(medicalpro::tenancy::naming::ClinicId(a.id));
+    // Both instances have served A (and cached it as active).
+    for instance in [&app, &other] {
+        assert_eq!(
+            instance.get("/api/v1/patients", &a.token).await.status,
+            StatusCode::OK
+        );
+    }
+    let email = format!("root-{}@example.fr", app.prefix);
+    medicalpro::platform::create_super_admin(
+        &app.state.databases.central,
+        &email,
+        "platform password".into(),
+    )
+    .await
+    .unwrap();
+    let root = app.login(&email, "platform password").await.data()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let suspend = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/clinics/{}/suspend", a.id),
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(suspend.status, StatusCode::OK, "{}", suspend.body);
     let refused = app.get("/api/v1/patients", &a.token).await;
     assert_eq!(
         (refused.status, refused.code()),
         (StatusCode::FORBIDDEN, "clinic_inactive")
     );
-    let login = app.login(&a.email, &a.password).await;
-    assert_eq!(login.code(), "clinic_inactive");
+    let ttl = medicalpro::tenancy::state::STATE_TTL;
+    let took = other
+        .answers_within(
+            "/api/v1/patients",
+            &a.token,
+            StatusCode::FORBIDDEN,
+            ttl + std::time::Duration::from_millis(500),
+        )
+        .await;
+    assert!(
+        took.is_some(),
+        "the other instance still serves A after {ttl:?}"
+    );
     assert_eq!(
-        app.get("/api/v1/patients", &b.token).await.status,
+        other.login(&a.email, &a.password).await.code(),
+        "clinic_inactive"
+    );
+    assert_eq!(
+        other.get("/api/v1/patients", &b.token).await.status,
         StatusCode::OK
     );
+    let activate = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/clinics/{}/activate", a.id),
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(activate.status, StatusCode::OK, "{}", activate.body);
+    assert_eq!(
+        app.get("/api/v1/patients", &a.token).await.status,
+        StatusCode::OK
+    );
+    let back = other
+        .answers_within(
+            "/api/v1/patients",
+            &a.token,
+            StatusCode::OK,
+            ttl + std::time::Duration::from_millis(500),
+        )
+        .await;
+    assert!(back.is_some(), "the other instance still refuses A");
+    other.close_instance().await;
     app.cleanup().await;
 }
 
