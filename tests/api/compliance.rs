@@ -2,53 +2,94 @@
 //! administration and suspension.
 
 use axum::http::{Method, StatusCode};
+use chrono::Datelike;
 use medicalpro::clinic::audit::seal;
 use medicalpro::compliance::verify_clinic;
 use medicalpro::platform::create_super_admin;
 use medicalpro::tenancy::naming::ClinicId;
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp, TestResponse};
 
-async fn events(
-    conn: &mut PgConnection,
-) -> Vec<(String, String, Option<Uuid>, Option<String>, Option<String>)> {
-    sqlx::query_as("SELECT action, resource_type, resource_id, actor_role, request_id FROM audit_events ORDER BY id")
-        .fetch_all(conn)
-        .await
-        .unwrap()
+/// The trail's rows, oldest first: action, resource type and id, actor id
+/// and role, request id, client address.
+type EventRow = (
+    String,
+    String,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+async fn events(conn: &mut PgConnection) -> Vec<EventRow> {
+    sqlx::query_as(
+        "SELECT action, resource_type, resource_id, actor_user_id, actor_role, request_id, client_addr
+           FROM audit_events ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+fn request_id(response: &TestResponse) -> String {
+    response
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id header")
+        .to_owned()
 }
 
 #[tokio::test]
 async fn every_access_to_a_patient_is_recorded_with_who_and_what() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Audited").await;
-    let id = app.create_patient(&clinic.token, "Alice", "Audit").await;
-    app.get(&format!("/api/v1/patients/{id}"), &clinic.token)
+    let me = app.get("/api/v1/auth/me", &clinic.token).await;
+    let actor: Uuid = me.data()["user"]["id"].as_str().unwrap().parse().unwrap();
+    let created = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Alice", "lastName": "Audit"}),
+        )
         .await;
-    app.get("/api/v1/patients?search=Alice", &clinic.token)
+    let id = created.id();
+    let read = app
+        .get(&format!("/api/v1/patients/{id}"), &clinic.token)
         .await;
-    app.patch(
-        &format!("/api/v1/patients/{id}"),
-        &clinic.token,
-        json!({"notes": "secret note"}),
-    )
-    .await;
-    app.delete(&format!("/api/v1/patients/{id}"), &clinic.token)
+    let listed = app
+        .get("/api/v1/patients?search=Alice", &clinic.token)
         .await;
+    let patched = app
+        .patch(
+            &format!("/api/v1/patients/{id}"),
+            &clinic.token,
+            json!({"notes": "secret note"}),
+        )
+        .await;
+    let deleted = app
+        .delete(&format!("/api/v1/patients/{id}"), &clinic.token)
+        .await;
+    let responses = [&created, &read, &listed, &patched, &deleted];
     let mut db = app.audit_trail(clinic.id).await;
     let rows = events(&mut db).await;
     let actions: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(actions, ["create", "read", "list", "update", "delete"]);
-    for (action, resource, resource_id, role, request_id) in &rows {
+    for (row, response) in rows.iter().zip(responses) {
+        let (action, resource, resource_id, actor_id, role, request, address) = row;
         assert_eq!(resource, "patient");
+        assert_eq!(*actor_id, Some(actor), "{action}");
         assert_eq!(role.as_deref(), Some("admin"));
-        assert!(
-            request_id.as_deref().is_some_and(|r| !r.is_empty()),
-            "{action} has no request id"
+        assert_eq!(
+            request.as_deref(),
+            Some(request_id(response).as_str()),
+            "{action}"
         );
+        assert_eq!(address.as_deref(), Some("127.0.0.1"), "{action}");
         if action != "list" {
             assert_eq!(resource_id.map(|r| r.to_string()), Some(id.clone()));
         }
@@ -85,6 +126,67 @@ async fn every_access_to_a_patient_is_recorded_with_who_and_what() {
             .status,
         StatusCode::BAD_REQUEST
     );
+    app.cleanup().await;
+}
+
+/// An event that cannot be recorded takes its change with it: the event
+/// and the change are one transaction.
+#[tokio::test]
+async fn a_change_whose_event_fails_does_not_happen() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Atomic").await;
+    let id = app.create_patient(&clinic.token, "Ada", "Atomic").await;
+    // The trail refuses update events (a constraint added by hand).
+    let mut admin = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::raw_sql(
+        "ALTER TABLE audit_events_pending ADD CONSTRAINT refuse_updates
+             CHECK (action <> 'update') NOT VALID",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let patched = app
+        .patch(
+            &format!("/api/v1/patients/{id}"),
+            &clinic.token,
+            json!({"lastName": "Changed", "notes": "never stored"}),
+        )
+        .await;
+    assert_eq!(
+        patched.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        patched.body
+    );
+    let (last_name, notes): (String, Option<String>) =
+        sqlx::query_as("SELECT last_name, notes FROM patients WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!((last_name.as_str(), notes), ("Atomic", None));
+    let updates: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM audit_events WHERE action = 'update')
+              + (SELECT COUNT(*) FROM audit_events_pending WHERE action = 'update')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(updates, 0);
+    // Once the trail accepts it again, the same change goes through.
+    sqlx::raw_sql("ALTER TABLE audit_events_pending DROP CONSTRAINT refuse_updates")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let again = app
+        .patch(
+            &format!("/api/v1/patients/{id}"),
+            &clinic.token,
+            json!({"lastName": "Changed"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    admin.close().await.unwrap();
     app.cleanup().await;
 }
 
@@ -355,7 +457,9 @@ async fn erasure_waits_for_retention_then_leaves_no_trace_of_the_name() {
     let kept = app.create_patient(&clinic.token, "Keeper", "Kept").await;
     let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
     // A recent medical record and this year's invoice: both retained.
-    attach_everything(&mut db, &kept, 1, Some(2026)).await;
+    let today = chrono::Utc::now().date_naive();
+    let this_year = today.year();
+    attach_everything(&mut db, &kept, 1, Some(this_year)).await;
     let refused = app
         .call(
             Method::POST,
@@ -369,9 +473,54 @@ async fn erasure_waits_for_retention_then_leaves_no_trace_of_the_name() {
     let details = refused.body["error"]["details"].as_array().unwrap();
     let kinds: Vec<&str> = details.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(kinds, ["medical_record", "invoice"]);
-    assert_eq!(details[1]["retainedUntil"], "2036-12-31");
+    // Invoices: to the end of the tenth year after issue.
+    assert_eq!(
+        details[1]["retainedUntil"],
+        format!("{}-12-31", this_year + 10)
+    );
+    // Medical records: 20 years after the last visit (today; or yesterday
+    // where the server's date is still behind UTC's).
     let record_until = details[0]["retainedUntil"].as_str().unwrap();
-    assert!(record_until.starts_with("204"), "{record_until}");
+    let in_twenty_years = |day: chrono::NaiveDate| {
+        day.with_year(day.year() + 20)
+            .unwrap_or(day + chrono::Days::new(1))
+            .to_string()
+    };
+    assert!(
+        [
+            in_twenty_years(today),
+            in_twenty_years(today.pred_opt().unwrap())
+        ]
+        .contains(&record_until.to_owned()),
+        "{record_until}"
+    );
+    // A patient seen before their eighth birthday: until their 28th, when
+    // that is later than 20 years after the visit.
+    let born = today
+        .with_year(this_year - 3)
+        .unwrap_or(today - chrono::Days::new(3 * 365));
+    let child = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Tom", "lastName": "Young", "birthDate": born.to_string()}),
+        )
+        .await
+        .id();
+    attach_everything(&mut db, &child, 1, None).await;
+    let held = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/patients/{child}/erase"),
+            Some(&clinic.token),
+            None,
+        )
+        .await;
+    assert_eq!(held.code(), "retention_applies", "{}", held.body);
+    assert_eq!(
+        held.body["error"]["details"][0]["retainedUntil"],
+        born.with_year(born.year() + 28).unwrap().to_string()
+    );
     assert_eq!(
         app.get(&format!("/api/v1/patients/{kept}"), &clinic.token)
             .await
@@ -381,15 +530,29 @@ async fn erasure_waits_for_retention_then_leaves_no_trace_of_the_name() {
 
     // Old enough: records from 21 years ago (and the completed visit is recent,
     // so use a patient whose only visit is old), no invoice.
+    // Every identifying field filled in, at creation and by a change.
     let gone = app
-        .create_patient(&clinic.token, "Zebulon", "Erasable")
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Zebulon", "lastName": "Erasable", "birthDate": "1955-08-14",
+                   "gender": "female", "phone": "+33 6 12 34 56 78",
+                   "nationalId": crate::patients::PUBLISHED_NIR,
+                   "address": {"line1": "12 rue Oubliette", "line2": "Batiment Q",
+                               "city": "Effaceville", "postalCode": "75999", "country": "FR"}}),
+        )
         .await;
-    app.patch(
-        &format!("/api/v1/patients/{gone}"),
-        &clinic.token,
-        json!({"email": "zebulon@example.fr", "notes": "Zebulon's notes"}),
-    )
-    .await;
+    assert_eq!(gone.status, StatusCode::CREATED, "{}", gone.body);
+    let gone = gone.id();
+    let changed = app
+        .patch(
+            &format!("/api/v1/patients/{gone}"),
+            &clinic.token,
+            json!({"email": "zebulon@example.fr", "notes": "Zebulon's notes"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.data()["email"], "zebulon@example.fr");
     attach_everything(&mut db, &gone, 365 * 21 + 10, None).await;
     sqlx::query("UPDATE appointments SET start_at = start_at - interval '22 years', end_at = end_at - interval '22 years' WHERE patient_id = $1")
         .bind(gone.parse::<Uuid>().unwrap())
@@ -424,9 +587,29 @@ async fn erasure_waits_for_retention_then_leaves_no_trace_of_the_name() {
 
     let hits = scan_text_columns(
         &mut db,
-        &["Zebulon", "Erasable", "zebulon@example.fr", "Eveline"],
+        &[
+            "Zebulon",
+            "Erasable",
+            "zebulon@example.fr",
+            "12 34 56 78",
+            crate::patients::PUBLISHED_NIR,
+            "Oubliette",
+            "Batiment Q",
+            "Effaceville",
+            "75999",
+            "Eveline",
+        ],
     )
     .await;
+    let identifying_left: (bool, bool, bool) = sqlx::query_as(
+        "SELECT birth_date IS NOT NULL, gender IS NOT NULL, address_country IS NOT NULL
+           FROM patients WHERE id = $1::uuid",
+    )
+    .bind(&gone)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(identifying_left, (false, false, false));
     // "Eveline" is in the kept patient's rows: the control that the scan sees data.
     assert!(
         hits.iter().any(|h| h.starts_with("Eveline")),

@@ -4,15 +4,17 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-/// A NIR with the right key for `body` (13 characters, 2A/2B allowed).
-pub fn nir(body: &str) -> String {
-    let number: u64 = body
-        .replace("2A", "19")
-        .replace("2B", "18")
-        .parse()
-        .unwrap();
-    format!("{body}{:02}", 97 - number % 97)
-}
+/// NIRs written out in full, keys included (key = 97 - the 13-digit number
+/// mod 97, with 2A read as 19 and 2B as 18, per INSEE): fixed literals, not
+/// computed by the formula under test. The first is INSEE's published example
+/// (2 55 08 14 168 025 38).
+pub const PUBLISHED_NIR: &str = "255081416802538";
+const NIR_MARIE: &str = "267117512345631";
+const NIR_MAINLAND: &str = "185077512345608";
+const NIR_CORSICA_A: &str = "180052A12345684";
+const NIR_CORSICA_B: &str = "299102B65432102";
+/// The mainland one with a wrong key.
+const NIR_WRONG_KEY: &str = "185077512345609";
 
 #[tokio::test]
 async fn patient_lifecycle_create_read_update_delete() {
@@ -25,7 +27,7 @@ async fn patient_lifecycle_create_read_update_delete() {
             json!({"firstName": " Marie ", "lastName": "Curie", "birthDate": "1967-11-07",
                    "gender": "female", "email": "marie@example.fr", "phone": "+33 6 12 34 56 78",
                    "address": {"line1": "1 rue Pierre", "city": "Paris", "postalCode": "75005", "country": "fr"},
-                   "nationalId": nir("2671175123456"), "notes": "allergic to nothing"}),
+                   "nationalId": NIR_MARIE, "notes": "allergic to nothing"}),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -195,12 +197,10 @@ async fn invalid_fields_are_named_in_details() {
 async fn french_national_ids_are_checked_and_unique() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("NIR").await;
-    let valid = nir("1850775123456");
-    let corsica_a = nir("180052A123456");
-    let corsica_b = nir("299102B654321");
-    let mut wrong = valid.clone();
-    let key: u32 = wrong[13..].parse().unwrap();
-    wrong.replace_range(13.., &format!("{:02}", key % 97 + 1));
+    let valid = NIR_MAINLAND.to_owned();
+    let corsica_a = NIR_CORSICA_A.to_owned();
+    let corsica_b = NIR_CORSICA_B.to_owned();
+    let wrong = NIR_WRONG_KEY.to_owned();
     let create = |national_id: String, last: &str| {
         app.post(
             "/api/v1/patients",
