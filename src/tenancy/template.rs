@@ -56,18 +56,9 @@ impl Template {
 
     /// What the template's comment says when it is current.
     pub fn fingerprint() -> String {
-        let mut hasher = Sha256::new();
-        for migration in migrations::CLINIC.iter() {
-            hasher.update(migration.version.to_be_bytes());
-            hasher.update(&*migration.checksum);
-        }
-        hasher.update(clinic_audit::SCHEMA.as_bytes());
-        hasher.update(LAYOUT.as_bytes());
-        let digest = hasher.finalize();
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "medicalpro clinic template v{} {hex}",
-            migrations::latest_version(&migrations::CLINIC)
+        fingerprint_of(
+            migrations::CLINIC.iter().map(|m| (m.version, &*m.checksum)),
+            &[clinic_audit::SCHEMA, LAYOUT],
         )
     }
 
@@ -179,18 +170,50 @@ async fn fill(as_role: &mut PgConnection) -> Result<(), sqlx::Error> {
     ddl::install_audit_trail(as_role).await
 }
 
+/// `medicalpro clinic template v<newest version> <hash>`, the hash over
+/// every migration's version and checksum and the other `scripts` applied.
+fn fingerprint_of<'a>(
+    migrations: impl Iterator<Item = (i64, &'a [u8])>,
+    scripts: &[&str],
+) -> String {
+    let mut hasher = Sha256::new();
+    let mut newest = 0;
+    for (version, checksum) in migrations {
+        hasher.update(version.to_be_bytes());
+        hasher.update(checksum);
+        newest = newest.max(version);
+    }
+    for script in scripts {
+        hasher.update(script.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("medicalpro clinic template v{newest} {hex}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_fingerprint_names_the_latest_version_and_is_stable() {
-        let fingerprint = Template::fingerprint();
-        assert!(fingerprint.starts_with(&format!(
+    fn the_fingerprint_names_the_newest_version_and_changes_with_any_input() {
+        let base = [(1, &b"one"[..]), (2, &b"two"[..])];
+        let fingerprint = fingerprint_of(base.into_iter(), &["trail"]);
+        assert!(fingerprint.starts_with("medicalpro clinic template v2 "));
+        assert!(!fingerprint.contains('\''));
+        let edited = [(1, &b"one"[..]), (2, &b"tw0"[..])];
+        let added = [(1, &b"one"[..]), (2, &b"two"[..]), (3, &b"three"[..])];
+        for other in [
+            fingerprint_of(edited.into_iter(), &["trail"]),
+            fingerprint_of(base.into_iter(), &["trail!"]),
+            fingerprint_of(base.into_iter(), &["trail", "layout"]),
+            fingerprint_of(added.into_iter(), &["trail"]),
+        ] {
+            assert_ne!(other, fingerprint);
+        }
+        assert!(Template::fingerprint().starts_with(&format!(
             "medicalpro clinic template v{} ",
             migrations::latest_version(&migrations::CLINIC)
         )));
-        assert_eq!(fingerprint, Template::fingerprint());
-        assert!(!fingerprint.contains('\''));
     }
 }

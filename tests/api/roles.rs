@@ -158,6 +158,9 @@ async fn every_role_gets_exactly_the_access_the_spec_table_gives() {
                     "{role} reading one of {}",
                     row.resource
                 );
+                if may_read {
+                    assert_eq!(one.status, StatusCode::NOT_FOUND, "{}", one.body);
+                }
             }
             if let Some((method, path)) = &row.write {
                 // An empty body: refused before it is read, or invalid.
@@ -172,6 +175,21 @@ async fn every_role_gets_exactly_the_access_the_spec_table_gives() {
                     write.status,
                     write.body
                 );
+                if may_write {
+                    // Allowed: then judged on its body, exactly as documented.
+                    let expected = if *method == Method::POST {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+                    } else {
+                        (StatusCode::OK, "")
+                    };
+                    assert_eq!(
+                        (write.status, write.code()),
+                        expected,
+                        "{role} writing {}: {}",
+                        row.resource,
+                        write.body
+                    );
+                }
                 if row.collection.ends_with('s') {
                     let delete = app
                         .delete(&format!("{}/{}", row.collection, Uuid::new_v4()), token)
@@ -182,6 +200,9 @@ async fn every_role_gets_exactly_the_access_the_spec_table_gives() {
                         "{role} deleting {}",
                         row.resource
                     );
+                    if may_write {
+                        assert_eq!(delete.status, StatusCode::NOT_FOUND, "{}", delete.body);
+                    }
                 }
             }
             checked += 1;

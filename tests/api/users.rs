@@ -357,26 +357,51 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
     let clinic = app.register_clinic("Race").await;
     let first = admin_id(&app, &clinic).await;
     let second = staff(&app, &clinic.token, "admin").await;
-    // Warm up: both accounts' standing cached and two central connections
-    // open, so that the two changes really run side by side.
-    join_all([
-        app.get("/api/v1/users", &clinic.token),
-        app.get("/api/v1/users", &second.token),
-    ])
-    .await;
-    let answers = join_all([
-        app.patch(
-            &format!("/api/v1/users/{}", second.id),
-            &clinic.token,
-            json!({"role": "doctor"}),
-        ),
-        app.patch(
-            &format!("/api/v1/users/{first}"),
-            &second.token,
-            json!({"role": "doctor"}),
-        ),
-    ])
-    .await;
+    // Another session holds the clinic's admin rows until both changes are
+    // waiting on them: the two really run side by side.
+    let mut holder = app.state.databases.central.begin().await.unwrap();
+    sqlx::query("SELECT id FROM users WHERE company_id = $1 FOR UPDATE")
+        .bind(clinic.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let release = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // Waiting on the holder, or behind the other change in its queue.
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'
+                    AND pid <> $1",
+            )
+            .bind(holder_pid)
+            .fetch_one(&app.state.databases.central)
+            .await
+            .unwrap();
+            if waiting >= 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the two changes never waited together ({waiting} waiting)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        holder.commit().await.unwrap();
+    };
+    let (second_path, first_path) = (
+        format!("/api/v1/users/{}", second.id),
+        format!("/api/v1/users/{first}"),
+    );
+    let changes = join_all([
+        app.patch(&second_path, &clinic.token, json!({"role": "doctor"})),
+        app.patch(&first_path, &second.token, json!({"role": "doctor"})),
+    ]);
+    let (answers, ()) = futures::join!(changes, release);
     let done = answers
         .iter()
         .filter(|r| r.status == StatusCode::OK)
