@@ -4,6 +4,7 @@
 mod appointments;
 mod auth;
 mod catalogue;
+mod claims;
 mod cli;
 mod compliance;
 mod consents;

@@ -1,0 +1,348 @@
+//! Claims of the README that no other test backs: platform events, the
+//! caches that keep requests off the central database, backups and
+//! restores at the edges, the key-rotation warning.
+
+use std::os::unix::fs::PermissionsExt;
+
+use axum::http::{Method, StatusCode};
+use medicalpro::ops::backup::{backup_all, backup_clinic, mac_path};
+use medicalpro::ops::doctor::{self, Severity};
+use medicalpro::ops::restore::{restore, RestoreError, RestoreOptions};
+use medicalpro::ops::Fleet;
+use medicalpro::tenancy::naming::ClinicId;
+use serde_json::json;
+use sqlx::Connection;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn platform_events(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT action FROM audit_logs ORDER BY id")
+        .fetch_all(&app.state.databases.central)
+        .await
+        .unwrap()
+}
+
+fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("medicalpro-claims-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Logins (succeeded, failed, throttled), refresh-token reuse, super-admin
+/// creation and verification anchors are platform events.
+#[tokio::test]
+async fn platform_events_record_logins_reuse_super_admins_and_anchors() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Events").await;
+    assert_eq!(
+        app.login(&clinic.email, &clinic.password).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..5 {
+        app.login(&clinic.email, "wrong").await;
+    }
+    assert_eq!(
+        app.login(&clinic.email, &clinic.password).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let refresh = |token: String| {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token})),
+        )
+    };
+    assert_eq!(
+        refresh(clinic.refresh_token.clone()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        refresh(clinic.refresh_token.clone()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    medicalpro::platform::create_super_admin(
+        &app.state.databases.central,
+        &format!("root-{}@example.fr", app.prefix),
+        "platform password".into(),
+    )
+    .await
+    .unwrap();
+    // Verifying a trail that holds events anchors its head.
+    app.create_patient(&clinic.token, "Ana", "Anchored").await;
+    medicalpro::compliance::verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
+    let events = platform_events(&app).await;
+    for expected in [
+        "clinic.provisioned",
+        "login.succeeded",
+        "login.failed",
+        "login.throttled",
+        "refresh.reuse_detected",
+        "super_admin.created",
+        "audit.anchored",
+    ] {
+        assert!(
+            events.iter().any(|e| e == expected),
+            "{expected} missing from {events:?}"
+        );
+    }
+    assert_eq!(
+        events.iter().filter(|e| *e == "login.failed").count(),
+        5,
+        "{events:?}"
+    );
+    app.cleanup().await;
+}
+
+/// Once a clinic and an account are cached, requests do not need the
+/// central database: with it gone, they keep being served until the
+/// caches expire.
+#[tokio::test]
+async fn requests_do_not_query_the_central_database() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Off central").await;
+    let patient = app.create_patient(&clinic.token, "Nina", "Nocentral").await;
+    app.get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    app.state.databases.central.close().await;
+    let started = std::time::Instant::now();
+    let read = app
+        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    let listed = app.get("/api/v1/patients", &clinic.token).await;
+    let created = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Omar", "lastName": "Offline"}),
+        )
+        .await;
+    assert!(
+        started.elapsed() < medicalpro::tenancy::state::STATE_TTL,
+        "too slow to prove anything"
+    );
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    app.cleanup().await;
+}
+
+/// `template1` and `postgres` are closed to a clinic's login role, whose
+/// connections are limited.
+#[tokio::test]
+async fn maintenance_databases_are_closed_and_connections_limited() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Limited").await;
+    let role = app.clinic_database(clinic.id);
+    let password = app.clinic_password(clinic.id).await;
+    for database in ["template1", "postgres"] {
+        let error = app
+            .connect_as(&role, &password, database)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("permission denied"), "{database}: {error}");
+    }
+    let mut admin = app.admin_connection("postgres").await;
+    let limit: i32 = sqlx::query_scalar("SELECT rolconnlimit FROM pg_roles WHERE rolname = $1")
+        .bind(&role)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        limit as u32,
+        medicalpro::tenancy::ddl::ROLE_CONNECTION_LIMIT
+    );
+    // The limit holds: one connection more than it is refused.
+    let mut held = Vec::new();
+    app.state.pools.close(ClinicId(clinic.id)).await;
+    for _ in 0..limit {
+        held.push(app.connect_as(&role, &password, &role).await.unwrap());
+    }
+    let over = app.connect_as(&role, &password, &role).await;
+    assert!(
+        over.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("too many connections")),
+        "{:?}",
+        over.err()
+    );
+    for conn in held {
+        conn.close().await.unwrap();
+    }
+    admin.close().await.unwrap();
+    app.cleanup().await;
+}
+
+/// A backup is private (mode 0600, its code too) and leaves no partial
+/// file; `backup --all` goes on past a clinic that fails.
+#[tokio::test]
+async fn backups_are_private_and_all_goes_on_past_a_failure() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Backed A").await;
+    let b = app.register_clinic("Backed B").await;
+    let c = app.register_clinic("Backed C").await;
+    let fleet = Fleet::attach(&app.settings).await.unwrap();
+    let dir = scratch_dir();
+    let file = dir.join("a.dump");
+    backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+    for path in [file.clone(), mac_path(&file)] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+
+    let mut admin = app.admin_connection("postgres").await;
+    sqlx::raw_sql(&format!(
+        "DROP DATABASE \"{}\" WITH (FORCE)",
+        app.clinic_database(b.id)
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let all = dir.join("all");
+    let results = backup_all(&fleet, &all, 2, |_, _| {}).await.unwrap();
+    let failed: Vec<Uuid> = results
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.clinic_id)
+        .collect();
+    assert_eq!(failed, [b.id]);
+    let made: Vec<Uuid> = results
+        .iter()
+        .filter(|r| r.backup.is_some())
+        .map(|r| r.clinic_id)
+        .collect();
+    assert_eq!(made.len(), 2);
+    assert!(made.contains(&a.id) && made.contains(&c.id));
+    fleet.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    app.cleanup().await;
+}
+
+/// A backup of an older schema is migrated forward by the restore (the
+/// invariants of the newer migration are there after it) and the restore
+/// is a platform event; a backup of a newer schema is refused.
+#[tokio::test]
+async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Versions").await;
+    let patient = app.create_patient(&clinic.token, "Olga", "Older").await;
+    let database = app.clinic_database(clinic.id);
+    let latest = medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC);
+    // The clinic as the previous release left it: no migration 7.
+    let mut admin = app.admin_connection(&database).await;
+    sqlx::raw_sql(&format!(
+        "DROP TRIGGER documents_issued_frozen ON documents;
+         DROP TRIGGER document_items_issued_frozen ON document_items;
+         DROP TRIGGER document_counters_forward ON document_counters;
+         DROP FUNCTION documents_issued_frozen(), document_items_issued_frozen(),
+             document_counters_forward(), document_is_frozen(documents);
+         DELETE FROM _sqlx_migrations WHERE version = {latest};"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let fleet = Fleet::attach(&app.settings).await.unwrap();
+    let dir = scratch_dir();
+    let older = dir.join("older.dump");
+    backup_clinic(&fleet, ClinicId(clinic.id), &older)
+        .await
+        .unwrap();
+    // A newer one: its ledger names a version this binary does not know.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES ($1, 'from the future', true, '\\x00', 0)",
+    )
+    .bind(latest + 100)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let newer = dir.join("newer.dump");
+    backup_clinic(&fleet, ClinicId(clinic.id), &newer)
+        .await
+        .unwrap();
+    let options = |from: std::path::PathBuf| RestoreOptions {
+        clinic: Some(ClinicId(clinic.id)),
+        from,
+        force: true,
+        as_new_clinic: None,
+    };
+    let refused = restore(&fleet, &options(newer)).await;
+    assert!(
+        matches!(refused, Err(RestoreError::NewerSchema { backup, known })
+            if backup == latest + 100 && known == latest),
+        "{refused:?}"
+    );
+    let restored = restore(&fleet, &options(older)).await.unwrap();
+    assert_eq!(
+        (restored.backup_version, restored.schema_version),
+        (latest - 1, latest)
+    );
+    let mut db = app.admin_connection(&database).await;
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_trigger WHERE tgname IN
+            ('documents_issued_frozen', 'document_items_issued_frozen', 'document_counters_forward')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(triggers, 3);
+    db.close().await.unwrap();
+    let recorded: i64 = sqlx::query_scalar("SELECT schema_version FROM companies WHERE id = $1")
+        .bind(clinic.id)
+        .fetch_one(&app.state.databases.central)
+        .await
+        .unwrap();
+    assert_eq!(recorded, latest);
+    assert_eq!(
+        platform_events(&app)
+            .await
+            .iter()
+            .filter(|e| *e == "clinic.restored")
+            .count(),
+        1
+    );
+    app.state.pools.close(ClinicId(clinic.id)).await;
+    let read = app
+        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    fleet.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    app.cleanup().await;
+}
+
+/// While `MASTER_KEY_PREVIOUS` is set, `doctor` says the rotation is not
+/// finished.
+#[tokio::test]
+async fn doctor_warns_while_a_previous_master_key_is_set() {
+    let app = spawn_app().await;
+    app.register_clinic("Rotating").await;
+    let calm = doctor::run(&app.settings, 2).await;
+    assert!(!calm
+        .findings
+        .iter()
+        .any(|f| f.message.contains("MASTER_KEY_PREVIOUS")));
+    let mut rotating = app.settings.clone();
+    rotating.master_key_previous = Some(medicalpro::crypto::MasterKey::generate());
+    let report = doctor::run(&rotating, 2).await;
+    let warning = report
+        .findings
+        .iter()
+        .find(|f| f.message.contains("MASTER_KEY_PREVIOUS"))
+        .expect("a finding about MASTER_KEY_PREVIOUS");
+    assert_eq!(warning.severity, Severity::Warning);
+    assert!(report.healthy(), "a warning, not a failure: {report:?}");
+    app.cleanup().await;
+}
