@@ -346,3 +346,138 @@ async fn doctor_warns_while_a_previous_master_key_is_set() {
     assert!(report.healthy(), "a warning, not a failure: {report:?}");
     app.cleanup().await;
 }
+
+/// A staff account of `role` in `clinic`, logged in: its access token.
+async fn staff_token(app: &TestApp, admin_token: &str, role: &str) -> String {
+    let email = format!("{role}-{}@example.fr", Uuid::new_v4().simple());
+    let created = app
+        .post(
+            "/api/v1/users",
+            admin_token,
+            json!({"email": email, "password": "password123", "firstName": "S",
+                   "lastName": role, "role": role}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    app.login(&email, "password123").await.data()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Export and erasure are for admins and doctors only, and reach a
+/// patient that was deleted (its data is held until erased).
+#[tokio::test]
+async fn gdpr_rights_are_for_admins_and_doctors_and_reach_deleted_patients() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Rights").await;
+    let doctor = staff_token(&app, &clinic.token, "doctor").await;
+    let patient = app.create_patient(&clinic.token, "Dora", "Deleted").await;
+    assert_eq!(
+        app.delete(&format!("/api/v1/patients/{patient}"), &clinic.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let export = format!("/api/v1/patients/{patient}/export");
+    let erase = format!("/api/v1/patients/{patient}/erase");
+    for role in ["secretary", "readonly"] {
+        let token = staff_token(&app, &clinic.token, role).await;
+        assert_eq!(app.get(&export, &token).await.code(), "forbidden", "{role}");
+        assert_eq!(
+            app.call(Method::POST, &erase, Some(&token), None)
+                .await
+                .code(),
+            "forbidden",
+            "{role}"
+        );
+    }
+    let exported = app.get(&export, &doctor).await;
+    assert_eq!(exported.status, StatusCode::OK, "{}", exported.body);
+    assert!(exported.body.to_string().contains("Dora"));
+    let erased = app.call(Method::POST, &erase, Some(&doctor), None).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.body);
+    assert_eq!(
+        app.get(&export, &clinic.token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    app.cleanup().await;
+}
+
+/// Events left pending (the chain busy elsewhere) are sealed before
+/// `GET /audit` and before an export answer, on an instance that runs no
+/// background sealer; a seal that fails leaves them pending, whole.
+#[tokio::test]
+async fn pending_events_are_sealed_before_audit_reads_and_survive_a_failed_seal() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Pending").await;
+    let patient = app.create_patient(&clinic.token, "Pia", "Pending").await;
+    // This instance runs no sealer task: only the reads themselves seal.
+    let other = app.second_instance().await;
+    let mut holder = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let read = other
+        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let mut checker = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    assert_eq!(pending(&mut checker).await, 1);
+    // A seal that fails (the chain refuses rows, by a constraint added by
+    // hand) leaves the event pending.
+    sqlx::raw_sql("ALTER TABLE audit_events ADD CONSTRAINT refuse_all CHECK (id < 0) NOT VALID")
+        .execute(&mut checker)
+        .await
+        .unwrap();
+    assert!(medicalpro::clinic::audit::seal(&mut checker).await.is_err());
+    assert_eq!(pending(&mut checker).await, 1);
+    sqlx::raw_sql("ALTER TABLE audit_events DROP CONSTRAINT refuse_all")
+        .execute(&mut checker)
+        .await
+        .unwrap();
+    // GET /audit seals first: the read is listed.
+    let trail = other
+        .get(
+            &format!("/api/v1/audit?patientId={patient}&action=read"),
+            &clinic.token,
+        )
+        .await;
+    assert_eq!(trail.status, StatusCode::OK, "{}", trail.body);
+    assert_eq!(trail.body["pagination"]["total"], 1, "{}", trail.body);
+    assert_eq!(pending(&mut checker).await, 0);
+    // The same for an export, with a new event left pending.
+    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    other
+        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    assert_eq!(pending(&mut checker).await, 1);
+    let exported = other
+        .get(&format!("/api/v1/patients/{patient}/export"), &clinic.token)
+        .await;
+    assert_eq!(exported.status, StatusCode::OK, "{}", exported.body);
+    let reads = exported.data()["auditEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "read")
+        .count();
+    assert_eq!(reads, 2, "{}", exported.body);
+    holder.close().await.unwrap();
+    checker.close().await.unwrap();
+    other.close_instance().await;
+    app.cleanup().await;
+}
+
+async fn pending(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events_pending")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
