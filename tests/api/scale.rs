@@ -289,8 +289,10 @@ async fn a_clinic_with_none_takes_another_clinics_last_connection_after_a_grace(
     b_loop.await.unwrap();
     drop(held);
     assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+    // Not before the grace (50 ms: B's last connection is not taken at
+    // once), and long before the checkout timeout.
     assert!(
-        waited < Duration::from_millis(800),
+        waited >= Duration::from_millis(50) && waited < Duration::from_millis(800),
         "served after {waited:?}"
     );
     assert!(app.state.pools.open_connections() <= 3);
@@ -579,7 +581,9 @@ async fn reads_go_on_when_the_server_has_ended_idle_connections() {
     .await
     .unwrap();
     assert!(ended >= 1, "the clinic held no connection to end");
+    let deadline = Instant::now() + Duration::from_secs(10);
     while connections_to(&mut admin, std::slice::from_ref(&database)).await > 0 {
+        assert!(Instant::now() < deadline, "the ended backends never left");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A one-statement read and a transaction both find a live connection.
