@@ -95,9 +95,28 @@ status=0
   --report junit --report-dir "$work/report" \
   --no-color "$@") || status=$?
 echo "schemathesis finished in $(( $(date +%s) - started )) s with status $status" >&2
-if grep -q '"level":"ERROR"' "$work/server.log"; then
+# Errors, and the warnings that mean something was lost or left behind (a
+# failed seal leaves events pending; a failed platform-audit write loses
+# the event), fail the run.
+failures='"level":"ERROR"|sealing audit events failed|platform audit write failed'
+if grep -Eq "$failures" "$work/server.log"; then
   echo "server errors logged during the run:" >&2
-  grep '"level":"ERROR"' "$work/server.log" | head -20 >&2
+  grep -E "$failures" "$work/server.log" | head -20 >&2
   [ "$status" != 0 ] || status=1
 fi
+# Which operations of the document the run reached (from the JUnit report).
+curl -fsS "$base/api/v1/openapi.json" -o "$work/openapi.json" 2>/dev/null || true
+python3 - "$work/openapi.json" "$work/report" <<'PY' >&2 || true
+import json, pathlib, re, sys
+spec = json.loads(pathlib.Path(sys.argv[1]).read_text())
+documented = {f"{m.upper()} {p}" for p, ops in spec.get("paths", {}).items() for m in ops
+              if m in ("get", "post", "put", "patch", "delete")}
+reached = set()
+for report in pathlib.Path(sys.argv[2]).glob("*.xml"):
+    reached.update(re.findall(r'<testcase[^>]*name="([A-Z]+ /[^"]*)"', report.read_text()))
+reached = {name for name in reached if name in documented}
+print(f"operations reached: {len(reached)} of {len(documented)}")
+for name in sorted(documented - reached):
+    print(f"  not reached: {name}")
+PY
 exit "$status"
