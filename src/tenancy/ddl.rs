@@ -393,6 +393,7 @@ pub async fn adopt_earlier_layout(
             ),
         )
         .await?;
+        run(admin_in_db, OVERLAP_CONSTRAINT_BACK).await?;
     }
     run(
         admin_in_db,
@@ -472,6 +473,25 @@ BEGIN
     END LOOP;
 END
 $purge$";
+
+/// The constraint a login role of an earlier release could drop (it owned
+/// `appointments`): put back as migration 0002 made it. On a database where
+/// live appointments overlap meanwhile, this fails, and so does `migrate`
+/// for that clinic, naming the constraint, until they are resolved.
+const OVERLAP_CONSTRAINT_BACK: &str = r"
+DO $overlap$
+BEGIN
+    IF pg_catalog.to_regclass('public.appointments') IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_constraint
+         WHERE conrelid = 'public.appointments'::pg_catalog.regclass
+           AND conname = 'appointments_no_overlap') THEN
+        ALTER TABLE public.appointments ADD CONSTRAINT appointments_no_overlap EXCLUDE USING gist (
+            practitioner_id WITH OPERATOR(pg_catalog.=),
+            pg_catalog.tstzrange(start_at, end_at, '[)') WITH OPERATOR(pg_catalog.&&)
+        ) WHERE (deleted_at IS NULL AND status NOT IN ('cancelled', 'no_show'));
+    END IF;
+END
+$overlap$";
 
 /// Hands the `public` schema and the audit trail (the admin's in earlier
 /// releases) to the owner role `:owner`, by exact names: the schema, the

@@ -678,6 +678,13 @@ async fn migrate_takes_an_earlier_layout_from_the_login_role() {
     .await
     .unwrap();
     assert!(planted.is_empty(), "left behind: {planted:?}");
+    let overlap: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_constraint WHERE conname = 'appointments_no_overlap'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(overlap, 1, "the dropped constraint is back");
     // The clinic works, every planted path stays silent, the chain holds.
     let read = app
         .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
