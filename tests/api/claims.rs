@@ -200,15 +200,7 @@ async fn backups_are_private_and_all_goes_on_past_a_failure() {
         .collect();
     assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
 
-    let mut admin = app.admin_connection("postgres").await;
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE \"{}\" WITH (FORCE)",
-        app.clinic_database(b.id)
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    admin.close().await.unwrap();
+    app.drop_clinic_database(b.id).await;
     let all = dir.join("all");
     let results = backup_all(&fleet, &all, 2, |_, _| {}).await.unwrap();
     let failed: Vec<Uuid> = results
@@ -241,17 +233,8 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
     let latest = medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC);
     // The clinic as the previous release left it: no migration 7.
     let mut admin = app.admin_connection(&database).await;
-    sqlx::raw_sql(&format!(
-        "DROP TRIGGER documents_issued_frozen ON documents;
-         DROP TRIGGER document_items_issued_frozen ON document_items;
-         DROP TRIGGER document_counters_forward ON document_counters;
-         DROP FUNCTION documents_issued_frozen(), document_items_issued_frozen(),
-             document_counters_forward(), document_is_frozen(documents);
-         DELETE FROM _sqlx_migrations WHERE version = {latest};"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    crate::hostile_tenant::as_previous_release(&mut admin).await;
+    assert_eq!(latest, 7, "the previous release is the one before 7");
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = scratch_dir();
     let older = dir.join("older.dump");

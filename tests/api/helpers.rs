@@ -355,6 +355,19 @@ impl TestApp {
         )
     }
 
+    /// Drops a clinic's database behind the application's back.
+    pub async fn drop_clinic_database(&self, clinic: Uuid) {
+        let mut admin = self.admin_connection("postgres").await;
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE \"{}\" WITH (FORCE)",
+            self.clinic_database(clinic)
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let _ = admin.close().await;
+    }
+
     pub fn central_database(&self) -> String {
         format!("{}_central", self.prefix)
     }

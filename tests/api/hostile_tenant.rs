@@ -72,6 +72,34 @@ async fn sqlstate(conn: &mut PgConnection, sql: &str) -> Option<String> {
     }
 }
 
+/// Runs each statement as the login role: every one refused for lack of
+/// privilege (42501), whatever else might have refused it.
+async fn assert_refused(conn: &mut PgConnection, statements: impl IntoIterator<Item = String>) {
+    for statement in statements {
+        assert_eq!(
+            sqlstate(conn, &statement).await.as_deref(),
+            Some("42501"),
+            "{statement}"
+        );
+    }
+}
+
+/// Takes a clinic database (as the admin) back to the schema of the
+/// previous release: without migration 7's invariants, nor its ledger row.
+pub async fn as_previous_release(admin_in_clinic: &mut PgConnection) {
+    sqlx::raw_sql(
+        "DROP TRIGGER documents_issued_frozen ON documents;
+         DROP TRIGGER document_items_issued_frozen ON document_items;
+         DROP TRIGGER document_counters_forward ON document_counters;
+         DROP FUNCTION documents_issued_frozen(), document_items_issued_frozen(),
+             document_counters_forward(), document_is_frozen(documents);
+         DELETE FROM _sqlx_migrations WHERE version = 7;",
+    )
+    .execute(admin_in_clinic)
+    .await
+    .unwrap();
+}
+
 /// Every claim of the layout, for one clinic: the owner role owns the
 /// database and everything in it, the login role owns nothing, holds
 /// `CONNECT`, `USAGE` and exactly [`TABLE_GRANTS`], belongs to no role,
@@ -194,13 +222,7 @@ pub async fn assert_locked_down(app: &TestApp, clinic: Uuid) {
     db.close().await.unwrap();
 
     let mut as_login = login(app, clinic).await;
-    for statement in escalations(&database) {
-        assert_eq!(
-            sqlstate(&mut as_login, &statement).await.as_deref(),
-            Some("42501"),
-            "{statement}"
-        );
-    }
+    assert_refused(&mut as_login, escalations(&database)).await;
     // The attack of the report: planting code for the trail's functions.
     assert_eq!(
         sqlstate(
@@ -425,7 +447,7 @@ async fn issued_invoices_and_counters_hold_against_the_login_role() {
     let number = issued.data()["number"].as_str().unwrap().to_owned();
 
     let mut as_login = login(&app, clinic.id).await;
-    for statement in [
+    let attacks = [
         format!("UPDATE public.documents SET total_cents = 0 WHERE id = '{invoice}'"),
         format!("UPDATE public.documents SET number = 'INV-1999-0001' WHERE id = '{invoice}'"),
         format!("UPDATE public.documents SET status = 'accepted' WHERE id = '{invoice}'"),
@@ -442,13 +464,8 @@ async fn issued_invoices_and_counters_hold_against_the_login_role() {
         "UPDATE public.document_counters SET year = year + 1".to_owned(),
         "INSERT INTO public.document_counters (document_type, year, last_number) VALUES ('invoice', 2099, 41)"
             .to_owned(),
-    ] {
-        assert_eq!(
-            sqlstate(&mut as_login, &statement).await.as_deref(),
-            Some("42501"),
-            "{statement}"
-        );
-    }
+    ];
+    assert_refused(&mut as_login, attacks).await;
     // The documented way stays open: an issued invoice is paid.
     assert_eq!(
         sqlstate(
@@ -616,14 +633,9 @@ async fn migrate_takes_an_earlier_layout_from_the_login_role() {
     .await
     .unwrap();
     let mut admin = app.admin_connection(&database).await;
+    as_previous_release(&mut admin).await;
     sqlx::raw_sql(&format!(
-        "DROP TRIGGER documents_issued_frozen ON documents;
-         DROP TRIGGER document_items_issued_frozen ON document_items;
-         DROP TRIGGER document_counters_forward ON document_counters;
-         DROP FUNCTION documents_issued_frozen(), document_items_issued_frozen(),
-             document_counters_forward(), document_is_frozen(documents);
-         DELETE FROM _sqlx_migrations WHERE version = 7;
-         REASSIGN OWNED BY \"{owner}\" TO \"{database}\";
+        "REASSIGN OWNED BY \"{owner}\" TO \"{database}\";
          ALTER SCHEMA public OWNER TO CURRENT_USER;
          ALTER TABLE audit_events OWNER TO CURRENT_USER;
          ALTER TABLE audit_events_pending OWNER TO CURRENT_USER;

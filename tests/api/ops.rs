@@ -514,14 +514,7 @@ async fn doctor_names_a_clinic_whose_database_is_gone() {
         2
     );
 
-    let mut admin = app.admin_connection("postgres").await;
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE \"{}\" WITH (FORCE)",
-        app.clinic_database(b.id)
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    app.drop_clinic_database(b.id).await;
     let report = doctor::run(&app.settings, 4).await;
     assert!(!report.healthy());
     let failing: Vec<_> = report
