@@ -105,6 +105,12 @@ async fn requests_do_not_query_the_central_database() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Off central").await;
     let patient = app.create_patient(&clinic.token, "Nina", "Nocentral").await;
+    // Let the cached entries lapse, so that this read caches them afresh:
+    // the requests below then have the caches' whole lifetime.
+    tokio::time::sleep(
+        medicalpro::tenancy::state::STATE_TTL + std::time::Duration::from_millis(100),
+    )
+    .await;
     app.get(&format!("/api/v1/patients/{patient}"), &clinic.token)
         .await;
     app.state.databases.central.close().await;
