@@ -168,8 +168,10 @@ pub async fn recreate_template(admin: &mut PgConnection, name: &str) -> Result<(
     run(admin, &format!("GRANT {name} TO CURRENT_USER")).await?;
     for statement in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name} TEMPLATE template0"),
+        // Closed to every connection until `PUBLIC`'s are revoked.
+        format!("CREATE DATABASE {name} TEMPLATE template0 ALLOW_CONNECTIONS false"),
         format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
         // Trusted extensions (btree_gist) need CREATE on the database.
         format!("GRANT CREATE ON DATABASE {name} TO {name}"),
     ] {
@@ -192,24 +194,31 @@ pub async fn open_template_schema(
 }
 
 /// Creates `database` owned by the owner role, as a copy of `template`,
-/// and closes it (see [`close_database`]).
+/// and closes it (see [`close_database`]). A new database lets `PUBLIC`
+/// connect until that is revoked: it is created refusing every connection,
+/// and opens only once closed to all but its login role.
 pub async fn create_database(
     admin: &mut PgConnection,
     database: &str,
     roles: &TenantRoles,
     template: &str,
 ) -> Result<(), sqlx::Error> {
+    let name = quote_ident(database);
     run(
         admin,
         &format!(
-            "CREATE DATABASE {} OWNER {} TEMPLATE {}",
-            quote_ident(database),
+            "CREATE DATABASE {name} OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
             quote_ident(&roles.owner),
             quote_ident(template)
         ),
     )
     .await?;
-    close_database(admin, database, &roles.login).await
+    close_database(admin, database, &roles.login).await?;
+    run(
+        admin,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .await
 }
 
 /// Nothing on `database` for `PUBLIC`; `CONNECT` only for the login role.
