@@ -98,6 +98,17 @@ impl RunningCluster {
     /// Creates the cluster in `dir` on first use, then starts it and waits
     /// until it accepts connections.
     pub fn start(dir: &Path, durability: Durability) -> Result<Self, EmbeddedError> {
+        Self::start_with(dir, durability, &[])
+    }
+
+    /// [`start`](Self::start), with server settings (`name=value`) that take
+    /// precedence over the defaults: a second server of a test with a small
+    /// `max_connections`, for instance.
+    pub fn start_with(
+        dir: &Path,
+        durability: Durability,
+        settings: &[&str],
+    ) -> Result<Self, EmbeddedError> {
         let programs = Programs::find()?;
         let owner = cluster_owner()?;
         create_private_dir(dir, owner.is_some())?;
@@ -143,6 +154,7 @@ impl RunningCluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "unix_socket_directories="])
             .args(tuning(durability))
+            .args(settings.iter().flat_map(|setting| ["-c", setting]))
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()

@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgTransactionManager};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTransactionManager};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, TransactionManager};
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
@@ -101,6 +101,8 @@ pub struct ClinicPools {
 
 struct Shared {
     central: PgPool,
+    /// Where closed connections' backends are watched until they exit.
+    exits: ExitWatch,
     master_key: Keyring,
     /// Connection settings shared with the admin connection (TLS mode,
     /// timeouts); host, port, database and credentials are the clinic's.
@@ -162,6 +164,8 @@ struct Live {
 struct Backend {
     pid: i32,
     database: String,
+    /// The server it runs on (host, port).
+    server: (String, u16),
 }
 
 struct Idle {
@@ -243,6 +247,7 @@ impl ClinicPools {
         settings: PoolSettings,
     ) -> Self {
         let shared = Arc::new(Shared {
+            exits: ExitWatch::new(central.clone(), base_options.clone()),
             central,
             master_key,
             base_options,
@@ -284,7 +289,7 @@ impl ClinicPools {
                 None => Vec::new(),
             }
         };
-        close_all(&self.shared.central, idle).await;
+        close_all(&self.shared.exits, idle).await;
     }
 
     /// Closes every connection; later checkouts fail (shutdown).
@@ -298,7 +303,7 @@ impl ClinicPools {
                 .flat_map(|slot| registry.retire(slot))
                 .collect()
         };
-        close_all(&self.shared.central, idle).await;
+        close_all(&self.shared.exits, idle).await;
     }
 
     /// Clinic connections open right now, idle or busy.
@@ -438,7 +443,7 @@ impl Shared {
             Some(live) => {
                 registry.forget_connection(clinic);
                 drop(registry);
-                close_later(&self.central, live);
+                close_later(&self.exits, live);
             }
         }
         clinic.released.notify_waiters();
@@ -601,7 +606,7 @@ impl ClinicPool {
             // An idle connection may have been closed by the server: close
             // it and go on with the next one, until a fresh one fails.
             if let Some(live) = lease.discard() {
-                close_later(&self.shared.central, live);
+                close_later(&self.shared.exits, live);
             }
             if fresh {
                 return Err(unavailable(error));
@@ -628,7 +633,7 @@ impl ClinicPool {
             match statement(lease.conn()).await {
                 Err(error) if connection_lost(&error) => {
                     if let Some(live) = lease.discard() {
-                        close_later(&self.shared.central, live);
+                        close_later(&self.shared.exits, live);
                     }
                     if fresh {
                         return Ok(Err(error));
@@ -683,7 +688,7 @@ impl ClinicPool {
                     Found::Idle(live) => return Ok(Got::Idle(live)),
                     Found::Permit(permit, opening) => return Ok(Got::Permit(permit, opening)),
                     Found::Evicted(live, opening) => {
-                        let permit = close_now(&shared.central, live).await;
+                        let permit = close_now(&shared.exits, live).await;
                         return Ok(Got::Permit(permit, opening));
                     }
                     Found::WaitOwn => {
@@ -830,14 +835,22 @@ async fn connect(options: &PgConnectOptions) -> Result<(PgConnection, Backend), 
         .fetch_one(&mut conn)
         .await?;
     let database = options.get_database().unwrap_or_default().to_owned();
-    Ok((conn, Backend { pid, database }))
+    let server = (options.get_host().to_owned(), options.get_port());
+    Ok((
+        conn,
+        Backend {
+            pid,
+            database,
+            server,
+        },
+    ))
 }
 
 /// Closes a connection and waits for its backend to exit, then gives its
 /// permit back (returned, to reuse). A closed backend counts toward the
 /// server's `max_connections` until its process has exited, a moment after
 /// the close: freeing the permit before would let the budget be exceeded.
-async fn close_now(central: &PgPool, live: Live) -> OwnedSemaphorePermit {
+async fn close_now(exits: &ExitWatch, live: Live) -> OwnedSemaphorePermit {
     let Live {
         conn,
         permit,
@@ -846,28 +859,73 @@ async fn close_now(central: &PgPool, live: Live) -> OwnedSemaphorePermit {
     } = live;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         conn.close().await.ok();
-        until_exited(central, &backend).await;
+        exits.until_exited(&backend).await;
     })
     .await;
     permit
 }
 
-/// Polls the server's activity view until `backend` is gone from it (a
-/// clinic database on another server than central's is not listed there:
-/// nothing to wait for).
-async fn until_exited(central: &PgPool, backend: &Backend) {
-    const LISTED: &str =
-        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND datname = $2)";
-    loop {
-        let listed = sqlx::query_scalar(LISTED)
-            .bind(backend.pid)
-            .bind(&backend.database)
-            .fetch_one(central)
-            .await;
-        if !matches!(listed, Ok(true)) {
-            return;
+/// Watches closed connections' backends until they exit, in the activity
+/// view of the server each ran on: through the central pool for the central
+/// server, through one admin connection per other server (opened on first
+/// use, closed when idle).
+#[derive(Clone)]
+struct ExitWatch {
+    central: PgPool,
+    admin_options: PgConnectOptions,
+    others: Arc<Mutex<HashMap<(String, u16), PgPool>>>,
+}
+
+impl ExitWatch {
+    fn new(central: PgPool, admin_options: PgConnectOptions) -> Self {
+        Self {
+            central,
+            admin_options,
+            others: Arc::default(),
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    /// The pool that sees `server`'s activity.
+    fn on(&self, server: &(String, u16)) -> PgPool {
+        let central = self.central.connect_options();
+        if central.get_host() == server.0 && central.get_port() == server.1 {
+            return self.central.clone();
+        }
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        others
+            .entry(server.clone())
+            .or_insert_with(|| {
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(0)
+                    .idle_timeout(Some(Duration::from_secs(60)))
+                    .connect_lazy_with(
+                        self.admin_options
+                            .clone()
+                            .host(&server.0)
+                            .port(server.1)
+                            .application_name("medicalpro-exit-watch"),
+                    )
+            })
+            .clone()
+    }
+
+    /// Polls the activity view of `backend`'s server until it is gone.
+    async fn until_exited(&self, backend: &Backend) {
+        const LISTED: &str =
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND datname = $2)";
+        let pool = self.on(&backend.server);
+        loop {
+            let listed = sqlx::query_scalar(LISTED)
+                .bind(backend.pid)
+                .bind(&backend.database)
+                .fetch_one(&pool)
+                .await;
+            if !matches!(listed, Ok(true)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -885,19 +943,19 @@ fn connection_lost(error: &sqlx::Error) -> bool {
 }
 
 /// Closes a connection in the background; its permit is freed only then.
-fn close_later(central: &PgPool, live: Live) {
+fn close_later(exits: &ExitWatch, live: Live) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            let central = central.clone();
-            runtime.spawn(async move { close_now(&central, live).await });
+            let exits = exits.clone();
+            runtime.spawn(async move { close_now(&exits, live).await });
         }
         Err(_) => drop(live),
     }
 }
 
-async fn close_all(central: &PgPool, connections: Vec<Live>) {
+async fn close_all(exits: &ExitWatch, connections: Vec<Live>) {
     for live in connections {
-        drop(close_now(central, live).await);
+        drop(close_now(exits, live).await);
     }
 }
 
@@ -913,8 +971,8 @@ async fn sweep(shared: Weak<Shared>) {
             return;
         };
         let expired = shared.sweep();
-        let central = shared.central.clone();
+        let exits = shared.exits.clone();
         drop(shared);
-        close_all(&central, expired).await;
+        close_all(&exits, expired).await;
     }
 }
