@@ -121,7 +121,14 @@ impl From<FieldErrors> for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// A connection lost under the request (its backend ended by a restore
+    /// putting the database in place, a server restart) is a 503 to retry,
+    /// like a connection that cannot be opened; any other error is a 500.
     fn from(error: sqlx::Error) -> Self {
+        if crate::tenancy::pools::connection_lost(&error) {
+            tracing::warn!(%error, "database connection lost during the request");
+            return ApiError::ClinicUnavailable;
+        }
         ApiError::Internal(error.into())
     }
 }

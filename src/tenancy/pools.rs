@@ -932,7 +932,7 @@ impl ExitWatch {
 /// Whether `error` says the connection is gone (rather than the statement
 /// refused): I/O and protocol failures, and the server's own "connection
 /// exception" (08) and shutdown or termination of its backend (57P).
-fn connection_lost(error: &sqlx::Error) -> bool {
+pub fn connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db

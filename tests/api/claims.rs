@@ -470,3 +470,67 @@ async fn pending(conn: &mut sqlx::PgConnection) -> i64 {
         .await
         .unwrap()
 }
+
+/// While a restore puts its database in place, the clinic's requests get
+/// the documented 503 `clinic_unavailable` (with `Retry-After`) or are
+/// served, never an error; afterwards they are served from the restored
+/// database.
+#[tokio::test]
+async fn requests_during_a_restore_are_served_or_told_to_retry() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Swapped").await;
+    app.create_patient(&clinic.token, "Sam", "Swap").await;
+    let fleet = Fleet::attach(&app.settings).await.unwrap();
+    let dir = scratch_dir();
+    let file = dir.join("swap.dump");
+    backup_clinic(&fleet, ClinicId(clinic.id), &file)
+        .await
+        .unwrap();
+    app.create_patient(&clinic.token, "Lost", "Afterwards")
+        .await;
+    let restoring = std::sync::atomic::AtomicBool::new(true);
+    let load = async {
+        let mut statuses = Vec::new();
+        while restoring.load(std::sync::atomic::Ordering::Relaxed) {
+            let answer = app.get("/api/v1/patients", &clinic.token).await;
+            let documented = answer.status == StatusCode::OK
+                || (answer.status == StatusCode::SERVICE_UNAVAILABLE
+                    && answer.code() == "clinic_unavailable"
+                    && answer.headers.contains_key("retry-after"));
+            assert!(documented, "{} {}", answer.status, answer.body);
+            statuses.push(answer.status);
+        }
+        statuses
+    };
+    let restore_then_stop = async {
+        let restored = restore(
+            &fleet,
+            &RestoreOptions {
+                clinic: Some(ClinicId(clinic.id)),
+                from: file.clone(),
+                force: true,
+                as_new_clinic: None,
+            },
+        )
+        .await;
+        restoring.store(false, std::sync::atomic::Ordering::Relaxed);
+        restored
+    };
+    let (statuses, restored) = futures::join!(load, restore_then_stop);
+    restored.unwrap();
+    assert!(!statuses.is_empty());
+    // Served again, from the backup: the patient made after it is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        let listed = app.get("/api/v1/patients", &clinic.token).await;
+        if listed.status == StatusCode::OK || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["pagination"]["total"], 1);
+    fleet.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    app.cleanup().await;
+}
