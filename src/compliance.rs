@@ -43,10 +43,7 @@ pub async fn verify_clinic(
         .max_connections(1)
         .connect_with(crate::tenancy::ddl::admin_session(
             databases
-                .admin_options
-                .clone()
-                .host(&placement.db_host)
-                .port(u16::try_from(placement.db_port).unwrap_or(5432))
+                .admin_on_server(&placement.db_host, placement.db_port)
                 .database(&placement.db_name),
         ))
         .await?;
@@ -81,7 +78,7 @@ async fn check(
                     .bind(last_id)
                     .fetch_optional(&mut *conn)
                     .await?;
-            if stored.as_deref().map(hex) != Some(last_hash) {
+            if stored.as_deref().map(crate::crypto::hex) != Some(last_hash) {
                 broken = Some(BrokenLink {
                     id: last_id,
                     reason: "the row anchored at the last verification is missing or altered"
@@ -100,7 +97,7 @@ async fn check(
             actor_user_id: None,
             company_id: Some(id.0),
             client_addr: None,
-            details: json!({ "lastId": head.0, "lastHash": hex(&head.1) }),
+            details: json!({ "lastId": head.0, "lastHash": crate::crypto::hex(&head.1) }),
         };
         audit::record(&databases.central, event).await?;
     }
@@ -119,8 +116,4 @@ pub async fn all_clinics(databases: &Databases) -> Result<Vec<ClinicId>, sqlx::E
     .fetch_all(&databases.central)
     .await?;
     Ok(ids.into_iter().map(ClinicId).collect())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

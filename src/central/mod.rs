@@ -81,6 +81,15 @@ impl Databases {
         })
     }
 
+    /// The admin role on the maintenance database of a server (the
+    /// central one or another holding clinic databases).
+    pub fn admin_on_server(&self, host: &str, port: i32) -> PgConnectOptions {
+        self.admin_options
+            .clone()
+            .host(host)
+            .port(u16::try_from(port).unwrap_or(5432))
+    }
+
     pub async fn close(&self) {
         self.central.close().await;
         self.admin.close().await;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::pgtools::{PgTools, Target};
 use super::{connect, for_each_bounded, ClinicRecord, Fleet};
-use crate::crypto::Keyring;
+use crate::crypto::{Keyring, MasterKey};
 use crate::tenancy::ddl;
 use crate::tenancy::naming::ClinicId;
 
@@ -133,12 +133,8 @@ async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Resul
                 &["--format=custom", "--no-password", "--file", &file],
             )
             .await?;
-        let (path, key) = (
-            partial.clone(),
-            fleet.settings.master_key.derive(MAC_PURPOSE),
-        );
-        let (mac, bytes) =
-            tokio::task::spawn_blocking(move || mac_file(&path, &key, None)).await??;
+        let (path, key) = (partial.clone(), fleet.settings.master_key.clone());
+        let (mac, bytes) = tokio::task::spawn_blocking(move || mac_file(&path, &key)).await??;
         fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
         write_mac(out, &mac)?;
         anyhow::Ok((mac, bytes))
@@ -158,9 +154,10 @@ async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Resul
 }
 
 /// Copies `file` to `copy` (mode 0600) while computing its authentication
-/// code, and checks the code against `FILE.mac` with the current master key,
-/// then the previous one: what is restored afterwards is the copy, exactly
-/// the bytes that were checked. On refusal, the copy is removed.
+/// code under the current master key and the previous one, in the same
+/// pass, and checks `FILE.mac` against them (in constant time): what is
+/// restored afterwards is the copy, exactly the bytes that were checked. On
+/// refusal, the copy is removed.
 pub fn authenticated_copy(file: &Path, keyring: &Keyring, copy: &Path) -> anyhow::Result<()> {
     let macs = mac_path(file);
     let text = fs::read_to_string(&macs).with_context(|| {
@@ -169,20 +166,20 @@ pub fn authenticated_copy(file: &Path, keyring: &Keyring, copy: &Path) -> anyhow
             macs.display()
         )
     })?;
-    let expected = text.split_whitespace().next().unwrap_or_default();
+    let expected = crate::crypto::unhex(text.split_whitespace().next().unwrap_or_default());
     let checked = (|| {
         let mut out = create_private(copy)?;
-        let (actual, _) = mac_file(file, &keyring.current.derive(MAC_PURPOSE), Some(&mut out))?;
+        let mut codes: Vec<Hmac<Sha256>> = std::iter::once(&keyring.current)
+            .chain(keyring.previous.as_ref())
+            .map(backup_mac)
+            .collect();
+        digest_file(file, &mut codes, Some(&mut out))?;
         out.sync_all()?;
-        let previous = || {
-            keyring
-                .previous
-                .as_ref()
-                .map(|key| mac_file(file, &key.derive(MAC_PURPOSE), None))
-                .transpose()
-        };
-        let matches = actual.eq_ignore_ascii_case(expected)
-            || previous()?.is_some_and(|(code, _)| code.eq_ignore_ascii_case(expected));
+        let matches = expected.is_some_and(|expected| {
+            codes
+                .into_iter()
+                .any(|code| code.verify_slice(&expected).is_ok())
+        });
         if !matches {
             anyhow::bail!(
                 "{} does not match its authentication code: it was changed or damaged, \
@@ -198,35 +195,43 @@ pub fn authenticated_copy(file: &Path, keyring: &Keyring, copy: &Path) -> anyhow
     checked
 }
 
-/// HMAC-SHA-256 (lower-case hex) and length of a file, read in chunks and
-/// written to `copy` on the way when given.
-fn mac_file(
+/// The authentication code of backups under `key`, not fed yet.
+fn backup_mac(key: &MasterKey) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(&key.derive(MAC_PURPOSE))
+        .expect("HMAC takes any key length")
+}
+
+/// Reads `path` in chunks into every code of `codes`, writing it to `copy`
+/// on the way when given; returns its length.
+fn digest_file(
     path: &Path,
-    key: &[u8; 32],
+    codes: &mut [Hmac<Sha256>],
     mut copy: Option<&mut fs::File>,
-) -> anyhow::Result<(String, u64)> {
+) -> anyhow::Result<u64> {
     let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     let mut buffer = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
         let read = file.read(&mut buffer)?;
         if read == 0 {
-            break;
+            return Ok(total);
         }
-        mac.update(&buffer[..read]);
+        for code in codes.iter_mut() {
+            code.update(&buffer[..read]);
+        }
         if let Some(out) = copy.as_mut() {
             out.write_all(&buffer[..read])?;
         }
         total += read as u64;
     }
-    let hex = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((hex, total))
+}
+
+/// The authentication code (lower-case hex) and length of a file.
+fn mac_file(path: &Path, key: &MasterKey) -> anyhow::Result<(String, u64)> {
+    let mut codes = [backup_mac(key)];
+    let bytes = digest_file(path, &mut codes, None)?;
+    let [code] = codes;
+    Ok((crate::crypto::hex(&code.finalize().into_bytes()), bytes))
 }
 
 fn write_mac(file: &Path, mac: &str) -> anyhow::Result<()> {
@@ -263,7 +268,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
 
     #[test]
     fn an_edited_backup_or_another_key_is_refused() {
@@ -277,7 +281,7 @@ mod tests {
             authenticated_copy(&file, &keyring, &copy).is_err(),
             "no code file"
         );
-        let (code, bytes) = mac_file(&file, &old.derive(MAC_PURPOSE), None).unwrap();
+        let (code, bytes) = mac_file(&file, &old).unwrap();
         assert_eq!(bytes, 15);
         write_mac(&file, &code).unwrap();
         let line = fs::read_to_string(mac_path(&file)).unwrap();

@@ -201,14 +201,19 @@ pub async fn migrate_clinic(
 async fn migrate_into(
     fleet: &Fleet,
     clinic: &ClinicRecord,
-    migrator: &'static Migrator,
+    migrator: &Migrator,
     dry_run: bool,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let roles = TenantRoles::of(ClinicId(clinic.id), &fleet.settings.prefix);
     let in_database = fleet.admin_options_on(clinic, &clinic.db_name);
     if !dry_run {
-        let mut admin = connect(&fleet.admin_on_server(&clinic.db_host, clinic.db_port)).await?;
+        let mut admin = connect(
+            &fleet
+                .databases
+                .admin_on_server(&clinic.db_host, clinic.db_port),
+        )
+        .await?;
         let owned = async {
             ddl::ensure_owner_role(&mut admin, &roles.owner).await?;
             ddl::give_database_to_owner(&mut admin, &clinic.db_name, &roles).await
@@ -248,7 +253,7 @@ async fn migrate_as_owner(
     fleet: &Fleet,
     clinic: &ClinicRecord,
     as_owner: &mut PgConnection,
-    migrator: &'static Migrator,
+    migrator: &Migrator,
     before: &[i64],
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {

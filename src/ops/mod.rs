@@ -144,22 +144,10 @@ impl Fleet {
             .ok_or_else(|| anyhow::anyhow!("no provisioned clinic has the id {id}"))
     }
 
-    /// The admin role on the maintenance database of a server.
-    pub fn admin_on_server(&self, host: &str, port: i32) -> PgConnectOptions {
-        self.databases
-            .admin_options
-            .clone()
-            .host(host)
-            .port(u16::try_from(port).unwrap_or(5432))
-    }
-
     /// The admin role, connected to `database` on the clinic's server.
     pub fn admin_options_on(&self, clinic: &ClinicRecord, database: &str) -> PgConnectOptions {
         self.databases
-            .admin_options
-            .clone()
-            .host(&clinic.db_host)
-            .port(u16::try_from(clinic.db_port).unwrap_or(5432))
+            .admin_on_server(&clinic.db_host, clinic.db_port)
             .database(database)
     }
 

@@ -160,7 +160,12 @@ async fn into_existing(
         return Err(RestoreError::HasPatients(id));
     }
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
-    let mut admin = connect(&fleet.admin_on_server(&clinic.db_host, clinic.db_port)).await?;
+    let mut admin = connect(
+        &fleet
+            .databases
+            .admin_on_server(&clinic.db_host, clinic.db_port),
+    )
+    .await?;
     // A clinic of an earlier release gets its owner role here.
     ddl::ensure_owner_role(&mut admin, &roles.owner).await?;
     let server = Server {
@@ -201,7 +206,7 @@ async fn into_new(
     let id = ClinicId::generate();
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
     let password = random_token(32);
-    let mut admin = connect(&fleet.admin_on_server(&server.host, server.port)).await?;
+    let mut admin = connect(&fleet.databases.admin_on_server(&server.host, server.port)).await?;
     ddl::create_roles(&mut admin, &roles, &password).await?;
     let result = async {
         let on = Server {
@@ -289,6 +294,7 @@ async fn finish_new(
     // As the owner, in a database holding only the product's own code.
     let mut staging = connect(&ddl::owner_session(
         fleet
+            .databases
             .admin_on_server(&server.host, server.port)
             .database(&staged.database),
         &TenantRoles::of(id, &fleet.settings.prefix).owner,
@@ -398,6 +404,7 @@ async fn stage(
             });
         }
         let in_database = fleet
+            .databases
             .admin_on_server(server.host, server.port)
             .database(&database);
         let mut as_owner = connect(&ddl::owner_session(in_database, &roles.owner)).await?;
@@ -682,6 +689,48 @@ async fn drop_database(admin: &mut PgConnection, database: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table of contents as `pg_restore --list` prints it, with the
+    /// definitions and privileges a file may carry: only the rows of the
+    /// product's tables (not the ledger, not a table of another's making)
+    /// and the pending trail's sequence position are kept.
+    #[test]
+    fn only_the_rows_of_the_products_tables_are_restored() {
+        let contents = "\
+;
+; Archive created at 2026-11-29 18:00:00 UTC
+;
+215; 1259 16390 TABLE public patients medicalpro_owner_x
+230; 1255 16500 FUNCTION public planted() medicalpro_clinic_x
+231; 2620 16501 TRIGGER public patients planted medicalpro_clinic_x
+3390; 0 16390 TABLE DATA public patients medicalpro_owner_x
+3391; 0 16400 TABLE DATA public _sqlx_migrations medicalpro_owner_x
+3392; 0 16410 TABLE DATA public whoami medicalpro_clinic_x
+3393; 0 16420 TABLE DATA public audit_events medicalpro_owner_x
+3394; 0 16430 TABLE DATA evil patients medicalpro_clinic_x
+3401; 0 0 SEQUENCE SET public audit_events_pending_id_seq medicalpro_owner_x
+3402; 0 0 SEQUENCE SET public planted_seq medicalpro_clinic_x
+3500; 0 0 ACL public TABLE patients medicalpro_owner_x
+";
+        assert_eq!(
+            rows_only(contents),
+            "3390; 0 16390 TABLE DATA public patients medicalpro_owner_x\n\
+             3393; 0 16420 TABLE DATA public audit_events medicalpro_owner_x\n\
+             3401; 0 0 SEQUENCE SET public audit_events_pending_id_seq medicalpro_owner_x\n"
+        );
+    }
+
+    #[test]
+    fn the_ledger_gives_its_successful_versions() {
+        let copy = "SET statement_timeout = 0;\n\
+            COPY public._sqlx_migrations (version, description, installed_on, success, checksum, execution_time) FROM stdin;\n\
+            1\tclinic base\t2026-01-01 00:00:00+00\tt\t\\\\x00\t1\n\
+            2\tclinic domain\t2026-01-01 00:00:00+00\tt\t\\\\x00\t1\n\
+            4\tfailed one\t2026-01-01 00:00:00+00\tf\t\\\\x00\t1\n\
+            \\.\n\
+            SELECT 1;\n";
+        assert_eq!(ledger_versions(copy).collect::<Vec<_>>(), [1, 2]);
+    }
 
     #[test]
     fn a_restored_clinic_gets_a_tagged_email() {

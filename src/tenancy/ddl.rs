@@ -122,33 +122,10 @@ pub async fn create_roles(
     .await
 }
 
-/// The owner role of a clinic made by an earlier release, created if
-/// missing, with the admin a member of it.
-pub async fn ensure_owner_role(admin: &mut PgConnection, owner: &str) -> Result<(), sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)")
-            .bind(owner)
-            .fetch_one(&mut *admin)
-            .await?;
-    let owner = quote_ident(owner);
-    if !exists {
-        run(
-            admin,
-            &format!(
-                "CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 NOBYPASSRLS"
-            ),
-        )
-        .await?;
-    }
-    run(admin, &format!("GRANT {owner} TO CURRENT_USER")).await
-}
-
-/// (Re)creates the template database `name` (see `tenancy::template`),
-/// empty and closed to `PUBLIC`, owned by the admin, and its role of the
-/// same name (`NOLOGIN`), which may create in it and of which the admin is
-/// a member.
-pub async fn recreate_template(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+/// A role that owns objects and cannot log in (the owner of a clinic made
+/// by an earlier release, the template role), created if missing, with the
+/// admin a member of it (to create databases for it and act as it).
+pub async fn ensure_owner_role(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)")
             .bind(name)
@@ -165,7 +142,16 @@ pub async fn recreate_template(admin: &mut PgConnection, name: &str) -> Result<(
         )
         .await?;
     }
-    run(admin, &format!("GRANT {name} TO CURRENT_USER")).await?;
+    run(admin, &format!("GRANT {name} TO CURRENT_USER")).await
+}
+
+/// (Re)creates the template database `name` (see `tenancy::template`),
+/// empty and closed to `PUBLIC`, owned by the admin, and its role of the
+/// same name (`NOLOGIN`), which may create in it and of which the admin is
+/// a member.
+pub async fn recreate_template(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    ensure_owner_role(admin, name).await?;
+    let name = quote_ident(name);
     for statement in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         // Closed to every connection until `PUBLIC`'s are revoked.

@@ -6,7 +6,8 @@
 //!
 //! The schema comes from the template database when it is current (a copy,
 //! then its objects handed to the owner role: see `tenancy::template`), else
-//! from the clinic migrations and the audit trail, applied as the owner. A missing or stale template is rebuilt by the
+//! from the clinic migrations and the audit trail, applied as the owner. A
+//! missing or stale template is rebuilt by the
 //! provisioning that finds it so, unless another session is using it. At
 //! most `PROVISION_CONCURRENCY` clinics are provisioned at once.
 
@@ -280,11 +281,7 @@ impl Provisioner {
 
     /// The admin role on `server`'s maintenance database.
     fn admin_on_server(&self, server: &servers::DbServer) -> PgConnectOptions {
-        self.databases
-            .admin_options
-            .clone()
-            .host(&server.host)
-            .port(u16::try_from(server.port).unwrap_or(5432))
+        self.databases.admin_on_server(&server.host, server.port)
     }
 
     /// The roles and their database, copied from the template when it is

@@ -186,8 +186,7 @@ fn fingerprint_of<'a>(
     for script in scripts {
         hasher.update(script.as_bytes());
     }
-    let digest = hasher.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::crypto::hex(&hasher.finalize()[..8]);
     format!("medicalpro clinic template v{newest} {hex}")
 }
 

@@ -417,21 +417,16 @@ async fn the_trails_definer_functions_run_no_planted_code() {
     app.cleanup().await;
 }
 
-/// An issued invoice (this year's: under retention) and the counters, as
-/// the login role.
-#[tokio::test]
-async fn issued_invoices_and_counters_hold_against_the_login_role() {
-    let app = spawn_app().await;
-    let clinic = app.register_clinic("Ledger").await;
-    let token = &clinic.token;
-    let patient = app.create_patient(token, "Ines", "Invoice").await;
+/// Issues, through the API, an invoice of one line of `cents` for
+/// `patient`: its id and number.
+async fn issue_invoice(app: &TestApp, token: &str, patient: &str, cents: i64) -> (String, String) {
     let created = app
         .post(
             "/api/v1/documents",
             token,
             json!({"documentType": "invoice", "patientId": patient,
                    "items": [{"description": "Consultation", "quantity": 1,
-                              "unitPriceCents": 2500, "vatRate": 0}]}),
+                              "unitPriceCents": cents, "vatRate": 0}]}),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -445,6 +440,18 @@ async fn issued_invoices_and_counters_hold_against_the_login_role() {
         .await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
     let number = issued.data()["number"].as_str().unwrap().to_owned();
+    (invoice, number)
+}
+
+/// An issued invoice (this year's: under retention) and the counters, as
+/// the login role.
+#[tokio::test]
+async fn issued_invoices_and_counters_hold_against_the_login_role() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Ledger").await;
+    let token = &clinic.token;
+    let patient = app.create_patient(token, "Ines", "Invoice").await;
+    let (invoice, number) = issue_invoice(&app, token, &patient, 2500).await;
 
     let mut as_login = login(&app, clinic.id).await;
     let attacks = [
@@ -482,25 +489,8 @@ async fn issued_invoices_and_counters_hold_against_the_login_role() {
     assert_eq!(read.data()["number"], number.as_str());
     assert_eq!(read.data()["totalCents"], 2500);
     // And numbering goes on, in order.
-    let next = app
-        .post(
-            "/api/v1/documents",
-            token,
-            json!({"documentType": "invoice", "patientId": patient,
-                   "items": [{"description": "Suivi", "quantity": 1,
-                              "unitPriceCents": 1000, "vatRate": 0}]}),
-        )
-        .await
-        .id();
-    let second = app
-        .patch(
-            &format!("/api/v1/documents/{next}"),
-            token,
-            json!({"status": "sent"}),
-        )
-        .await;
-    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
-    assert!(second.data()["number"].as_str().unwrap().ends_with("-0002"));
+    let (_, second) = issue_invoice(&app, token, &patient, 1000).await;
+    assert!(second.ends_with("-0002"), "{second}");
     app.cleanup().await;
 }
 
@@ -518,13 +508,45 @@ async fn prefixed_databases(app: &TestApp) -> Vec<String> {
     names
 }
 
+/// Asserts that no object of the code planted before a backup is in the
+/// clinic's database.
+async fn assert_no_planted_code(app: &TestApp, clinic: Uuid) {
+    let mut db = app.admin_connection(&app.clinic_database(clinic)).await;
+    let planted: Vec<String> = sqlx::query_scalar(
+        "SELECT proname::text FROM pg_proc WHERE proname = 'planted'
+         UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname = 'planted'
+         UNION ALL SELECT relname::text FROM pg_class WHERE relname = 'planted_view'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert!(planted.is_empty(), "restored from the file: {planted:?}");
+    db.close().await.unwrap();
+}
+
 /// Restores in place and as a new clinic come out laid out as provisioning
-/// makes them; an edited file is refused before anything changes.
+/// makes them, without the code the backed-up database held besides the
+/// product's; an edited file is refused before anything changes.
 #[tokio::test]
 async fn restores_keep_the_layout_and_refuse_an_edited_file() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Restored").await;
     let patient = app.create_patient(&clinic.token, "Rosa", "Restored").await;
+    // Code in the backed-up database that is not the product's (as an
+    // earlier layout's login role could leave it): the backup holds it, no
+    // restore may run or keep it.
+    let mut admin = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.planted() RETURNS trigger LANGUAGE plpgsql
+             AS $$BEGIN RAISE EXCEPTION 'planted code ran'; END$$;
+         CREATE TRIGGER planted BEFORE INSERT OR UPDATE ON public.patients
+             FOR EACH ROW EXECUTE FUNCTION public.planted();
+         CREATE VIEW public.planted_view AS SELECT id FROM public.patients;",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = std::env::temp_dir().join(format!("medicalpro-hostile-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -571,10 +593,20 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
     .unwrap();
     app.state.pools.close(ClinicId(clinic.id)).await;
     assert_locked_down(&app, clinic.id).await;
+    assert_no_planted_code(&app, clinic.id).await;
     let read = app
         .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
         .await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    // Writing a patient fires no trigger of the file's.
+    let changed = app
+        .patch(
+            &format!("/api/v1/patients/{patient}"),
+            &clinic.token,
+            json!({"notes": "after the restore"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
 
     let copy = restore(
         &fleet,
@@ -591,6 +623,7 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
     .await
     .unwrap();
     assert_locked_down(&app, copy.clinic_id).await;
+    assert_no_planted_code(&app, copy.clinic_id).await;
     // The new clinic's password reached PostgreSQL as a SCRAM verifier.
     let mut server = app.admin_connection("postgres").await;
     let secret: String = sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
