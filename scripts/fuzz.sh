@@ -73,7 +73,8 @@ register=$(curl -fsS -X POST "$base/api/v1/auth/register" -H 'Content-Type: appl
 token=$(printf '%s' "$register" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["accessToken"])')
 # The hooks keep the run from changing this account (see fuzz_hooks.py).
 FUZZ_ADMIN_ID=$(printf '%s' "$register" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["user"]["id"])')
-export FUZZ_ADMIN_ID SCHEMATHESIS_HOOKS="$repo/scripts/fuzz_hooks.py"
+FUZZ_TOKEN=$token FUZZ_BASE=$base
+export FUZZ_ADMIN_ID FUZZ_TOKEN FUZZ_BASE SCHEMATHESIS_HOOKS="$repo/scripts/fuzz_hooks.py"
 # A patient, so that reads of existing rows are exercised too.
 curl -fsS -X POST "$base/api/v1/patients" -H "Authorization: Bearer $token" \
   -H 'Content-Type: application/json' -d '{"firstName":"Marie","lastName":"Curie"}' >/dev/null

@@ -1,25 +1,51 @@
 """schemathesis hooks for scripts/fuzz.sh."""
 
+import json
 import os
 import re
+import urllib.request
 import uuid
 
 import schemathesis
 
 ADMIN_ID = os.environ["FUZZ_ADMIN_ID"]
+TOKEN = os.environ["FUZZ_TOKEN"]
+BASE = os.environ["FUZZ_BASE"]
+
+
+def _decoy_account():
+    """A new staff account of the clinic (readonly): its id."""
+    body = json.dumps({
+        "email": f"decoy-{uuid.uuid4().hex[:12]}@example.fr",
+        "password": "decoy password",
+        "firstName": "Decoy",
+        "lastName": "Account",
+        "role": "readonly",
+    }).encode()
+    request = urllib.request.Request(
+        f"{BASE}/api/v1/users",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]["id"]
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
     """The run acts with the registered admin's token: a change aimed at
     the admin's own account (which could demote, deactivate or delete it,
-    and so end the run's access) goes to an id no account has instead."""
+    and so end the run's access) goes to a live decoy account instead, made
+    for it, which answers as any account would. (An id that no account has
+    would answer 404, which the stateful phase rightly reports as a created
+    resource gone missing.)"""
     if (
         case.path == "/api/v1/users/{id}"
         and case.method.upper() != "GET"
         and str(case.path_parameters.get("id")) == ADMIN_ID
     ):
-        case.path_parameters["id"] = str(uuid.uuid4())
+        case.path_parameters["id"] = _decoy_account()
 
 
 # The fields a schema-valid request may still be refused for (422), per
