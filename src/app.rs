@@ -153,10 +153,16 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
     }
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
+    shut_down(&state).await;
+    result
+}
+
+/// What a stopping server does once requests have drained: seals the audit
+/// events requests left pending, then closes every connection.
+pub async fn shut_down(state: &AppState) {
     state.sealer.seal_marked(&state.pools).await;
     state.pools.close_all().await;
     state.databases.close().await;
-    result
 }
 
 /// Serves `state` on `listener` until `stop` completes; then accepts no new

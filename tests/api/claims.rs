@@ -464,6 +464,43 @@ async fn pending_events_are_sealed_before_audit_reads_and_survive_a_failed_seal(
     app.cleanup().await;
 }
 
+/// A stopping server seals what its requests left pending before it
+/// closes its connections (`app::shut_down`, run by `serve` after the
+/// drain), on an instance that runs no background sealer.
+#[tokio::test]
+async fn a_stopping_server_seals_the_events_its_requests_left_pending() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Stopping").await;
+    let patient = app.create_patient(&clinic.token, "Sam", "Stopping").await;
+    let other = app.second_instance().await;
+    let mut holder = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let read = other
+        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let mut checker = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(pending(&mut checker).await, 1, "nothing sealed it yet");
+    other.close_instance().await;
+    assert_eq!(pending(&mut checker).await, 0, "sealed at shutdown");
+    let sealed_read: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'read' AND resource_id = $1",
+    )
+    .bind(patient.parse::<Uuid>().unwrap())
+    .fetch_one(&mut checker)
+    .await
+    .unwrap();
+    assert_eq!(sealed_read, 1);
+    holder.close().await.unwrap();
+    checker.close().await.unwrap();
+    app.cleanup().await;
+}
+
 async fn pending(conn: &mut sqlx::PgConnection) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM audit_events_pending")
         .fetch_one(conn)
@@ -488,6 +525,35 @@ async fn requests_during_a_restore_are_served_or_told_to_retry() {
         .unwrap();
     app.create_patient(&clinic.token, "Lost", "Afterwards")
         .await;
+    // The swap's first steps, by hand: no new connections to the database,
+    // its sessions ended. A request then is told to retry.
+    let database = app.clinic_database(clinic.id);
+    let mut admin = app.admin_connection("postgres").await;
+    let allow =
+        |allowed: bool| format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allowed}");
+    sqlx::raw_sql(&allow(false))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&database)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let closed = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(
+        closed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        closed.body
+    );
+    assert_eq!(closed.code(), "clinic_unavailable");
+    assert!(closed.headers.contains_key("retry-after"));
+    sqlx::raw_sql(&allow(true))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
     let restoring = std::sync::atomic::AtomicBool::new(true);
     let load = async {
         let mut statuses = Vec::new();

@@ -180,10 +180,10 @@ impl TestApp {
         None
     }
 
-    /// Closes an instance's connections without dropping anything.
+    /// Stops an instance as a stopping server does (pending audit events
+    /// sealed, connections closed), without dropping anything.
     pub async fn close_instance(self) {
-        self.state.pools.close_all().await;
-        self.state.databases.close().await;
+        medicalpro::app::shut_down(&self.state).await;
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
