@@ -124,6 +124,10 @@ pub struct Gauges {
     pub open_clinic_connections: usize,
     pub central_connections: u32,
     pub central_idle_connections: usize,
+    /// Transactions ended without commit, rolled back before reuse.
+    pub clinic_rollbacks_on_release: u64,
+    /// Clinic connections released in a transaction, closed instead.
+    pub clinic_connections_refused_in_transaction: u64,
 }
 
 impl Metrics {
@@ -235,6 +239,28 @@ impl Metrics {
         );
         header(
             &mut out,
+            "medicalpro_clinic_rollbacks_on_release_total",
+            "counter",
+            "Clinic transactions ended without commit (an error, an abandoned request), rolled back before their connection served anyone else.",
+        );
+        let _ = writeln!(
+            out,
+            "medicalpro_clinic_rollbacks_on_release_total {}",
+            gauges.clinic_rollbacks_on_release
+        );
+        header(
+            &mut out,
+            "medicalpro_clinic_connections_refused_in_transaction_total",
+            "counter",
+            "Clinic connections that came back still in a transaction: closed, never reused.",
+        );
+        let _ = writeln!(
+            out,
+            "medicalpro_clinic_connections_refused_in_transaction_total {}",
+            gauges.clinic_connections_refused_in_transaction
+        );
+        header(
+            &mut out,
             "medicalpro_central_connections",
             "gauge",
             "Connections of the central database pool, by state.",
@@ -342,6 +368,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         open_clinic_connections: state.pools.open_connections(),
         central_connections: state.databases.central.size(),
         central_idle_connections: state.databases.central.num_idle(),
+        clinic_rollbacks_on_release: state.pools.rolled_back_on_release(),
+        clinic_connections_refused_in_transaction: state.pools.refused_in_transaction(),
     };
     (
         [(
@@ -362,6 +390,8 @@ mod tests {
             open_clinic_connections: 4,
             central_connections: 3,
             central_idle_connections: 1,
+            clinic_rollbacks_on_release: 0,
+            clinic_connections_refused_in_transaction: 0,
         }
     }
 

@@ -36,6 +36,12 @@
 //!   [`PoolError::Unavailable`] (503 `clinic_unavailable` with `Retry-After`).
 //! - One short lock guards the registry; it is never held across an await,
 //!   so opening or connecting one clinic never delays another.
+//! - No connection goes back with a transaction open: a transaction dropped
+//!   without commit (an error after `BEGIN`, an abandoned request) is rolled
+//!   back before its connection is released, its clinic checkout held until
+//!   then; one that cannot be rolled back is closed. The registry refuses a
+//!   connection still in a transaction (closing it), counted in `/metrics`:
+//!   its locks would stall the next request on the same rows.
 //! - A connection is not pinged on checkout (one round trip saved per
 //!   request): if `BEGIN` fails on a reused connection, it is closed and a
 //!   fresh one opened. A background sweep closes connections idle longer than
@@ -45,7 +51,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -114,6 +120,10 @@ struct Shared {
     /// the budget: one of them may evict it.
     idled: Notify,
     registry: Mutex<Registry>,
+    /// Transactions dropped without commit, rolled back before release.
+    rolled_back: AtomicU64,
+    /// Connections released still in a transaction, closed instead.
+    refused_in_transaction: AtomicU64,
 }
 
 #[derive(Default)]
@@ -255,6 +265,8 @@ impl ClinicPools {
             idled: Notify::new(),
             settings,
             registry: Mutex::new(Registry::default()),
+            rolled_back: AtomicU64::new(0),
+            refused_in_transaction: AtomicU64::new(0),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep(Arc::downgrade(&shared)));
@@ -314,6 +326,18 @@ impl ClinicPools {
     /// Clinics opened (credentials in memory) right now.
     pub fn open_clinics(&self) -> usize {
         self.shared.lock().clinics.len()
+    }
+
+    /// Transactions ended without commit, rolled back before their
+    /// connection served anyone else, since start.
+    pub fn rolled_back_on_release(&self) -> u64 {
+        self.shared.rolled_back.load(Ordering::Relaxed)
+    }
+
+    /// Connections released still in a transaction (closed, not reused),
+    /// since start.
+    pub fn refused_in_transaction(&self) -> u64 {
+        self.shared.refused_in_transaction.load(Ordering::Relaxed)
     }
 }
 
@@ -410,11 +434,18 @@ impl Shared {
         Ok(Found::WaitBudget)
     }
 
-    /// Takes a connection back: kept idle, unless its clinic is retired or
-    /// it is old. A clinic waiting for the budget is told, to evict it.
+    /// Takes a connection back: kept idle, unless its clinic is retired,
+    /// it is old, or it is still in a transaction (refused and counted). A
+    /// clinic waiting for the budget is told, to evict it.
     fn release(&self, clinic: &Arc<Clinic>, live: Live) {
+        let in_transaction = PgTransactionManager::get_transaction_depth(&live.conn) > 0;
+        if in_transaction {
+            self.refused_in_transaction.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(clinic.id = %clinic.id, "a connection came back in a transaction: closed");
+        }
         let mut registry = self.lock();
-        let usable = !clinic.retired.load(Ordering::Relaxed)
+        let usable = !in_transaction
+            && !clinic.retired.load(Ordering::Relaxed)
             && !registry.closed
             && live.opened_at.elapsed() < MAX_LIFETIME;
         let tick = registry.tick + 1;
@@ -657,7 +688,8 @@ impl ClinicPool {
             shared: self.shared.clone(),
             clinic: self.clinic.clone(),
             live: None,
-            _checkout: checkout,
+            checkout: Some(checkout),
+            roll_back: false,
         };
         Ok((lease, deadline))
     }
@@ -750,7 +782,10 @@ struct Lease {
     shared: Arc<Shared>,
     clinic: Arc<Clinic>,
     live: Option<Live>,
-    _checkout: OwnedSemaphorePermit,
+    /// Held until the connection is back in the registry.
+    checkout: Option<OwnedSemaphorePermit>,
+    /// A transaction was left open on the connection: roll it back first.
+    roll_back: bool,
 }
 
 impl Lease {
@@ -772,9 +807,43 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(live) = self.live.take() {
+        let Some(live) = self.live.take() else {
+            return;
+        };
+        if !self.roll_back {
             self.shared.release(&self.clinic, live);
+            return;
         }
+        let (shared, clinic) = (self.shared.clone(), self.clinic.clone());
+        let checkout = self.checkout.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    roll_back_then_release(&shared, &clinic, live).await;
+                    drop(checkout);
+                });
+            }
+            // No runtime left to roll back on: the connection goes, and
+            // its backend rolls back as it exits.
+            Err(_) => self.shared.lost(&self.clinic),
+        }
+    }
+}
+
+/// Rolls back the transaction left open on `live`, then releases it; if
+/// that fails, closes it.
+async fn roll_back_then_release(shared: &Shared, clinic: &Arc<Clinic>, mut live: Live) {
+    let rolled_back = tokio::time::timeout(
+        CLOSE_TIMEOUT,
+        PgTransactionManager::rollback(&mut live.conn),
+    )
+    .await;
+    if let Ok(Ok(())) = rolled_back {
+        shared.rolled_back.fetch_add(1, Ordering::Relaxed);
+        shared.release(clinic, live);
+    } else {
+        shared.lost(clinic);
+        close_later(&shared.exits, live);
     }
 }
 
@@ -821,10 +890,8 @@ impl DerefMut for ClinicTransaction {
 
 impl Drop for ClinicTransaction {
     fn drop(&mut self) {
-        if self.open {
-            // Queued, sent before the connection's next statement.
-            PgTransactionManager::start_rollback(self.lease.conn());
-        }
+        // The lease rolls back before releasing the connection.
+        self.lease.roll_back = self.open;
     }
 }
 

@@ -10,6 +10,7 @@ mod compliance;
 mod consents;
 mod documents;
 mod embedded;
+mod failed_writes;
 mod helpers;
 mod hostile;
 mod hostile_tenant;
