@@ -18,8 +18,13 @@
 //! - Idle connections are kept per clinic and in one least-recently-used
 //!   order. A checkout takes an idle connection of its clinic, else opens one
 //!   if the budget allows. When the budget is spent:
-//!   - a clinic that has connections (all busy) waits for one of them, or a
-//!     permit, whichever comes first: it does not take from others;
+//!   - a clinic that has connections (all busy) takes the least recently
+//!     used idle connection of another clinic if that one has been idle for
+//!     [`QUIET_AFTER`] (its clinic is quiet: a burst across many clinics
+//!     leaves the busy clinic's share to it within a second); else it
+//!     waits for one of its own, or a permit, whichever comes first. A
+//!     connection idle for less is about to be reused by its own clinic:
+//!     taking it would only trade one reconnection for another;
 //!   - a clinic with none closes an idle connection of another clinic and
 //!     takes its permit: the least recently used of a clinic holding more
 //!     than one. A clinic's last connection is taken (least recently used
@@ -72,6 +77,10 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How long a clinic with no connection waits for another clinic's second
 /// (or later) connection to be released before it takes one's last.
 const LAST_CONNECTION_GRACE: Duration = Duration::from_millis(50);
+
+/// How long a connection must have been idle before a clinic whose
+/// connections are all busy may take it from its clinic.
+const QUIET_AFTER: Duration = Duration::from_millis(250);
 
 /// How long closing one connection, and waiting for its backend to exit,
 /// may take before its permit is given back regardless.
@@ -422,6 +431,12 @@ impl Shared {
             ));
         }
         if registry.slot(clinic).is_some_and(|slot| slot.open > 0) {
+            if let Some(live) = registry.take_oldest_idle(QUIET_AFTER) {
+                return Ok(Found::Evicted(
+                    live,
+                    Opening::new(self, clinic, &mut registry),
+                ));
+            }
             return Ok(Found::WaitOwn);
         }
         if let Some(live) = registry.evict(may_take_last) {
@@ -504,18 +519,8 @@ impl Shared {
         let idle_timeout = self.settings.idle_timeout;
         let mut registry = self.lock();
         let mut expired = Vec::new();
-        while let Some((&tick, &id)) = registry.lru.first_key_value() {
-            let old = registry.clinics.get(&id).is_some_and(|slot| {
-                slot.idle
-                    .iter()
-                    .any(|idle| idle.tick == tick && idle.since.elapsed() >= idle_timeout)
-            });
-            if !old {
-                break;
-            }
-            if let Some(live) = registry.take_idle(id, tick) {
-                expired.push(live);
-            }
+        while let Some(live) = registry.take_oldest_idle(idle_timeout) {
+            expired.push(live);
         }
         registry.clinics.retain(|_, slot| {
             slot.open > 0
@@ -570,6 +575,22 @@ impl Registry {
             None => return None,
         };
         self.take_idle(id, tick)
+    }
+
+    /// Removes the least recently used idle connection if it has been idle
+    /// for at least `for_at_least`; the caller closes it.
+    fn take_oldest_idle(&mut self, for_at_least: Duration) -> Option<Live> {
+        let (&tick, &id) = self.lru.first_key_value()?;
+        let old = self.clinics.get(&id).is_some_and(|slot| {
+            slot.idle
+                .iter()
+                .any(|idle| idle.tick == tick && idle.since.elapsed() >= for_at_least)
+        });
+        if old {
+            self.take_idle(id, tick)
+        } else {
+            None
+        }
     }
 
     /// Counts a connection of `clinic` about to be opened (the clinic may

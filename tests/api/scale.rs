@@ -262,8 +262,10 @@ async fn a_request_that_gets_no_connection_in_time_answers_503_promptly() {
     server.finish();
 }
 
+/// A connection its clinic released a moment ago is about to be reused by
+/// it: a clinic whose connections are busy waits for its own instead.
 #[tokio::test]
-async fn a_clinic_with_busy_connections_waits_for_its_own_and_leaves_others_alone() {
+async fn a_busy_clinic_leaves_a_connection_just_released_to_its_clinic() {
     let (app, mut server) = spawn_app_on_budget(|settings| {
         settings.pool.max_connections = 2;
         settings.pool.per_clinic_max = 2;
@@ -297,6 +299,46 @@ async fn a_clinic_with_busy_connections_waits_for_its_own_and_leaves_others_alon
     assert!(second.await.unwrap());
     assert_eq!(connections_to(server.watcher(), &quiet).await, 1);
     assert_eq!(app.state.pools.open_connections(), 2);
+    app.cleanup().await;
+    server.finish();
+}
+
+/// A clinic whose connections are all busy takes the idle connection of a
+/// quiet clinic (idle for 250 ms) at once, rather than wait for its own:
+/// after a burst across other clinics, a busy clinic gets its share back.
+#[tokio::test]
+async fn a_busy_clinic_takes_a_quiet_clinics_idle_connection_at_once() {
+    let (app, mut server) = spawn_app_on_budget(|settings| {
+        settings.pool.max_connections = 2;
+        settings.pool.per_clinic_max = 2;
+        settings.pool.checkout_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let a = app.register_clinic("Busy").await;
+    let b = app.register_clinic("Quiet").await;
+    assert_eq!(
+        app.get("/api/v1/patients", &b.token).await.status,
+        StatusCode::OK
+    );
+    let quiet = vec![app.clinic_database(b.id)];
+    let busy = vec![app.clinic_database(a.id)];
+    let pool_a = app.state.pools.pool(ClinicId(a.id)).await.unwrap();
+    let held = pool_a.begin().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // A's one connection busy, the budget spent: B's quiet one goes to A.
+    let started = Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(1), pool_a.begin())
+        .await
+        .expect("the second checkout waited for A's own connection")
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(connections_to(server.watcher(), &quiet).await, 0);
+    assert_eq!(connections_to(server.watcher(), &busy).await, 2);
+    assert!(waited < Duration::from_millis(500), "took {waited:?}");
+    drop((held, second));
+    assert!(app.state.pools.open_connections() <= 2);
+    server.assert_exits_watched().await;
     app.cleanup().await;
     server.finish();
 }
