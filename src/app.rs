@@ -122,6 +122,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         databases,
         metrics: Arc::new(Metrics::default()),
         sealer: Arc::new(AuditSealer::default()),
+        read_trail: Arc::default(),
     })
 }
 

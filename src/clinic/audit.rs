@@ -1,16 +1,18 @@
 //! The clinic audit trail (`audit_events`, in the clinic's own database):
-//! who read or changed which patient data, when, from where. Each event is
-//! recorded in the same transaction as the access, into the append-only,
-//! hash-chained `audit_events`, or, when another transaction is extending
-//! the chain at that moment, into `audit_events_pending` until a [`seal`]
-//! (see `audit_schema.sql`). [`verify_chain`] recomputes the chain.
+//! who read or changed which patient data, when, from where. A change
+//! records its event in its own transaction ([`record`]), into the
+//! append-only, hash-chained `audit_events`, or, when another transaction
+//! is extending the chain at that moment, into `audit_events_pending`
+//! until a [`seal`] (see `audit_schema.sql`). Reads record theirs in
+//! batches ([`record_all`], by `tenancy::read_trail`), pending, before
+//! their answer leaves. [`verify_chain`] recomputes the chain.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
-use sqlx::{FromRow, PgConnection, Postgres, Row};
+use sqlx::{PgConnection, Postgres, Row};
 use uuid::Uuid;
 
 use crate::auth::roles::Role;
@@ -104,12 +106,7 @@ impl Entry {
 /// Records one event, its arguments the query's only ones.
 const RECORD: &str = "SELECT public.audit_events_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// The same call after a read's own `$1` (the row's id).
-const APPEND_AFTER_ID: &str =
-    "public.audit_events_append($2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-
-/// Binds the arguments of [`RECORD`] or [`APPEND_AFTER_ID`], after the
-/// query's own.
+/// Binds the arguments of [`RECORD`].
 fn bind_event<'q>(
     query: Query<'q, Postgres, PgArguments>,
     actor: &'q Actor,
@@ -142,34 +139,36 @@ pub async fn record(
     row.try_get(0)
 }
 
-/// The statement that returns the row `select` returns for `$1 = id` (at
-/// most one) and records an event in the same statement; build it once and
-/// run it with [`read_one`].
-pub fn read_statement(select: &str) -> String {
-    format!("SELECT read.*, {APPEND_AFTER_ID} AS audit_chained FROM ({select}) AS read")
+/// Events of several requests as [`record_all`] takes them.
+pub fn batch(events: &[(Actor, Entry)]) -> Value {
+    events
+        .iter()
+        .map(|(actor, entry)| {
+            json!({
+                "actor_user_id": actor.user_id,
+                "actor_role": actor.role.as_str(),
+                "action": entry.action.as_str(),
+                "resource_type": entry.resource_type,
+                "resource_id": entry.resource_id,
+                "patient_id": entry.patient_id,
+                "request_id": actor.request_id,
+                "client_addr": actor.client_addr,
+                "changed_fields": entry.changed_fields,
+                "details": entry.details,
+            })
+        })
+        .collect()
 }
 
-/// Runs a [`read_statement`] as its own transaction, recording `entry`: the
-/// event is written exactly when the row is read, and committed before the
-/// row is handed back. Returns the row and whether its event is chained
-/// already.
-pub async fn read_one<T>(
-    conn: &mut PgConnection,
-    statement: &str,
-    id: Uuid,
-    actor: &Actor,
-    entry: &Entry,
-) -> Result<Option<(T, bool)>, sqlx::Error>
-where
-    T: for<'r> FromRow<'r, PgRow>,
-{
-    // All rows, so that the commit's outcome is known before returning.
-    let rows = bind_event(sqlx::query(statement).bind(id), actor, entry)
-        .fetch_all(conn)
+/// Records a [`batch`] of events in one statement, in their order, all
+/// pending: committed together (one flush for all), chained later by a
+/// [`seal`]. Run it as its own transaction.
+pub async fn record_all(conn: &mut PgConnection, batch: Value) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT public.audit_events_append_all($1)")
+        .bind(batch)
+        .execute(conn)
         .await?;
-    rows.first()
-        .map(|row| Ok((T::from_row(row)?, row.try_get("audit_chained")?)))
-        .transpose()
+    Ok(())
 }
 
 /// Rows one call to `audit_events_seal` chains at most.

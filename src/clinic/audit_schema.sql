@@ -142,6 +142,30 @@ BEGIN
 END
 $$;
 
+-- Records the accesses of many requests at once, in order, each stamped
+-- with the server's clock, all left pending for the sealer: one statement
+-- and one commit for many reads (`events`: a JSON array of objects with
+-- the arguments of `audit_events_append` as keys). Returns how many.
+CREATE OR REPLACE FUNCTION public.audit_events_append_all(events jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    appended integer;
+BEGIN
+    INSERT INTO public.audit_events_pending (occurred_at, actor_user_id, actor_role, action,
+        resource_type, resource_id, patient_id, request_id, client_addr, changed_fields, details)
+    SELECT pg_catalog.date_trunc('microseconds', pg_catalog.clock_timestamp()), e.actor_user_id,
+        e.actor_role, e.action, e.resource_type, e.resource_id, e.patient_id, e.request_id,
+        e.client_addr, COALESCE(e.changed_fields, '{}'::text[]), COALESCE(e.details, '{}'::jsonb)
+      FROM ROWS FROM (pg_catalog.jsonb_to_recordset(events) AS (actor_user_id uuid,
+               actor_role text, action text, resource_type text, resource_id uuid,
+               patient_id uuid, request_id text, client_addr text, changed_fields text[],
+               details jsonb)) WITH ORDINALITY AS e
+     ORDER BY e.ordinality;
+    GET DIAGNOSTICS appended = ROW_COUNT;
+    RETURN appended;
+END
+$$;
+
 -- Chains every committed pending row, waiting for the chain's lock, at
 -- most `batch` of them; returns how many.
 CREATE OR REPLACE FUNCTION public.audit_events_seal(batch integer DEFAULT 10000) RETURNS integer

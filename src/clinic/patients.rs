@@ -11,7 +11,6 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::audit::{self, Actor, Entry};
 use super::{like_pattern, nir, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Nested, Patch};
@@ -305,21 +304,13 @@ const COLUMNS: &str =
     address_line2, address_city, address_postal_code, address_country::text AS address_country, \
     national_id, notes, status, created_at, updated_at";
 
-/// A live patient by id, its read recorded in the same statement (see
-/// [`audit::read_one`]); with whether the event is chained already.
-pub async fn read_audited(
-    conn: &mut PgConnection,
-    id: Uuid,
-    actor: Actor,
-    entry: Entry,
-) -> Result<Option<(Patient, bool)>, sqlx::Error> {
+/// A live patient by id.
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Patient>, sqlx::Error> {
     static READ: LazyLock<String> = LazyLock::new(|| {
-        audit::read_statement(&format!(
-            "SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL"
-        ))
+        format!("SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL")
     });
-    let read = audit::read_one::<PatientRow>(conn, &READ, id, &actor, &entry).await?;
-    Ok(read.map(|(row, chained)| (row.into(), chained)))
+    let row: Option<PatientRow> = sqlx::query_as(&READ).bind(id).fetch_optional(conn).await?;
+    Ok(row.map(Patient::from))
 }
 
 /// A live patient, locked for update within the caller's transaction.

@@ -121,8 +121,8 @@ async fn list_appointments(
     if let Some(patient) = filter.patient_id {
         entry = entry.patient(patient);
     }
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(page(rows, page_request.with_total(total)))
 }
 
@@ -191,8 +191,8 @@ async fn get_appointment(
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(appointment.fields.patient_id);
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(ok(appointment))
 }
 
@@ -292,8 +292,8 @@ async fn list_items(
     let entry = Entry::new(Action::List, ITEM_RESOURCE)
         .patient(appointment.fields.patient_id)
         .details(json!({ "appointmentId": id }));
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(ok(rows))
 }
 

@@ -25,6 +25,7 @@ use crate::clinic::audit::{self, Actor, Entry};
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::pools::{ClinicPool, ClinicTransaction, Statement};
+use crate::tenancy::read_trail::{NotRecorded, ReadTrail};
 
 /// The resource a route touches, named once per handler in its signature.
 pub trait ClinicResource: Send + Sync + 'static {
@@ -111,6 +112,7 @@ pub struct Clinic<R> {
     pub actor: Actor,
     pool: ClinicPool,
     sealer: Arc<AuditSealer>,
+    read_trail: Arc<ReadTrail>,
     /// Whether this request left an event pending (to be sealed once it ends).
     left_pending: AtomicBool,
     _resource: PhantomData<R>,
@@ -151,6 +153,7 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
             actor,
             pool,
             sealer: state.sealer.clone(),
+            read_trail: state.read_trail.clone(),
             left_pending: AtomicBool::new(false),
             _resource: PhantomData,
         })
@@ -180,25 +183,33 @@ impl<R> Clinic<R> {
 }
 
 impl<R> Clinic<R> {
-    /// Runs `read`, one statement that reads and records `entry` together
-    /// (a `read_audited` of the clinic modules), as its own transaction: one
-    /// round trip where a transaction takes four. `read` gets its own copy
-    /// of the actor and entry, since it may run again on another connection.
+    /// Runs `read`, one statement, as its own transaction (one round trip
+    /// where a transaction takes four; it may run again on another
+    /// connection), then records `entry` if a row was found.
     pub async fn read_alone<T>(
         &self,
         entry: Entry,
-        read: impl for<'c> Fn(&'c mut PgConnection, Actor, Entry) -> Statement<'c, Option<(T, bool)>>,
+        read: impl for<'c> Fn(&'c mut PgConnection) -> Statement<'c, Option<T>>,
     ) -> Result<Option<T>, ApiError> {
-        let outcome = self
-            .pool
-            .run_alone(|conn| read(conn, self.actor.clone(), entry.clone()))
-            .await??;
-        Ok(outcome.map(|(row, chained)| {
-            if !chained {
-                self.left_pending.store(true, Ordering::Relaxed);
-            }
-            row
-        }))
+        let row = self.pool.run_alone(read).await??;
+        if row.is_some() {
+            self.record_read(entry).await?;
+        }
+        Ok(row)
+    }
+
+    /// Records a read or a list in the trail, after the read and before the
+    /// answer: written with the clinic's concurrent reads in one commit
+    /// ([`ReadTrail`]); returns once that commit succeeded. A change records
+    /// its event in its own transaction instead ([`Clinic::audit`]).
+    pub async fn record_read(&self, entry: Entry) -> Result<(), ApiError> {
+        self.read_trail
+            .record(&self.pool, &self.sealer, self.actor.clone(), entry)
+            .await
+            .map_err(|error| match error {
+                NotRecorded::Unavailable => ApiError::ClinicUnavailable,
+                NotRecorded::Refused => ApiError::Internal(error.into()),
+            })
     }
 }
 

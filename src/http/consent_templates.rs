@@ -55,8 +55,8 @@ async fn list_templates(
     let entry = Entry::new(Action::List, RESOURCE).details(json!({
         "limit": page_request.limit, "offset": page_request.offset, "search": query.search().is_some(),
     }));
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(page(rows, page_request.with_total(total)))
 }
 
@@ -92,10 +92,10 @@ async fn get_template(
     let template = templates::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    clinic
-        .audit(&mut tx, Entry::new(Action::Read, RESOURCE).resource(id))
-        .await?;
     tx.commit().await?;
+    clinic
+        .record_read(Entry::new(Action::Read, RESOURCE).resource(id))
+        .await?;
     Ok(ok(template))
 }
 

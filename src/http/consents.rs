@@ -48,8 +48,8 @@ async fn list_consents(
     let mut tx = clinic.begin().await?;
     let (rows, total) = consents::list(&mut tx, query.patient_id, page_request).await?;
     let entry = query.audit_entry(RESOURCE, page_request);
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(page(rows, page_request.with_total(total)))
 }
 
@@ -116,8 +116,8 @@ async fn get_consent(
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(consent.patient_id);
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(ok(consent))
 }
 

@@ -104,8 +104,8 @@ async fn list_documents(
     if let Some(patient) = filter.patient_id {
         entry = entry.patient(patient);
     }
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(page(rows, page_request.with_total(total)))
 }
 
@@ -152,8 +152,8 @@ async fn get_document(
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(document.patient_id);
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(ok(document))
 }
 

@@ -41,8 +41,8 @@ async fn list_records(
     let mut tx = clinic.begin().await?;
     let (rows, total) = records::list(&mut tx, query.patient_id, page_request).await?;
     let entry = query.audit_entry(RESOURCE, page_request);
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(page(rows, page_request.with_total(total)))
 }
 
@@ -105,8 +105,8 @@ async fn get_record(
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(record.fields.patient_id);
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(ok(record))
 }
 

@@ -50,8 +50,8 @@ async fn list_patients(
     let entry = Entry::new(Action::List, RESOURCE).details(json!({
         "limit": page_request.limit, "offset": page_request.offset, "search": query.search().is_some(),
     }));
-    clinic.audit(&mut tx, entry).await?;
     tx.commit().await?;
+    clinic.record_read(entry).await?;
     Ok(page(rows, page_request.with_total(total)))
 }
 
@@ -86,9 +86,7 @@ async fn get_patient(
 ) -> Result<impl IntoResponse, ApiError> {
     let entry = Entry::new(Action::Read, RESOURCE).resource(id).patient(id);
     let patient = clinic
-        .read_alone(entry, |conn, actor, entry| {
-            Box::pin(patients::read_audited(conn, id, actor, entry))
-        })
+        .read_alone(entry, |conn| Box::pin(patients::find(conn, id)))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(ok(patient))

@@ -11,6 +11,7 @@ use crate::central::Databases;
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
+use crate::tenancy::read_trail::ReadTrail;
 use crate::tenancy::state::StateCache;
 
 #[derive(Clone)]
@@ -23,4 +24,6 @@ pub struct AppState {
     pub provisioner: Provisioner,
     pub metrics: Arc<Metrics>,
     pub sealer: Arc<AuditSealer>,
+    /// Read events waiting for their group commit.
+    pub read_trail: Arc<ReadTrail>,
 }

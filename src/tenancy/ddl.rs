@@ -70,6 +70,7 @@ pub const TABLE_GRANTS: &[(&str, &str)] = &[
 /// The trail's functions the login role may call.
 const TRAIL_FUNCTIONS: &[&str] = &[
     "public.audit_events_append(uuid, text, text, text, uuid, uuid, text, text, text[], jsonb)",
+    "public.audit_events_append_all(jsonb)",
     "public.audit_events_seal(integer)",
 ];
 
@@ -302,7 +303,7 @@ pub async fn install_audit_trail(as_owner: &mut PgConnection) -> Result<(), sqlx
 
 /// As the owner, once the schema is complete: takes the `public` schema,
 /// withdraws every privilege of `PUBLIC` and of the login role, then grants
-/// the login role [`TABLE_GRANTS`] and the trail's two functions. One
+/// the login role [`TABLE_GRANTS`] and [`TRAIL_FUNCTIONS`]. One
 /// transaction; run after every migration, so new tables get their grants.
 pub async fn lock_down(as_owner: &mut PgConnection, login: &str) -> Result<(), sqlx::Error> {
     let login = quote_ident(login);

@@ -12,5 +12,6 @@ pub mod ddl;
 pub mod naming;
 pub mod pools;
 pub mod provisioning;
+pub mod read_trail;
 pub mod state;
 pub mod template;

@@ -633,6 +633,7 @@ impl Registry {
 }
 
 /// One clinic's connections, as a request sees them.
+#[derive(Clone)]
 pub struct ClinicPool {
     shared: Arc<Shared>,
     clinic: Arc<Clinic>,
@@ -642,6 +643,10 @@ pub struct ClinicPool {
 pub type Statement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
 
 impl ClinicPool {
+    pub fn clinic_id(&self) -> ClinicId {
+        self.clinic.id
+    }
+
     /// A transaction on the clinic's database, within the checkout timeout.
     pub async fn begin(&self) -> Result<ClinicTransaction, PoolError> {
         let (mut lease, deadline) = self.lease().await?;

@@ -22,6 +22,7 @@ mod ops;
 mod patients;
 mod practitioners;
 mod provisioning;
+mod read_trail;
 mod roles;
 mod scale;
 mod settings;
