@@ -209,7 +209,9 @@ async fn a_server_killed_under_load_answered_no_read_left_out_of_the_trail() {
     let missing: Vec<&String> = answered.iter().filter(|id| !found.contains(*id)).collect();
     assert!(
         missing.is_empty(),
-        "answered, not in the trail: {missing:?}"
+        "{} reads answered, not in the trail, such as {:?}",
+        missing.len(),
+        &missing[..missing.len().min(3)]
     );
     app.cleanup().await;
 }
