@@ -1,7 +1,10 @@
 //! Clinic connections under one budget. Each clinic database is reached
 //! with its own role, so connections cannot be shared between clinics; with
 //! thousands of clinics and one server's `max_connections`, this module
-//! decides which clinic holds which connection.
+//! decides which clinic holds which connection. The decisions are made by
+//! [`registry`], a synchronous core tested on its own; this module does
+//! the I/O around them (connecting, closing, waiting, transactions), and
+//! [`exit_watch`] waits for closed connections' backends to exit.
 //!
 //! - A clinic is *opened* on first use: its placement is read from central
 //!   and its password unsealed once, kept in memory as connect options. A
@@ -20,7 +23,7 @@
 //!   if the budget allows. When the budget is spent:
 //!   - a clinic that has connections (all busy) takes the least recently
 //!     used idle connection of another clinic if that one has been idle for
-//!     [`QUIET_AFTER`] (its clinic is quiet: a burst across many clinics
+//!     [`registry::QUIET_AFTER`] (its clinic is quiet: a burst across many clinics
 //!     leaves the busy clinic's share to it within a second); else it
 //!     waits for one of its own, or a permit, whichever comes first. A
 //!     connection idle for less is about to be reused by its own clinic:
@@ -52,15 +55,17 @@
 //!   fresh one opened. A background sweep closes connections idle longer than
 //!   `CLINIC_POOL_IDLE_SECS`.
 
-use std::collections::{BTreeMap, HashMap};
+mod exit_watch;
+mod registry;
+
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTransactionManager};
+use sqlx::postgres::{PgConnectOptions, PgTransactionManager};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, TransactionManager};
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
@@ -69,6 +74,8 @@ use crate::central::companies;
 use crate::config::PoolSettings;
 use crate::crypto::Keyring;
 use crate::tenancy::naming::ClinicId;
+use exit_watch::{Backend, ExitWatch};
+use registry::{Found, Key, Registry, Released};
 
 /// A connection older than this is closed when released, not reused, so
 /// long-lived backends do not accumulate memory.
@@ -77,10 +84,6 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How long a clinic with no connection waits for another clinic's second
 /// (or later) connection to be released before it takes one's last.
 const LAST_CONNECTION_GRACE: Duration = Duration::from_millis(50);
-
-/// How long a connection must have been idle before a clinic whose
-/// connections are all busy may take it from its clinic.
-const QUIET_AFTER: Duration = Duration::from_millis(250);
 
 /// How long closing one connection, and waiting for its backend to exit,
 /// may take before its permit is given back regardless.
@@ -128,45 +131,21 @@ struct Shared {
     /// Signalled when a connection is released while checkouts wait for
     /// the budget: one of them may evict it.
     idled: Notify,
-    registry: Mutex<Registry>,
+    registry: Mutex<Registry<Arc<Clinic>, Live>>,
     /// Transactions dropped without commit, rolled back before release.
     rolled_back: AtomicU64,
     /// Connections released still in a transaction, closed instead.
     refused_in_transaction: AtomicU64,
 }
 
-#[derive(Default)]
-struct Registry {
-    clinics: HashMap<ClinicId, Slot>,
-    /// Idle connections, least recently used first: tick -> clinic.
-    lru: BTreeMap<u64, ClinicId>,
-    tick: u64,
-    /// Checkouts of clinics with no connection, waiting for a permit.
-    waiting: usize,
-    open: usize,
-    /// Connections beyond the first of their clinic, idle or busy.
-    surplus: usize,
-    closed: bool,
-}
-
-struct Slot {
-    clinic: Arc<Clinic>,
-    /// Most recently released last.
-    idle: Vec<Idle>,
-    /// Open connections of this clinic, idle or busy.
-    open: usize,
-    last_used: Instant,
-}
-
 /// A clinic opened in this instance: its credentials, unsealed once.
 struct Clinic {
     id: ClinicId,
+    /// Its entry in the registry.
+    key: Key,
     options: OnceCell<PgConnectOptions>,
     /// Checkout permits: the per-clinic maximum.
     checkouts: Arc<Semaphore>,
-    /// Set when the clinic is closed (suspension, shutdown): its busy
-    /// connections are closed when released.
-    retired: AtomicBool,
     /// Signalled when one of its connections is released or lost.
     released: Notify,
 }
@@ -179,43 +158,13 @@ struct Live {
     backend: Backend,
 }
 
-/// The server process behind a connection, to wait for its exit.
-struct Backend {
-    pid: i32,
-    database: String,
-    /// The server it runs on (host, port).
-    server: (String, u16),
-}
-
-struct Idle {
-    live: Live,
-    tick: u64,
-    since: Instant,
-}
-
-/// What a checkout found in the registry.
-enum Found<'a> {
-    Idle(Live),
-    Permit(OwnedSemaphorePermit, Opening<'a>),
-    /// An idle connection of another clinic, to close before connecting
-    /// with its permit.
-    Evicted(Live, Opening<'a>),
-    /// The budget is spent and the clinic's connections are busy: wait for
-    /// one of them (or a permit).
-    WaitOwn,
-    /// The budget is spent, the clinic has no connection and there is none
-    /// idle to evict: wait for a permit, or for a connection to be released.
-    /// Counted in `Registry::waiting`.
-    WaitBudget,
-}
-
 /// What a checkout ends with: a connection, or the right to open one.
 enum Got<'a> {
     Idle(Live),
     Permit(OwnedSemaphorePermit, Opening<'a>),
 }
 
-/// A connection of a clinic counted as open from the moment it may be
+/// A connection the registry counts as open from the moment it may be
 /// opened, so that the clinic's other checkouts wait for it rather than
 /// open (or evict for) more. Dropped before [`Opening::opened`] (the
 /// connect failed, the deadline passed, the request was abandoned), it is
@@ -227,8 +176,8 @@ struct Opening<'a> {
 }
 
 impl<'a> Opening<'a> {
-    fn new(shared: &'a Shared, clinic: &'a Arc<Clinic>, registry: &mut Registry) -> Self {
-        registry.count_opening(clinic);
+    /// For a connection the registry has counted already.
+    fn counted(shared: &'a Shared, clinic: &'a Arc<Clinic>) -> Self {
         Self {
             shared,
             clinic,
@@ -254,7 +203,7 @@ struct WaitingForBudget<'a>(&'a Shared);
 
 impl Drop for WaitingForBudget<'_> {
     fn drop(&mut self) {
-        self.0.lock().waiting -= 1;
+        self.0.lock().stop_waiting();
     }
 }
 
@@ -303,38 +252,26 @@ impl ClinicPools {
     /// Closes a clinic's connections and forgets its credentials
     /// (suspension, deletion, restore). Busy connections close on release.
     pub async fn close(&self, id: ClinicId) {
-        let idle = {
-            let mut registry = self.shared.lock();
-            match registry.clinics.remove(&id) {
-                Some(slot) => registry.retire(slot),
-                None => Vec::new(),
-            }
-        };
+        let removed = self.shared.lock().remove(id);
+        let idle = removed.map(|(_, idle)| idle).unwrap_or_default();
         close_all(&self.shared.exits, idle).await;
     }
 
     /// Closes every connection; later checkouts fail (shutdown).
     pub async fn close_all(&self) {
-        let idle = {
-            let mut registry = self.shared.lock();
-            registry.closed = true;
-            let slots: Vec<Slot> = registry.clinics.drain().map(|(_, slot)| slot).collect();
-            slots
-                .into_iter()
-                .flat_map(|slot| registry.retire(slot))
-                .collect()
-        };
+        let closed = self.shared.lock().close();
+        let idle = closed.into_iter().flat_map(|(_, idle)| idle).collect();
         close_all(&self.shared.exits, idle).await;
     }
 
     /// Clinic connections open right now, idle or busy.
     pub fn open_connections(&self) -> usize {
-        self.shared.lock().open
+        self.shared.lock().open()
     }
 
     /// Clinics opened (credentials in memory) right now.
     pub fn open_clinics(&self) -> usize {
-        self.shared.lock().clinics.len()
+        self.shared.lock().clinics()
     }
 
     /// Transactions ended without commit, rolled back before their
@@ -351,7 +288,7 @@ impl ClinicPools {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry<Arc<Clinic>, Live>> {
         self.registry
             .lock()
             .expect("clinic connection registry lock")
@@ -359,31 +296,21 @@ impl Shared {
 
     /// The clinic's entry, created (not yet opened) if missing.
     fn clinic(&self, id: ClinicId) -> Arc<Clinic> {
-        let mut registry = self.lock();
-        let slot = registry.clinics.entry(id).or_insert_with(|| Slot {
-            clinic: Arc::new(Clinic {
+        self.lock().entry(id, Instant::now(), |key| {
+            Arc::new(Clinic {
                 id,
+                key,
                 options: OnceCell::new(),
                 checkouts: Arc::new(Semaphore::new(self.settings.per_clinic_max as usize)),
-                retired: AtomicBool::new(false),
                 released: Notify::new(),
-            }),
-            idle: Vec::new(),
-            open: 0,
-            last_used: Instant::now(),
-        });
-        slot.last_used = Instant::now();
-        slot.clinic.clone()
+            })
+        })
     }
 
     /// Drops an entry whose opening failed, so the next request retries.
     fn forget_unopened(&self, clinic: &Arc<Clinic>) {
-        let mut registry = self.lock();
-        let unopened = registry.clinics.get(&clinic.id).is_some_and(|slot| {
-            Arc::ptr_eq(&slot.clinic, clinic) && slot.open == 0 && clinic.options.get().is_none()
-        });
-        if unopened {
-            registry.clinics.remove(&clinic.id);
+        if clinic.options.get().is_none() {
+            self.lock().forget_empty(clinic.key);
         }
     }
 
@@ -408,89 +335,25 @@ impl Shared {
             .application_name("medicalpro-clinic"))
     }
 
-    /// Looks for a connection of `clinic` without waiting: an idle one,
-    /// else a budget permit, else (the clinic having no connection) an idle
-    /// connection to evict ([`Registry::evict`]); else says what to wait
-    /// for, counting a checkout that waits for the budget.
-    fn find<'a>(
-        &'a self,
-        clinic: &'a Arc<Clinic>,
-        may_take_last: bool,
-    ) -> Result<Found<'a>, Unavailable> {
-        let mut registry = self.lock();
-        if registry.closed {
-            return Err(Unavailable::Closed);
-        }
-        if let Some(live) = registry.pop_idle(clinic.id) {
-            return Ok(Found::Idle(live));
-        }
-        if let Ok(permit) = self.budget.clone().try_acquire_owned() {
-            return Ok(Found::Permit(
-                permit,
-                Opening::new(self, clinic, &mut registry),
-            ));
-        }
-        if registry.slot(clinic).is_some_and(|slot| slot.open > 0) {
-            if let Some(live) = registry.take_oldest_idle(QUIET_AFTER) {
-                return Ok(Found::Evicted(
-                    live,
-                    Opening::new(self, clinic, &mut registry),
-                ));
-            }
-            return Ok(Found::WaitOwn);
-        }
-        if let Some(live) = registry.evict(may_take_last) {
-            return Ok(Found::Evicted(
-                live,
-                Opening::new(self, clinic, &mut registry),
-            ));
-        }
-        registry.waiting += 1;
-        Ok(Found::WaitBudget)
-    }
-
-    /// Takes a connection back: kept idle, unless its clinic is retired,
-    /// it is old, or it is still in a transaction (refused and counted). A
-    /// clinic waiting for the budget is told, to evict it.
+    /// Takes a connection back: kept idle, unless its clinic's entry is
+    /// gone, it is old, or it is still in a transaction (refused and
+    /// counted). A clinic waiting for the budget is told, to evict it.
     fn release(&self, clinic: &Arc<Clinic>, live: Live) {
         let in_transaction = PgTransactionManager::get_transaction_depth(&live.conn) > 0;
         if in_transaction {
             self.refused_in_transaction.fetch_add(1, Ordering::Relaxed);
             tracing::error!(clinic.id = %clinic.id, "a connection came back in a transaction: closed");
         }
-        let mut registry = self.lock();
-        let usable = !in_transaction
-            && !clinic.retired.load(Ordering::Relaxed)
-            && !registry.closed
-            && live.opened_at.elapsed() < MAX_LIFETIME;
-        let tick = registry.tick + 1;
-        let kept = match registry.slot(clinic) {
-            Some(slot) if usable => {
-                slot.last_used = Instant::now();
-                slot.idle.push(Idle {
-                    live,
-                    tick,
-                    since: Instant::now(),
-                });
-                None
-            }
-            _ => Some(live),
-        };
-        match kept {
-            None => {
-                registry.tick = tick;
-                registry.lru.insert(tick, clinic.id);
-                let others_wait = registry.waiting > 0;
-                drop(registry);
-                if others_wait {
-                    self.idled.notify_waiters();
-                }
-            }
-            Some(live) => {
-                registry.forget_connection(clinic);
-                drop(registry);
-                close_later(&self.exits, live);
-            }
+        let usable = !in_transaction && live.opened_at.elapsed() < MAX_LIFETIME;
+        let released = self
+            .lock()
+            .release(clinic.key, live, usable, Instant::now());
+        match released {
+            Released::Kept { wake_waiters: true } => self.idled.notify_waiters(),
+            Released::Kept {
+                wake_waiters: false,
+            } => {}
+            Released::Close(live) => close_later(&self.exits, live),
         }
         clinic.released.notify_waiters();
     }
@@ -502,133 +365,24 @@ impl Shared {
         permit: Result<OwnedSemaphorePermit, tokio::sync::AcquireError>,
     ) -> Result<Got<'a>, Unavailable> {
         let permit = permit.map_err(|_| Unavailable::Closed)?;
-        let opening = Opening::new(self, clinic, &mut self.lock());
-        Ok(Got::Permit(permit, opening))
+        self.lock().count_opening(clinic.key);
+        Ok(Got::Permit(permit, Opening::counted(self, clinic)))
     }
 
     /// Counts a connection closed while checked out (broken or failed), or
     /// one that could not be opened.
     fn lost(&self, clinic: &Arc<Clinic>) {
-        self.lock().forget_connection(clinic);
+        self.lock().lost(clinic.key);
         clinic.released.notify_waiters();
     }
 
     /// Closes connections idle too long, and forgets clinics left with no
-    /// connection for as long.
+    /// connection for as long (unless a request holds them).
     fn sweep(&self) -> Vec<Live> {
-        let idle_timeout = self.settings.idle_timeout;
-        let mut registry = self.lock();
-        let mut expired = Vec::new();
-        while let Some(live) = registry.take_oldest_idle(idle_timeout) {
-            expired.push(live);
-        }
-        registry.clinics.retain(|_, slot| {
-            slot.open > 0
-                || slot.last_used.elapsed() < idle_timeout
-                || Arc::strong_count(&slot.clinic) > 1
-        });
-        expired
-    }
-}
-
-impl Registry {
-    /// The slot of this very clinic entry (not of a newer one with its id).
-    fn slot(&mut self, clinic: &Arc<Clinic>) -> Option<&mut Slot> {
-        self.clinics
-            .get_mut(&clinic.id)
-            .filter(|slot| Arc::ptr_eq(&slot.clinic, clinic))
-    }
-
-    fn pop_idle(&mut self, id: ClinicId) -> Option<Live> {
-        let slot = self.clinics.get_mut(&id)?;
-        let idle = slot.idle.pop()?;
-        slot.last_used = Instant::now();
-        self.lru.remove(&idle.tick);
-        Some(idle.live)
-    }
-
-    /// Removes one idle connection; the caller closes it.
-    fn take_idle(&mut self, id: ClinicId, tick: u64) -> Option<Live> {
-        self.lru.remove(&tick);
-        let slot = self.clinics.get_mut(&id)?;
-        let position = slot.idle.iter().position(|idle| idle.tick == tick)?;
-        let idle = slot.idle.remove(position);
-        slot.open -= 1;
-        let was_beyond_first = slot.open > 0;
-        self.surplus -= usize::from(was_beyond_first);
-        self.open -= 1;
-        Some(idle.live)
-    }
-
-    /// Removes the idle connection to close for a clinic that has none:
-    /// the least recently used of a clinic holding others; else, when no
-    /// clinic holds more than one or `may_take_last`, the least recently
-    /// used of all.
-    fn evict(&mut self, may_take_last: bool) -> Option<Live> {
-        let beyond_first = self
-            .lru
-            .iter()
-            .find(|(_, id)| self.clinics.get(id).is_some_and(|slot| slot.open > 1));
-        let (&tick, &id) = match beyond_first {
-            Some(found) => found,
-            None if self.surplus == 0 || may_take_last => self.lru.first_key_value()?,
-            None => return None,
-        };
-        self.take_idle(id, tick)
-    }
-
-    /// Removes the least recently used idle connection if it has been idle
-    /// for at least `for_at_least`; the caller closes it.
-    fn take_oldest_idle(&mut self, for_at_least: Duration) -> Option<Live> {
-        let (&tick, &id) = self.lru.first_key_value()?;
-        let old = self.clinics.get(&id).is_some_and(|slot| {
-            slot.idle
-                .iter()
-                .any(|idle| idle.tick == tick && idle.since.elapsed() >= for_at_least)
-        });
-        if old {
-            self.take_idle(id, tick)
-        } else {
-            None
-        }
-    }
-
-    /// Counts a connection of `clinic` about to be opened (the clinic may
-    /// have been forgotten meanwhile: then only the total counts it).
-    /// Counted from the start, so that the clinic's other checkouts wait
-    /// for it rather than evict too.
-    fn count_opening(&mut self, clinic: &Arc<Clinic>) {
-        self.open += 1;
-        if let Some(slot) = self.slot(clinic) {
-            slot.open += 1;
-            let beyond_first = slot.open > 1;
-            self.surplus += usize::from(beyond_first);
-        }
-    }
-
-    fn forget_connection(&mut self, clinic: &Arc<Clinic>) {
-        self.open -= 1;
-        if let Some(slot) = self.slot(clinic) {
-            slot.open -= 1;
-            let was_beyond_first = slot.open > 0;
-            self.surplus -= usize::from(was_beyond_first);
-        }
-    }
-
-    /// Marks a removed clinic retired and hands back its idle connections.
-    fn retire(&mut self, slot: Slot) -> Vec<Live> {
-        slot.clinic.retired.store(true, Ordering::Relaxed);
-        // Its busy connections are no longer counted per clinic.
-        self.surplus -= slot.open.saturating_sub(1);
-        let count = slot.idle.len();
-        self.open -= count;
-        slot.idle
-            .into_iter()
-            .map(|idle| {
-                self.lru.remove(&idle.tick);
-                idle.live
+        self.lock()
+            .sweep(self.settings.idle_timeout, Instant::now(), |clinic| {
+                Arc::strong_count(clinic) > 1
             })
-            .collect()
     }
 }
 
@@ -742,10 +496,19 @@ impl ClinicPool {
                 idled.as_mut().enable();
                 let budget = shared.budget.clone();
                 let may_take_last = tokio::time::Instant::now() >= grace_ends;
-                match shared.find(&self.clinic, may_take_last)? {
+                let found = shared.lock().find(
+                    self.clinic.key,
+                    may_take_last,
+                    Instant::now(),
+                    || budget.clone().try_acquire_owned().ok(),
+                );
+                let opening = || Opening::counted(shared, &self.clinic);
+                match found {
+                    Found::Closed => return Err(Unavailable::Closed),
                     Found::Idle(live) => return Ok(Got::Idle(live)),
-                    Found::Permit(permit, opening) => return Ok(Got::Permit(permit, opening)),
-                    Found::Evicted(live, opening) => {
+                    Found::Permit(permit) => return Ok(Got::Permit(permit, opening())),
+                    Found::Evicted(live) => {
+                        let opening = opening();
                         let permit = close_now(&shared.exits, live).await;
                         return Ok(Got::Permit(permit, opening));
                     }
@@ -777,7 +540,7 @@ impl ClinicPool {
             Got::Idle(live) => return Ok((live, false)),
         };
         // A permit came while waiting: one of ours may be idle by now.
-        let idle = shared.lock().pop_idle(self.clinic.id);
+        let idle = shared.lock().pop_idle(self.clinic.id, Instant::now());
         if let Some(live) = idle {
             drop((permit, opening));
             return Ok((live, false));
@@ -956,70 +719,6 @@ async fn close_now(exits: &ExitWatch, live: Live) -> OwnedSemaphorePermit {
     })
     .await;
     permit
-}
-
-/// Watches closed connections' backends until they exit, in the activity
-/// view of the server each ran on: through the central pool for the central
-/// server, through one admin connection per other server (opened on first
-/// use, closed when idle).
-#[derive(Clone)]
-struct ExitWatch {
-    central: PgPool,
-    admin_options: PgConnectOptions,
-    others: Arc<Mutex<HashMap<(String, u16), PgPool>>>,
-}
-
-impl ExitWatch {
-    fn new(central: PgPool, admin_options: PgConnectOptions) -> Self {
-        Self {
-            central,
-            admin_options,
-            others: Arc::default(),
-        }
-    }
-
-    /// The pool that sees `server`'s activity.
-    fn on(&self, server: &(String, u16)) -> PgPool {
-        let central = self.central.connect_options();
-        if central.get_host() == server.0 && central.get_port() == server.1 {
-            return self.central.clone();
-        }
-        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
-        others
-            .entry(server.clone())
-            .or_insert_with(|| {
-                PgPoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(0)
-                    .idle_timeout(Some(Duration::from_secs(60)))
-                    .connect_lazy_with(
-                        self.admin_options
-                            .clone()
-                            .host(&server.0)
-                            .port(server.1)
-                            .application_name("medicalpro-exit-watch"),
-                    )
-            })
-            .clone()
-    }
-
-    /// Polls the activity view of `backend`'s server until it is gone.
-    async fn until_exited(&self, backend: &Backend) {
-        const LISTED: &str =
-            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND datname = $2)";
-        let pool = self.on(&backend.server);
-        loop {
-            let listed = sqlx::query_scalar(LISTED)
-                .bind(backend.pid)
-                .bind(&backend.database)
-                .fetch_one(&pool)
-                .await;
-            if !matches!(listed, Ok(true)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
 }
 
 /// Whether `error` says the connection is gone (rather than the statement
