@@ -88,6 +88,30 @@ stop_server() {
 reset_peak_rss() { echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true; }
 peak_rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 
+# pg_cpu_ticks: CPU time of the embedded cluster so far, in clock ticks: the
+# utime and stime of the postmaster and of each of its children, and the
+# cutime and cstime of the postmaster (its children that have exited, such
+# as backends closed during a run). The difference of two readings is the
+# cluster's CPU in between.
+pg_cpu_ticks() {
+    local postmaster
+    postmaster=$(head -1 "$SERVER_DATA/pg/postmaster.pid")
+    # /proc/PID/stat: after the command, in parentheses: state ppid ... with
+    # utime, stime, cutime and cstime the 12th to 15th fields. (A process
+    # that exits after the glob fails cat: not an error here.)
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v postmaster="$postmaster" '
+        { pid = $1; sub(/^.*\) /, "") }
+        pid == postmaster { ticks += $12 + $13 + $14 + $15 }
+        $2 == postmaster { ticks += $12 + $13 }
+        END { print ticks + 0 }'
+}
+
+# per_request TICKS COUNT: CPU ticks per request (or transaction) in µs.
+per_request() {
+    awk -v ticks="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0) printf "%.0f", ticks * 1e6 / hz / n; else print "-" }'
+}
+
 # register_clinic N: a clinic with one patient; prints "email token patient_id".
 register_clinic() {
     local email="bench-${RUN_ID}-$1@example.fr" response token patient
@@ -125,9 +149,10 @@ refresh_tokens() {
 }
 
 # wrk_run ARGS...: runs wrk --latency, prints "rps p50_ms p99_ms errors
-# documented_503s". With spread.lua, which tells documented 503s (with
-# Retry-After) from other answers, errors are socket errors and the other
-# answers; otherwise every answer other than 2xx is an error.
+# documented_503s requests". With spread.lua or mixed.lua, which tell
+# documented 503s (with Retry-After) from other answers, errors are socket
+# errors and the other answers; otherwise every answer other than 2xx is an
+# error.
 wrk_run() {
     local out
     out=$(wrk --latency --timeout 10s "$@")
@@ -143,13 +168,14 @@ wrk_run() {
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
         /^Requests\/sec/ { rps = $2 }
+        / requests in / { requests = $1 }
         /Non-2xx or 3xx responses/ { non2xx = $5 }
         /Socket errors/ { gsub(",", ""); socket = $4 + $6 + $8 + $10 }
         /^documented 503s:/ { told = 1; documented = $3 }
         /^other errors:/ { other = $3 }
         END {
             errors = socket + (told ? other : non2xx)
-            printf "%.1f %.2f %.2f %d %d\n", rps, p50, p99, errors, documented
+            printf "%.1f %.2f %.2f %d %d %d\n", rps, p50, p99, errors, documented, requests
         }' <<<"$out"
 }
 

@@ -9,15 +9,21 @@
 # floor-connect (pgbench -S with a new connection per query), floor-audited
 # (pgbench running the statement a read runs: the row and its audit event,
 # in the bench clinic's database), read (GET
-# one patient of one clinic), list (GET a page of 20), write (POST a
+# one patient of one clinic), burst-then-read (the same just after
+# BURST_CLINICS other clinics made 3 requests each, their idle connections
+# filling the connection budget), list (GET a page of 20), write (POST a
 # patient), spread (GET a patient as one of SPREAD_CLINICS clinics at
-# random), spread-50 (the same among 50 clinics), provision-template and
+# random), spread-50 (the same among 50 clinics), mixed (a clinic day among
+# MIXED_CLINICS clinics: mostly reads, some writes), provision-template and
 # provision-migrate (REGISTRATIONS registrations one at a time, copying the
-# template database or running the migrations).
+# template database or running the migrations). Next to each, the CPU time
+# of the PostgreSQL cluster per request (or transaction).
 #
 # Settings (environment): DURATION (seconds per run, 30), RUNS (3),
-# CONNECTIONS (64), THREADS (2), SPREAD_CLINICS (1000), REGISTRATIONS (200),
-# MEDICALPRO_BIN (a built binary; default: cargo build --release).
+# CONNECTIONS (64), THREADS (2), SPREAD_CLINICS (1000), BURST_CLINICS (60),
+# MIXED_CLINICS (200), REGISTRATIONS (200), MEDICALPRO_BIN (a built binary;
+# default: cargo build --release). BURST_CLINICS and MIXED_CLINICS are taken
+# among the SPREAD_CLINICS clinics.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,6 +32,8 @@ RUNS=${RUNS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 SPREAD_CLINICS=${SPREAD_CLINICS:-1000}
+BURST_CLINICS=${BURST_CLINICS:-60}
+MIXED_CLINICS=${MIXED_CLINICS:-200}
 REGISTRATIONS=${REGISTRATIONS:-200}
 RUN_ID=$(date +%s)
 
@@ -39,7 +47,25 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 start_server "$DATA"
 machine
 echo "runs: $RUNS x ${DURATION}s, $CONNECTIONS connections, $THREADS wrk threads"
-declare -A RESULT RSS
+declare -A RESULT RSS CPU_TICKS CPU_COUNT
+
+# add_cpu NAME TICKS COUNT: the cluster's CPU during a run of NAME and the
+# requests (or transactions) it served, added up over the runs.
+add_cpu() {
+    CPU_TICKS[$1]=$((${CPU_TICKS[$1]:-0} + $2))
+    CPU_COUNT[$1]=$((${CPU_COUNT[$1]:-0} + $3))
+}
+
+# pgbench_run ARGS...: runs pgbench in $WORK; prints "tps transactions
+# ticks", the last the cluster's CPU meanwhile.
+pgbench_run() {
+    local before out
+    before=$(pg_cpu_ticks)
+    out=$(cd "$WORK" && pgbench "$@" 2>/dev/null)
+    awk -v ticks="$(($(pg_cpu_ticks) - before))" '/^tps/ && !tps { tps = $3 }
+        /actually processed/ { split($NF, n, "/"); done = n[1] }
+        END { print tps, done + 0, ticks }' <<<"$out"
+}
 
 # floor: PostgreSQL alone, select-only, before the server holds clinic
 # connections (64 clients + the server's own must fit in max_connections).
@@ -48,8 +74,8 @@ pgbench -q -i -s 1 bench_floor >/dev/null 2>&1
 floor_runs=()
 for _ in $(seq "$RUNS"); do
     rm -f "$WORK"/pgbench_log.*
-    tps=$(cd "$WORK" && pgbench -S -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l bench_floor 2>/dev/null |
-        awk '/^tps/ { print $3; exit }')
+    read -r tps count ticks <<<"$(pgbench_run -S -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l bench_floor)"
+    add_cpu floor "$ticks" "$count"
     cat "$WORK"/pgbench_log.* | awk '{ print $3 / 1000 }' >"$WORK/latencies"
     failed=$(cat "$WORK"/pgbench_log.* | awk '$3 == "failed" { n++ } END { print n + 0 }')
     floor_runs+=("$(printf '%.1f' "$tps") $(percentiles "$WORK/latencies") $failed")
@@ -61,8 +87,8 @@ RSS[floor]="-"
 connect_runs=()
 for _ in $(seq "$RUNS"); do
     # (pgbench's per-query latencies leave the connection out: not shown)
-    tps=$(pgbench -C -S -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" bench_floor 2>/dev/null |
-        awk '/^tps/ { print $3; exit }')
+    read -r tps count ticks <<<"$(pgbench_run -C -S -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" bench_floor)"
+    add_cpu floor-connect "$ticks" "$count"
     connect_runs+=("$(printf '%.1f' "$tps") - - 0")
 done
 RESULT[floor-connect]=$(median_of "${connect_runs[@]}")
@@ -81,7 +107,39 @@ for i in $(seq 49); do
 done
 RUN_ID=$RUN_ID-spread setup_clinics "$SPREAD_CLINICS" "$WORK/clinics" 8
 echo "spread: $(wc -l <"$WORK/clinics") clinics ready"
-head -50 "$WORK/clinics" >"$WORK/clinics-50"
+
+# seed_appointment EMAIL TOKEN PATIENT: a practitioner and an appointment of
+# the patient with them; prints "email appointment_id".
+seed_appointment() {
+    local practitioner appointment day
+    day=$(date -u -d tomorrow +%F)
+    practitioner=$(curl -sf -X POST "$BASE/api/v1/practitioners" -H "Authorization: Bearer $2" \
+        -H 'Content-Type: application/json' -d '{"firstName":"Claude","lastName":"Bernard"}' | jq -r .data.id)
+    appointment=$(curl -sf -X POST "$BASE/api/v1/appointments" -H "Authorization: Bearer $2" \
+        -H 'Content-Type: application/json' \
+        -d "{\"patientId\":\"$3\",\"practitionerId\":\"$practitioner\",\"startAt\":\"${day}T09:00:00Z\",\"endAt\":\"${day}T09:30:00Z\"}" |
+        jq -r .data.id)
+    if [[ $appointment =~ ^[0-9a-f-]{36}$ ]]; then
+        echo "$1 $appointment"
+    else
+        echo "appointment of $1 failed" >&2
+    fi
+}
+# The clinics of `mixed`, each with an appointment.
+export -f seed_appointment
+# shellcheck disable=SC2016
+head -n "$MIXED_CLINICS" "$WORK/clinics" | xargs -P 8 -L1 bash -c 'seed_appointment "$0" "$1" "$2"' >"$WORK/appointments"
+echo "mixed: $(wc -l <"$WORK/appointments") clinics with an appointment"
+
+# clinic_subsets: from $WORK/clinics, the clinics of spread-50, of the
+# burst, and of mixed (lines with their appointment's id).
+clinic_subsets() {
+    head -n 50 "$WORK/clinics" >"$WORK/clinics-50"
+    head -n "$BURST_CLINICS" "$WORK/clinics" >"$WORK/clinics-burst"
+    awk 'NR == FNR { appointment[$1] = $2; next } $1 in appointment { print $0, appointment[$1] }' \
+        "$WORK/appointments" "$WORK/clinics" >"$WORK/clinics-mixed"
+}
+clinic_subsets
 
 # The scenarios run on a fresh process and cluster: no clinic connection
 # open, the registrations' checkpoint done.
@@ -92,7 +150,7 @@ start_server "$DATA"
 # statement: the patient's row and its audit event, committed), at the same
 # concurrency, as the admin role in the bench clinic's database; before the
 # server holds clinic connections.
-read -r CLINIC_DB USER_ID <<<"$(psql -d medicalpro_central -Atc "SELECT c.db_name || ' ' || u.id
+read -r CLINIC_DB USER_ID CLINIC_ROLE <<<"$(psql -d medicalpro_central -Atc "SELECT c.db_name || ' ' || u.id || ' ' || c.db_user
     FROM users u JOIN companies c ON c.id = u.company_id WHERE u.email = '$MAIN_EMAIL'")"
 cat >"$WORK/read.sql" <<'SQL'
 SELECT read.*, audit_events_append(:user_id, 'admin', 'read', 'patient', :patient, :patient,
@@ -102,9 +160,9 @@ SQL
 audited_runs=()
 for _ in $(seq "$RUNS"); do
     rm -f "$WORK"/pgbench_log.*
-    tps=$(cd "$WORK" && pgbench -n -f read.sql -M prepared -D user_id="$USER_ID" -D patient="$PATIENT" \
-        -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "$CLINIC_DB" 2>/dev/null |
-        awk '/^tps/ { print $3; exit }')
+    read -r tps count ticks <<<"$(pgbench_run -n -f read.sql -M prepared -D user_id="$USER_ID" -D patient="$PATIENT" \
+        -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "$CLINIC_DB")"
+    add_cpu floor-audited "$ticks" "$count"
     cat "$WORK"/pgbench_log.* | awk '{ print $3 / 1000 }' >"$WORK/latencies"
     failed=$(cat "$WORK"/pgbench_log.* | awk '$3 == "failed" { n++ } END { print n + 0 }')
     audited_runs+=("$(printf '%.1f' "$tps") $(percentiles "$WORK/latencies") $failed")
@@ -117,28 +175,69 @@ fresh_tokens() {
     ((SECONDS - TOKENS_AT < 600)) && return
     TOKEN=$(login_again "$MAIN_EMAIL")
     refresh_tokens "$WORK/clinics"
-    head -50 "$WORK/clinics" >"$WORK/clinics-50"
+    clinic_subsets
     TOKENS_AT=$SECONDS
 }
 
+# [BEFORE_RUN=COMMAND] scenario NAME WRK_ARGS...: RUNS runs of wrk, COMMAND
+# before each; the median run, peak RSS, and the cluster's CPU during the
+# runs.
 scenario() {
     local name=$1
     shift
-    local runs=()
+    local runs=() before line
     fresh_tokens
     reset_peak_rss
     for _ in $(seq "$RUNS"); do
-        runs+=("$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" "$@")")
+        if [ -n "${BEFORE_RUN:-}" ]; then
+            "$BEFORE_RUN"
+        fi
+        before=$(pg_cpu_ticks)
+        line=$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" "$@")
+        add_cpu "$name" "$(($(pg_cpu_ticks) - before))" "$(awk '{ print $6 }' <<<"$line")"
+        runs+=("$line")
     done
     RESULT[$name]=$(median_of "${runs[@]}")
     RSS[$name]=$(peak_rss_mb)
 }
 
+# backends: "all clinic backends, the main clinic's" from pg_stat_activity.
+backends() {
+    psql -Atc "SELECT COUNT(*) FILTER (WHERE datname LIKE 'medicalpro\_clinic\_%'),
+            COUNT(*) FILTER (WHERE usename = '$CLINIC_ROLE' AND datname = '$CLINIC_DB')
+        FROM pg_stat_activity WHERE backend_type = 'client backend'" | tr '|' ' '
+}
+
+# burst: the BURST_CLINICS clinics GET their patient 3 times each, 8 clinics
+# at once: their idle connections fill the connection budget. The first time,
+# samples the backends right after and 1 s later (during the run).
+BURSTS=0
+burst() {
+    export BASE
+    # shellcheck disable=SC2016
+    xargs -P 8 -L1 bash -c 'for _ in 1 2 3; do
+        curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $1" "$BASE/api/v1/patients/$2"
+    done' <"$WORK/clinics-burst" >>"$WORK/burst-codes"
+    BURSTS=$((BURSTS + 1))
+    ((BURSTS == 1)) || return 0
+    backends >"$WORK/burst-backends"
+    (sleep 1 && backends) >>"$WORK/burst-backends" &
+    BURST_SAMPLER=$!
+}
+
 scenario read -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/patients/$PATIENT"
 scenario list -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/patients?limit=20"
 scenario write -H "Authorization: Bearer $TOKEN" -s "$BENCH_DIR/write.lua" "$BASE/api/v1/patients"
+# burst-then-read runs after list and write: the burst takes the main
+# clinic's connections, which would change what those two measure.
+BEFORE_RUN=burst scenario burst-then-read -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/patients/$PATIENT"
+wait "$BURST_SAMPLER" || true
+read -r burst_all burst_main main_later <<<"$(awk 'NR == 1 { a = $1; m = $2 } NR == 2 { l = $2 }
+    END { print (a == "" ? "?" : a), (m == "" ? "?" : m), (l == "" ? "?" : l) }' "$WORK/burst-backends")"
+burst_failed=$(awk '$1 !~ /^2/ { n++ } END { print n + 0 }' "$WORK/burst-codes")
 scenario spread -s "$BENCH_DIR/spread.lua" "$BASE/" -- "$WORK/clinics"
 scenario spread-50 -s "$BENCH_DIR/spread.lua" "$BASE/" -- "$WORK/clinics-50"
+scenario mixed -s "$BENCH_DIR/mixed.lua" "$BASE/" -- "$WORK/clinics-mixed"
 
 # provision: sequential registrations; the server's own measure of each
 # provisioning (platform audit), with the template, then without.
@@ -165,17 +264,23 @@ provision provision-migrate
 floor_rps=$(awk '{ print $1 }' <<<"${RESULT[floor]}")
 read_rps=$(awk '{ print $1 }' <<<"${RESULT[read]}")
 echo
-printf '%-18s %10s %9s %9s %7s %6s %9s %9s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "vs floor"
-for name in floor floor-connect floor-audited read list write spread spread-50 provision-template provision-migrate; do
+printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "vs floor" "pg cpu/req"
+for name in floor floor-connect floor-audited read burst-then-read list write spread spread-50 mixed \
+    provision-template provision-migrate; do
     read -r rps p50 p99 errors documented <<<"${RESULT[$name]}"
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     [[ $name == provision-* ]] && ratio="-"
-    printf '%-18s %10s %9s %9s %7s %6s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${documented:-0}" "${RSS[$name]}" "$ratio"
+    printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${documented:-0}" "${RSS[$name]}" "$ratio" \
+        "$(per_request "${CPU_TICKS[$name]:-0}" "${CPU_COUNT[$name]:-0}")"
 done
 spread_rps=$(awk '{ print $1 }' <<<"${RESULT[spread]}")
 audited_rps=$(awk '{ print $1 }' <<<"${RESULT[floor-audited]}")
 echo "read / floor-audited: $(awk -v a="$read_rps" -v b="$audited_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread / read: $(awk -v a="$spread_rps" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
+echo "burst-then-read / read: $(awk -v a="$(awk '{ print $1 }' <<<"${RESULT[burst-then-read]}")" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread: each request as one of $SPREAD_CLINICS clinics at random; spread-50: one of 50 (they fit in the connection budget)"
-echo "errors: failed connections and answers other than 2xx; 503s: the documented clinic_unavailable with Retry-After (spread scenarios), not counted as errors"
+echo "burst-then-read: read just after $(wc -l <"$WORK/clinics-burst") other clinics made 3 GETs each, before each run ($burst_failed of $(wc -l <"$WORK/burst-codes") answers not 2xx); after the first burst $burst_all clinic backends were open, $burst_main of the main clinic; 1 s into the run the main clinic held $main_later"
+echo "mixed: each request as one of $(wc -l <"$WORK/clinics-mixed") clinics at random: 70% GET a patient, 10% GET an appointment, 15% GET 20 patients, 5% POST a patient"
+echo "errors: failed connections and answers other than 2xx; 503s: the documented clinic_unavailable with Retry-After (spread and mixed scenarios), not counted as errors"
+echo "pg cpu/req: CPU time of the PostgreSQL cluster's processes (the exited ones included) per request or transaction, in µs"
 echo "provision rows: registrations/s done one at a time; p50/p99 of the server's own provisioning time"

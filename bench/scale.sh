@@ -121,7 +121,7 @@ run() {
     ) >"$WORK/connections" &
     local sampler=$! rps p50 p99 errors documented peak
     reset_peak_rss
-    read -r rps p50 p99 errors documented <<<"$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
+    read -r rps p50 p99 errors documented _ <<<"$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
         -s "$BENCH_DIR/spread.lua" "$BASE/" -- "$2")"
     kill "$sampler"
     wait "$sampler" 2>/dev/null || true
