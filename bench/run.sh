@@ -146,10 +146,12 @@ clinic_subsets
 stop_server
 start_server "$DATA"
 
-# floor-audited: PostgreSQL alone doing what `read` asks of it (one
-# statement: the patient's row and its audit event, committed), at the same
-# concurrency, as the admin role in the bench clinic's database; before the
-# server holds clinic connections.
+# floor-audited: PostgreSQL alone doing a read the way one is audited
+# without group commit (one statement: the patient's row and its own audit
+# event, committed alone, one flush per read), at the same concurrency, as
+# the admin role in the bench clinic's database; before the server holds
+# clinic connections. `read` groups the events of concurrent reads in one
+# commit, so it may exceed it.
 read -r CLINIC_DB USER_ID CLINIC_ROLE <<<"$(psql -d medicalpro_central -Atc "SELECT c.db_name || ' ' || u.id || ' ' || c.db_user
     FROM users u JOIN companies c ON c.id = u.company_id WHERE u.email = '$MAIN_EMAIL'")"
 cat >"$WORK/read.sql" <<'SQL'
