@@ -10,7 +10,7 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Page;
+use super::{fetch_list, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -339,29 +339,21 @@ pub async fn list(
         AND ($3::uuid IS NULL OR practitioner_id = $3)
         AND ($4::uuid IS NULL OR patient_id = $4)
         AND ($5::text IS NULL OR status = $5)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM appointments WHERE {condition}"
-    ))
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(filter.practitioner_id)
-    .bind(filter.patient_id)
-    .bind(&filter.status)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<AppointmentRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM appointments WHERE {condition}
-         ORDER BY start_at, id LIMIT $6 OFFSET $7"
-    ))
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(filter.practitioner_id)
-    .bind(filter.patient_id)
-    .bind(&filter.status)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
+    let statement = list_statement(
+        "appointments",
+        condition,
+        &format!("SELECT {COLUMNS} FROM appointments"),
+        "ORDER BY start_at, id LIMIT $6 OFFSET $7",
+    );
+    let query = sqlx::query(&statement)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.practitioner_id)
+        .bind(filter.patient_id)
+        .bind(&filter.status)
+        .bind(page.limit)
+        .bind(page.offset);
+    let (rows, total) = fetch_list::<AppointmentRow>(conn, query).await?;
     Ok((rows.into_iter().map(Appointment::from).collect(), total))
 }
 

@@ -336,29 +336,21 @@ pub async fn list(
     filter: &Filter,
     page: super::Page,
 ) -> Result<(Vec<Event>, i64), sqlx::Error> {
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM public.audit_events WHERE {EVENT_FILTER}"
-    ))
-    .bind(filter.patient_id)
-    .bind(filter.user_id)
-    .bind(&filter.action)
-    .bind(filter.from)
-    .bind(filter.to)
-    .fetch_one(&mut *conn)
-    .await?;
-    let events = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM public.audit_events WHERE {EVENT_FILTER} ORDER BY id DESC LIMIT $6 OFFSET $7"
-    ))
-    .bind(filter.patient_id)
-    .bind(filter.user_id)
-    .bind(&filter.action)
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
-    Ok((events, total))
+    let statement = super::list_statement(
+        "public.audit_events",
+        EVENT_FILTER,
+        &format!("SELECT {EVENT_COLUMNS} FROM public.audit_events"),
+        "ORDER BY id DESC LIMIT $6 OFFSET $7",
+    );
+    let query = sqlx::query(&statement)
+        .bind(filter.patient_id)
+        .bind(filter.user_id)
+        .bind(&filter.action)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(page.limit)
+        .bind(page.offset);
+    super::fetch_list(conn, query).await
 }
 
 /// Every event about one patient, oldest first (for the GDPR export).

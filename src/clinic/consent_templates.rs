@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{like_pattern, Page};
+use super::{fetch_list, like_pattern, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -147,22 +147,17 @@ pub async fn list_current(
 ) -> Result<(Vec<ConsentTemplate>, i64), sqlx::Error> {
     let pattern = search.map(like_pattern);
     let condition = "is_current AND deleted_at IS NULL AND ($1::text IS NULL OR title ILIKE $1)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM consent_templates WHERE {condition}"
-    ))
-    .bind(&pattern)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM consent_templates WHERE {condition}
-         ORDER BY lower(title), id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
-    Ok((rows, total))
+    let statement = list_statement(
+        "consent_templates",
+        condition,
+        &format!("SELECT {COLUMNS} FROM consent_templates"),
+        "ORDER BY lower(title), id LIMIT $2 OFFSET $3",
+    );
+    let query = sqlx::query(&statement)
+        .bind(&pattern)
+        .bind(page.limit)
+        .bind(page.offset);
+    fetch_list(conn, query).await
 }
 
 /// A new template: version 1 of a new family.

@@ -10,7 +10,7 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Page;
+use super::{fetch_list, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -236,20 +236,17 @@ pub async fn list(
     page: Page,
 ) -> Result<(Vec<Consent>, i64), sqlx::Error> {
     let condition = "c.deleted_at IS NULL AND ($1::uuid IS NULL OR c.patient_id = $1)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM consents c WHERE {condition}"
-    ))
-    .bind(patient_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<ConsentRow> = sqlx::query_as(&format!(
-        "{SELECT} WHERE {condition} ORDER BY c.created_at DESC, c.id LIMIT $2 OFFSET $3"
-    ))
-    .bind(patient_id)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
+    let statement = list_statement(
+        "consents c",
+        condition,
+        SELECT,
+        "ORDER BY c.created_at DESC, c.id LIMIT $2 OFFSET $3",
+    );
+    let query = sqlx::query(&statement)
+        .bind(patient_id)
+        .bind(page.limit)
+        .bind(page.offset);
+    let (rows, total) = fetch_list::<ConsentRow>(conn, query).await?;
     Ok((rows.into_iter().map(Consent::from).collect(), total))
 }
 

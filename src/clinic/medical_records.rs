@@ -10,7 +10,7 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Page;
+use super::{fetch_list, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -241,21 +241,17 @@ pub async fn list(
     page: Page,
 ) -> Result<(Vec<MedicalRecord>, i64), sqlx::Error> {
     let condition = "deleted_at IS NULL AND ($1::uuid IS NULL OR patient_id = $1)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM medical_records WHERE {condition}"
-    ))
-    .bind(patient_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<RecordRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM medical_records WHERE {condition}
-         ORDER BY recorded_at DESC, id LIMIT $2 OFFSET $3"
-    ))
-    .bind(patient_id)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
+    let statement = list_statement(
+        "medical_records",
+        condition,
+        &format!("SELECT {COLUMNS} FROM medical_records"),
+        "ORDER BY recorded_at DESC, id LIMIT $2 OFFSET $3",
+    );
+    let query = sqlx::query(&statement)
+        .bind(patient_id)
+        .bind(page.limit)
+        .bind(page.offset);
+    let (rows, total) = fetch_list::<RecordRow>(conn, query).await?;
     Ok((rows.into_iter().map(MedicalRecord::from).collect(), total))
 }
 

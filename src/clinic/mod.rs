@@ -17,11 +17,53 @@ pub mod practitioners;
 pub mod references;
 pub mod settings;
 
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{FromRow, PgConnection, Postgres, Row};
+
 /// A page of a list: `limit` rows from `offset`, and how many match in all.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub limit: i64,
     pub offset: i64,
+}
+
+/// One statement answering a page of a list and how many rows match in all,
+/// `filter` written once: `select` (up to its `FROM`) with `filter` and
+/// `tail` (`ORDER BY`, `LIMIT`, `OFFSET`) is the page; the rows of
+/// `count_from` with `filter` are counted. The page is left-joined to the
+/// single count row, so an offset past the end still answers the total, as
+/// one row with no page (`past_end`: every listed row has a non-null id, so
+/// only the missing page is all null). A join `ON TRUE` can only run as a
+/// nested loop around that one row, so the page keeps its order.
+pub fn list_statement(count_from: &str, filter: &str, select: &str, tail: &str) -> String {
+    format!(
+        "SELECT listed.*, matching.total AS list_total, listed IS NULL AS past_end
+           FROM (SELECT COUNT(*) AS total FROM {count_from} WHERE {filter}) matching
+           LEFT JOIN ({select} WHERE {filter} {tail}) listed ON TRUE"
+    )
+}
+
+/// Runs a bound [`list_statement`]: the page's rows and the total.
+pub async fn fetch_list<T>(
+    conn: &mut PgConnection,
+    query: Query<'_, Postgres, PgArguments>,
+) -> Result<(Vec<T>, i64), sqlx::Error>
+where
+    T: for<'r> FromRow<'r, PgRow>,
+{
+    let rows = query.fetch_all(conn).await?;
+    let total = rows
+        .first()
+        .ok_or(sqlx::Error::RowNotFound)?
+        .try_get("list_total")?;
+    let mut page = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if !row.try_get::<bool, _>("past_end")? {
+            page.push(T::from_row(row)?);
+        }
+    }
+    Ok((page, total))
 }
 
 /// Escapes `%`, `_` and `\` so user text matches literally in `LIKE`.

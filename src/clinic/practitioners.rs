@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{like_pattern, Page};
+use super::{fetch_list, like_pattern, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -212,21 +212,17 @@ pub async fn list(
     let filter = "deleted_at IS NULL AND ($1::text IS NULL
         OR first_name ILIKE $1 OR last_name ILIKE $1 OR specialty ILIKE $1
         OR (first_name || ' ' || last_name) ILIKE $1 OR (last_name || ' ' || first_name) ILIKE $1)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM practitioners WHERE {filter}"
-    ))
-    .bind(&pattern)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<PractitionerRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM practitioners WHERE {filter}
-         ORDER BY lower(last_name), lower(first_name), id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
+    let statement = list_statement(
+        "practitioners",
+        filter,
+        &format!("SELECT {COLUMNS} FROM practitioners"),
+        "ORDER BY lower(last_name), lower(first_name), id LIMIT $2 OFFSET $3",
+    );
+    let query = sqlx::query(&statement)
+        .bind(&pattern)
+        .bind(page.limit)
+        .bind(page.offset);
+    let (rows, total) = fetch_list::<PractitionerRow>(conn, query).await?;
     Ok((rows.into_iter().map(Practitioner::from).collect(), total))
 }
 

@@ -151,6 +151,8 @@ async fn documents_carry_computed_amounts_and_drafts_have_no_number() {
         (&format!("?patientId={patient}") as &str, 2),
         (&format!("?patientId={patient}&documentType=invoice"), 1),
         ("?limit=1&offset=2", 3),
+        ("?limit=1&offset=3", 3),
+        ("?documentType=invoice&offset=5", 2),
     ] {
         let list = app
             .get(&format!("/api/v1/documents{query}"), &a.token)

@@ -108,14 +108,50 @@ async fn list_paginates_and_searches_names_email_and_phone() {
         .get("/api/v1/patients?limit=10&offset=20", &clinic.token)
         .await;
     assert_eq!(last.data().as_array().unwrap().len(), 6);
+    // Both ways of answering a search (under three characters, and from
+    // the search index's matches) keep the name order and the full total,
+    // also past the end.
+    for (query, total, first_names) in [
+        ("limit=10&offset=40", 26, vec![]),
+        (
+            "search=pa&limit=3&offset=8",
+            25,
+            vec!["Pat08", "Pat09", "Pat10"],
+        ),
+        ("search=pa&offset=25", 25, vec![]),
+        (
+            "search=durand&limit=3&offset=22",
+            25,
+            vec!["Pat22", "Pat23", "Pat24"],
+        ),
+        ("search=durand&offset=30", 25, vec![]),
+    ] {
+        let page = app
+            .get(&format!("/api/v1/patients?{query}"), &clinic.token)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{query}");
+        assert_eq!(page.body["pagination"]["total"], total, "{query}");
+        let names: Vec<&str> = page
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["firstName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, first_names, "{query}");
+    }
     for (query, expected) in [
         ("martin", 1),
+        ("zoé", 1),
         ("zoe%40m", 1),
         ("0611", 1),
+        ("44", 1),
         ("durand", 25),
         ("pat0", 10),
         ("%25", 0),
         ("Zoé%20Martin", 1),
+        ("martin%20zoé", 1),
+        ("n%20z", 1),
     ] {
         let found = app
             .get(&format!("/api/v1/patients?search={query}"), &clinic.token)
@@ -283,5 +319,82 @@ async fn malformed_requests_get_the_envelope_never_a_500() {
     assert_eq!(not_allowed.body["success"], false);
     let list = app.get("/api/v1/patients", &clinic.token).await;
     assert_eq!(list.body["pagination"]["total"], 0);
+    app.cleanup().await;
+}
+
+/// A search among 10,000 patients is answered through the trigram index
+/// (its scan count grows), and finds what testing each name, the email and
+/// the phone of every patient finds.
+#[tokio::test]
+async fn a_search_among_many_patients_uses_the_search_index() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Search index").await;
+    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::query(
+        "INSERT INTO patients (first_name, last_name, email, phone, deleted_at)
+         SELECT 'Pat' || i, 'Name' || i % 1000, 'p' || i || '@example.fr',
+                '06' || lpad(i::text, 8, '0'), CASE WHEN i % 50 = 0 THEN now() END
+           FROM generate_series(1, 10000) i",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE patients")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let index_scans = "SELECT COALESCE(SUM(idx_scan), 0)::bigint FROM pg_stat_user_indexes
+                        WHERE indexrelname = 'patients_search_idx'";
+    let before: i64 = sqlx::query_scalar(index_scans)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    for search in [
+        "name42",
+        "Pat1234 Name234",
+        "name234 pat1234",
+        "00001234",
+        "p77@",
+        "pat10000",
+    ] {
+        let found = app
+            .get(
+                &format!(
+                    "/api/v1/patients?search={}&limit=5",
+                    search.replace(' ', "%20")
+                ),
+                &clinic.token,
+            )
+            .await;
+        let scanned: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM patients WHERE deleted_at IS NULL AND (
+                first_name ILIKE $1 OR last_name ILIKE $1 OR email ILIKE $1 OR phone ILIKE $1
+                OR first_name || ' ' || last_name ILIKE $1
+                OR last_name || ' ' || first_name ILIKE $1)",
+        )
+        .bind(format!("%{search}%"))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(found.body["pagination"]["total"], scanned, "{search}");
+        assert_eq!(
+            found.data().as_array().unwrap().len() as i64,
+            scanned.min(5),
+            "{search}"
+        );
+    }
+    // A backend reports its statistics within a second of going idle.
+    let mut after = before;
+    for _ in 0..100 {
+        after = sqlx::query_scalar(index_scans)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(after > before, "the search index was not scanned");
     app.cleanup().await;
 }

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::clinic::{like_pattern, Page};
+use crate::clinic::{fetch_list, like_pattern, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -107,19 +107,17 @@ pub async fn list(
 ) -> Result<(Vec<Category>, i64), sqlx::Error> {
     let pattern = search.map(like_pattern);
     let filter = "deleted_at IS NULL AND ($1::text IS NULL OR name ILIKE $1)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM categories WHERE {filter}"))
+    let statement = list_statement(
+        "categories",
+        filter,
+        &format!("SELECT {COLUMNS} FROM categories"),
+        "ORDER BY lower(name), id LIMIT $2 OFFSET $3",
+    );
+    let query = sqlx::query(&statement)
         .bind(&pattern)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM categories WHERE {filter} ORDER BY lower(name), id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
-    Ok((rows, total))
+        .bind(page.limit)
+        .bind(page.offset);
+    fetch_list(conn, query).await
 }
 
 pub async fn insert(

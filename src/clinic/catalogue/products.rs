@@ -10,7 +10,7 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::clinic::{like_pattern, Page};
+use crate::clinic::{fetch_list, like_pattern, list_statement, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -242,21 +242,17 @@ pub async fn list(
     let pattern = search.map(like_pattern);
     let filter =
         "p.deleted_at IS NULL AND ($1::text IS NULL OR p.name ILIKE $1 OR p.code ILIKE $1)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM products_services p WHERE {filter}"
-    ))
-    .bind(&pattern)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows = sqlx::query_as(&format!(
-        "{SELECT} WHERE {filter} ORDER BY lower(p.name), p.id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
-    Ok((rows, total))
+    let statement = list_statement(
+        "products_services p",
+        filter,
+        SELECT,
+        "ORDER BY lower(p.name), p.id LIMIT $2 OFFSET $3",
+    );
+    let query = sqlx::query(&statement)
+        .bind(&pattern)
+        .bind(page.limit)
+        .bind(page.offset);
+    fetch_list(conn, query).await
 }
 
 /// Inserts a row and returns its id.

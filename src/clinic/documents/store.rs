@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::amounts::Amounts;
 use super::input::{DocumentInput, Header, Line, Lines};
 use super::lifecycle::{DocumentStatus, DocumentType};
-use crate::clinic::{like_pattern, Page};
+use crate::clinic::{fetch_list, like_pattern, list_statement, Page};
 use crate::validation::FieldErrors;
 
 /// A document as the API returns it, with its lines.
@@ -216,27 +216,20 @@ pub async fn list(
     let pattern = filter.search.map(like_pattern);
     let document_type = filter.document_type.map(DocumentType::as_str);
     let status = filter.status.map(DocumentStatus::as_str);
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM documents d WHERE {condition}"
-    ))
-    .bind(document_type)
-    .bind(status)
-    .bind(filter.patient_id)
-    .bind(&pattern)
-    .fetch_one(&mut *conn)
-    .await?;
-    let mut documents: Vec<Document> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents d WHERE {condition}
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $5 OFFSET $6"
-    ))
-    .bind(document_type)
-    .bind(status)
-    .bind(filter.patient_id)
-    .bind(&pattern)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(&mut *conn)
-    .await?;
+    let statement = list_statement(
+        "documents d",
+        condition,
+        &format!("SELECT {COLUMNS} FROM documents d"),
+        "ORDER BY d.created_at DESC, d.id DESC LIMIT $5 OFFSET $6",
+    );
+    let query = sqlx::query(&statement)
+        .bind(document_type)
+        .bind(status)
+        .bind(filter.patient_id)
+        .bind(&pattern)
+        .bind(page.limit)
+        .bind(page.offset);
+    let (mut documents, total) = fetch_list::<Document>(&mut *conn, query).await?;
     let ids: Vec<Uuid> = documents.iter().map(|d| d.id).collect();
     let mut items = items_of(conn, &ids).await?;
     for document in &mut documents {
