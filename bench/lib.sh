@@ -106,6 +106,12 @@ pg_cpu_ticks() {
         END { print ticks + 0 }'
 }
 
+# srv_cpu_ticks: CPU time of the server process so far, in clock ticks.
+srv_cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$SERVER_PID/stat"; }
+
+# machine_ticks: "idle total" clock ticks of all cores so far (/proc/stat).
+machine_ticks() { awk '/^cpu / { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
 # per_request TICKS COUNT: CPU ticks per request (or transaction) in µs.
 per_request() {
     awk -v ticks="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" \

@@ -47,7 +47,7 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 start_server "$DATA"
 machine
 echo "runs: $RUNS x ${DURATION}s, $CONNECTIONS connections, $THREADS wrk threads"
-declare -A RESULT RSS CPU_TICKS CPU_COUNT
+declare -A RESULT RSS CPU_TICKS CPU_COUNT SRV_TICKS IDLE
 
 # add_cpu NAME TICKS COUNT: the cluster's CPU during a run of NAME and the
 # requests (or transactions) it served, added up over the runs.
@@ -187,7 +187,7 @@ fresh_tokens() {
 scenario() {
     local name=$1
     shift
-    local runs=() before line
+    local runs=() before srv_before machine_before line idle=0 total=0
     fresh_tokens
     reset_peak_rss
     for _ in $(seq "$RUNS"); do
@@ -195,10 +195,18 @@ scenario() {
             "$BEFORE_RUN"
         fi
         before=$(pg_cpu_ticks)
+        srv_before=$(srv_cpu_ticks)
+        machine_before=$(machine_ticks)
         line=$(wrk_run -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" "$@")
         add_cpu "$name" "$(($(pg_cpu_ticks) - before))" "$(awk '{ print $6 }' <<<"$line")"
+        SRV_TICKS[$name]=$((${SRV_TICKS[$name]:-0} + $(srv_cpu_ticks) - srv_before))
+        read -r idle_now total_now <<<"$(machine_ticks)"
+        read -r idle_before total_before <<<"$machine_before"
+        idle=$((idle + idle_now - idle_before))
+        total=$((total + total_now - total_before))
         runs+=("$line")
     done
+    IDLE[$name]=$(awk -v i="$idle" -v t="$total" 'BEGIN { if (t > 0) printf "%.0f%%", 100 * i / t; else print "-" }')
     RESULT[$name]=$(median_of "${runs[@]}")
     RSS[$name]=$(peak_rss_mb)
 }
@@ -266,14 +274,15 @@ provision provision-migrate
 floor_rps=$(awk '{ print $1 }' <<<"${RESULT[floor]}")
 read_rps=$(awk '{ print $1 }' <<<"${RESULT[read]}")
 echo
-printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "vs floor" "pg cpu/req"
+printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s %12s %7s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "vs floor" "pg cpu/req" "srv cpu/req" "idle"
 for name in floor floor-connect floor-audited read burst-then-read list write spread spread-50 mixed \
     provision-template provision-migrate; do
     read -r rps p50 p99 errors documented <<<"${RESULT[$name]}"
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     [[ $name == provision-* ]] && ratio="-"
-    printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${documented:-0}" "${RSS[$name]}" "$ratio" \
-        "$(per_request "${CPU_TICKS[$name]:-0}" "${CPU_COUNT[$name]:-0}")"
+    printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s %12s %7s\n' "$name" "$rps" "$p50" "$p99" "$errors" "${documented:-0}" "${RSS[$name]}" "$ratio" \
+        "$(per_request "${CPU_TICKS[$name]:-0}" "${CPU_COUNT[$name]:-0}")" \
+        "$(per_request "${SRV_TICKS[$name]:-0}" "${CPU_COUNT[$name]:-0}")" "${IDLE[$name]:--}"
 done
 spread_rps=$(awk '{ print $1 }' <<<"${RESULT[spread]}")
 audited_rps=$(awk '{ print $1 }' <<<"${RESULT[floor-audited]}")
@@ -285,4 +294,5 @@ echo "burst-then-read: read just after $(wc -l <"$WORK/clinics-burst") other cli
 echo "mixed: each request as one of $(wc -l <"$WORK/clinics-mixed") clinics at random: 70% GET a patient, 10% GET an appointment, 15% GET 20 patients, 5% POST a patient"
 echo "errors: failed connections and answers other than 2xx; 503s: the documented clinic_unavailable with Retry-After (spread and mixed scenarios), not counted as errors"
 echo "pg cpu/req: CPU time of the PostgreSQL cluster's processes (the exited ones included) per request or transaction, in µs"
+echo "srv cpu/req: CPU time of the medicalpro process per request, in µs; idle: share of the machine's CPU left idle during the runs (the rest went to PostgreSQL, the server and wrk itself)"
 echo "provision rows: registrations/s done one at a time; p50/p99 of the server's own provisioning time"

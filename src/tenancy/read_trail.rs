@@ -23,6 +23,9 @@ use super::naming::ClinicId;
 use super::pools::{ClinicPool, PoolError};
 use crate::clinic::audit::{self, Actor, Entry};
 
+/// Events written by one statement at most; more wait for the next.
+const MAX_BATCH: usize = 1000;
+
 /// Why a batch of read events could not be written.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 pub enum NotRecorded {
@@ -92,6 +95,9 @@ impl ReadTrail {
             let batch = {
                 let mut queues = self.lock();
                 match queues.get_mut(&id) {
+                    Some(queue) if queue.len() > MAX_BATCH => {
+                        queue.drain(..MAX_BATCH).collect::<Vec<_>>()
+                    }
                     Some(queue) if !queue.is_empty() => std::mem::take(queue),
                     _ => {
                         queues.remove(&id);
