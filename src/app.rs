@@ -42,6 +42,8 @@ impl Environment {
             .map(|key| MasterKey::parse_setting(key, "MASTER_KEY_PREVIOUS"))
             .transpose()?;
         let provisioning = args.provisioning_settings()?;
+        let refresh_family_max_days = args.refresh_family_max_days()?;
+        let metrics_token = args.metrics_token()?;
         if let Some(url) = &args.database_url {
             let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
                 ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
@@ -58,6 +60,8 @@ impl Environment {
                     master_key_previous,
                     pool,
                     provisioning,
+                    refresh_family_max_days,
+                    metrics_token,
                 },
                 cluster: None,
             });
@@ -87,6 +91,8 @@ impl Environment {
                 master_key_previous,
                 pool,
                 provisioning,
+                refresh_family_max_days,
+                metrics_token,
             },
             cluster: Some(cluster),
         })
@@ -123,6 +129,8 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         metrics: Arc::new(Metrics::default()),
         sealer: Arc::new(AuditSealer::default()),
         read_trail: Arc::default(),
+        refresh_family_max_days: settings.refresh_family_max_days,
+        metrics_token: settings.metrics_token.clone(),
     })
 }
 
@@ -153,6 +161,10 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
         });
     }
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
+    tokio::spawn(crate::central::purge_periodically(
+        state.databases.central.clone(),
+        settings.refresh_family_max_days,
+    ));
     let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
     shut_down(&state).await;
     result

@@ -16,6 +16,8 @@
 //! | `CLINIC_CHECKOUT_TIMEOUT_MS` | how long a request waits for a clinic connection before answering 503 | `3000` |
 //! | `PROVISION_CONCURRENCY` | clinics provisioned at once; more registrations wait their turn | `4` |
 //! | `PROVISION_FROM_TEMPLATE` | create clinic databases by copying the migrated template database | `true` |
+//! | `REFRESH_FAMILY_MAX_DAYS` | a login's refresh tokens stop refreshing this many days after the login, however often rotated | `30` |
+//! | `METRICS_TOKEN` | when set, `/metrics` requires `Authorization: Bearer <token>` (at least 16 characters) | unset: `/metrics` is open |
 //!
 //! The connection budget: a PostgreSQL server with its default
 //! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::crypto::{JwtSecret, Keyring, MasterKey};
+use crate::crypto::{BearerToken, JwtSecret, Keyring, MasterKey};
 use crate::tenancy::ddl::ROLE_CONNECTION_LIMIT;
 
 /// Settings shared by every command that touches the databases.
@@ -72,6 +74,12 @@ pub struct DatabaseArgs {
     /// Copy new clinic databases from the migrated template database.
     #[arg(long, env = "PROVISION_FROM_TEMPLATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub provision_from_template: bool,
+    /// Days after a login beyond which its refresh tokens no longer refresh.
+    #[arg(long, env = "REFRESH_FAMILY_MAX_DAYS", default_value_t = 30)]
+    pub refresh_family_max_days: u32,
+    /// Bearer token required by /metrics; unset leaves /metrics open.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// Settings of `medicalpro serve`.
@@ -112,6 +120,11 @@ pub struct Settings {
     pub master_key_previous: Option<MasterKey>,
     pub pool: PoolSettings,
     pub provisioning: ProvisioningSettings,
+    /// Days after a login beyond which its refresh-token family no longer
+    /// refreshes, however often rotated (`REFRESH_FAMILY_MAX_DAYS`).
+    pub refresh_family_max_days: i32,
+    /// The bearer token `/metrics` requires; `None` leaves it open.
+    pub metrics_token: Option<BearerToken>,
 }
 
 impl Settings {
@@ -189,6 +202,23 @@ impl DatabaseArgs {
             max_connections: self.max_clinic_connections,
             checkout_timeout: Duration::from_millis(self.clinic_checkout_timeout_ms),
         })
+    }
+
+    pub fn refresh_family_max_days(&self) -> Result<i32, ConfigError> {
+        match i32::try_from(self.refresh_family_max_days) {
+            Ok(days @ 1..=3650) => Ok(days),
+            _ => Err(ConfigError::new(
+                "REFRESH_FAMILY_MAX_DAYS",
+                "must be between 1 and 3650",
+            )),
+        }
+    }
+
+    pub fn metrics_token(&self) -> Result<Option<BearerToken>, ConfigError> {
+        self.metrics_token
+            .as_deref()
+            .map(|token| BearerToken::parse(token, "METRICS_TOKEN"))
+            .transpose()
     }
 
     pub fn provisioning_settings(&self) -> Result<ProvisioningSettings, ConfigError> {
@@ -298,6 +328,8 @@ mod tests {
             (provisioning.concurrency, provisioning.from_template),
             (4, true)
         );
+        assert_eq!(args.refresh_family_max_days().unwrap(), 30);
+        assert!(args.metrics_token().unwrap().is_none());
     }
 
     #[test]
@@ -319,6 +351,14 @@ mod tests {
             .provisioning_settings()
             .unwrap_err();
         assert_eq!(error.setting, "PROVISION_CONCURRENCY");
+        let error = serve_args(&["--refresh-family-max-days", "0"])
+            .refresh_family_max_days()
+            .unwrap_err();
+        assert_eq!(error.setting, "REFRESH_FAMILY_MAX_DAYS");
+        let error = serve_args(&["--metrics-token", "short"])
+            .metrics_token()
+            .unwrap_err();
+        assert_eq!(error.setting, "METRICS_TOKEN");
         let off = serve_args(&["--provision-from-template", "false"]);
         assert!(!off.provisioning_settings().unwrap().from_template);
     }

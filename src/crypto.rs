@@ -168,6 +168,42 @@ impl JwtSecret {
     }
 }
 
+/// A shared secret a client presents as `Authorization: Bearer <token>`.
+/// Only its SHA-256 is kept; [`BearerToken::matches`] compares digests in
+/// constant time, so neither the content nor the length leaks by timing.
+#[derive(Clone)]
+pub struct BearerToken([u8; 32]);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl BearerToken {
+    pub const MIN_LEN: usize = 16;
+
+    pub fn parse(raw: &str, setting: &'static str) -> Result<Self, ConfigError> {
+        if raw.len() < Self::MIN_LEN {
+            return Err(ConfigError::new(
+                setting,
+                format!("must be at least {} characters", Self::MIN_LEN),
+            ));
+        }
+        Ok(Self(Sha256::digest(raw.as_bytes()).into()))
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let difference = self
+            .0
+            .iter()
+            .zip(presented)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(difference) == 0
+    }
+}
+
 /// `len` random bytes as URL-safe base64 without padding: safe in SQL string
 /// literals, URLs and headers.
 pub fn random_token(len: usize) -> String {
@@ -198,6 +234,15 @@ pub fn sha256(data: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bearer_token_matches_only_itself() {
+        let token = super::BearerToken::parse("a metrics token, long enough", "T").unwrap();
+        assert!(token.matches("a metrics token, long enough"));
+        assert!(!token.matches("a metrics token, long enougH"));
+        assert!(!token.matches(""));
+        assert!(super::BearerToken::parse("too short", "T").is_err());
+    }
+
     use super::*;
 
     #[test]

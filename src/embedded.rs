@@ -90,6 +90,8 @@ impl Programs {
 pub struct RunningCluster {
     pub admin_url: String,
     pub port: u16,
+    /// The server's log, `DATA_DIR/postgres.log`.
+    pub log_path: PathBuf,
     pid: i32,
     supervisor: Option<JoinHandle<()>>,
 }
@@ -130,16 +132,17 @@ impl RunningCluster {
         if !pgdata.join("PG_VERSION").exists() {
             init_cluster(&programs, &dir, &pgdata, &password, owner)?;
         }
+        let log_path = dir.join("postgres.log");
         if let Some(pid) = running_postmaster(&pgdata) {
             // Another medicalpro process (a running server) owns it: use it.
             return Ok(Self {
                 admin_url: admin_url(&password, port),
                 port,
+                log_path,
                 pid,
                 supervisor: None,
             });
         }
-        let log_path = dir.join("postgres.log");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,6 +171,7 @@ impl RunningCluster {
         Ok(Self {
             admin_url: admin_url(&password, port),
             port,
+            log_path,
             pid,
             supervisor: Some(supervisor),
         })

@@ -1,4 +1,6 @@
-//! Access tokens: JWT, HS256 only, 15 minutes, the SPEC's claims.
+//! Access tokens: JWT, HS256 only, 15 minutes, the SPEC's claims plus `iss`
+//! ([`ISSUER`]) and `aud` ([`AUDIENCE`]), both required on verify: a token
+//! signed with the same key for another purpose is not an access token.
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -9,6 +11,10 @@ use super::roles::Role;
 use crate::crypto::JwtSecret;
 
 pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
+/// The `iss` claim of every access token.
+pub const ISSUER: &str = "medicalpro";
+/// The `aud` claim of every access token: this server's API.
+pub const AUDIENCE: &str = "medicalpro-api";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -19,6 +25,8 @@ pub struct Claims {
     pub clinic_id: Option<Uuid>,
     pub email: String,
     pub role: Role,
+    pub iss: String,
+    pub aud: String,
     pub iat: i64,
     pub exp: i64,
 }
@@ -39,7 +47,9 @@ impl TokenKeys {
     pub fn new(secret: &JwtSecret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
@@ -55,6 +65,8 @@ impl TokenKeys {
             clinic_id,
             email: email.to_owned(),
             role,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + ACCESS_TOKEN_SECONDS,
         };
@@ -92,6 +104,10 @@ mod tests {
         let claims = keys.verify(&token).unwrap();
         assert_eq!(claims.role, Role::Doctor);
         assert_eq!(claims.exp - claims.iat, ACCESS_TOKEN_SECONDS);
+        assert_eq!(
+            (claims.iss.as_str(), claims.aud.as_str()),
+            (ISSUER, AUDIENCE)
+        );
         assert!(self::keys().verify(&token).is_err());
     }
 

@@ -43,6 +43,8 @@ pub struct Sessions<'a> {
     pub databases: &'a Databases,
     pub keys: &'a TokenKeys,
     pub states: &'a StateCache,
+    /// A family older than this no longer refreshes (`REFRESH_FAMILY_MAX_DAYS`).
+    pub refresh_family_max_days: i32,
 }
 
 impl Sessions<'_> {
@@ -103,7 +105,7 @@ impl Sessions<'_> {
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, SessionError> {
         let central = &self.databases.central;
-        match refresh_tokens::rotate(central, refresh_token).await? {
+        match refresh_tokens::rotate(central, refresh_token, self.refresh_family_max_days).await? {
             Rotation::Rotated { user_id, token } => {
                 let user = users::find(central, user_id)
                     .await?

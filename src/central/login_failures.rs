@@ -47,3 +47,15 @@ pub async fn clear(central: &PgPool, email: &str) -> Result<(), sqlx::Error> {
         .await?;
     Ok(())
 }
+
+/// Deletes the failures older than the window: they no longer count.
+/// Returns the number deleted.
+pub async fn purge_expired(central: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(mins => $1)",
+    )
+    .bind(WINDOW_MINUTES)
+    .execute(central)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -19,6 +19,42 @@ use crate::config::DbPrefix;
 use crate::migrations;
 use crate::tenancy::naming::quote_ident;
 
+/// How often a server purges what the central database keeps for nothing.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Deletes refresh-token families that can no longer refresh and login
+/// failures past the throttling window: `(tokens, failures)` deleted.
+pub async fn purge_expired(
+    central: &PgPool,
+    refresh_family_max_days: i32,
+) -> Result<(u64, u64), sqlx::Error> {
+    let tokens = refresh_tokens::purge_expired(central, refresh_family_max_days).await?;
+    let failures = login_failures::purge_expired(central).await?;
+    Ok((tokens, failures))
+}
+
+/// [`purge_expired`] at start, then every [`PURGE_INTERVAL`], for as long as
+/// the server runs. Several instances may purge at once: harmless.
+pub async fn purge_periodically(central: PgPool, refresh_family_max_days: i32) {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match purge_expired(&central, refresh_family_max_days).await {
+            Ok((tokens, failures)) => {
+                tracing::info!(
+                    tokens,
+                    failures,
+                    "purged expired refresh tokens and login failures"
+                )
+            }
+            Err(error) => {
+                tracing::warn!(%error, "purging expired refresh tokens and login failures failed")
+            }
+        }
+    }
+}
+
 /// Connections to the PostgreSQL server that holds the central database.
 #[derive(Clone)]
 pub struct Databases {

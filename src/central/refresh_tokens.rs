@@ -1,6 +1,11 @@
 //! `refresh_tokens`: opaque, single-use tokens stored as SHA-256 hashes.
 //! Each refresh rotates the token; presenting a rotated token again is taken
 //! as theft and revokes the whole family (every token of that login).
+//!
+//! A family also has an absolute lifetime (`REFRESH_FAMILY_MAX_DAYS`),
+//! counted from its first token's `created_at`: past it, no token of the
+//! family refreshes, however recently rotated. Families are purged whole
+//! ([`purge_expired`]), so the first token stays as long as its family.
 
 use chrono::{Duration, Utc};
 use sqlx::PgPool;
@@ -15,7 +20,7 @@ pub const LIFETIME: Duration = Duration::days(30);
 pub enum Rotation {
     /// Valid: this is the new token, of the same family, for this user.
     Rotated { user_id: Uuid, token: String },
-    /// Unknown, expired or revoked.
+    /// Unknown, expired, revoked, or of a family past its lifetime.
     Invalid,
     /// Already rotated: the family is now revoked.
     Reused,
@@ -48,15 +53,24 @@ async fn insert(
 }
 
 /// Exchanges a token for its successor, atomically: of two concurrent
-/// exchanges of one token, one rotates and the other is seen as reuse.
-pub async fn rotate(central: &PgPool, token: &str) -> Result<Rotation, sqlx::Error> {
+/// exchanges of one token, one rotates and the other is seen as reuse. A
+/// family first issued `family_max_days` ago or earlier counts as expired.
+pub async fn rotate(
+    central: &PgPool,
+    token: &str,
+    family_max_days: i32,
+) -> Result<Rotation, sqlx::Error> {
     let mut tx = central.begin().await?;
     let row: Option<(Uuid, Uuid, bool, bool, bool)> = sqlx::query_as(
         "SELECT user_id, family_id, rotated_at IS NOT NULL, revoked_at IS NOT NULL,
                 expires_at <= now()
-           FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+                OR (SELECT min(created_at) FROM refresh_tokens family
+                     WHERE family.family_id = token.family_id)
+                   <= now() - make_interval(days => $2)
+           FROM refresh_tokens token WHERE token_hash = $1 FOR UPDATE OF token",
     )
     .bind(sha256(token.as_bytes()))
+    .bind(family_max_days)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((user_id, family_id, rotated, revoked, expired)) = row else {
@@ -118,4 +132,21 @@ async fn revoke_family_in(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Deletes the families that can no longer refresh: every token expired, or
+/// first issued `family_max_days` ago or earlier. A family with one live
+/// token is kept whole, so that a rotated token presented again is still
+/// recognised as reuse. Returns the number of tokens deleted.
+pub async fn purge_expired(central: &PgPool, family_max_days: i32) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM refresh_tokens WHERE family_id IN (
+            SELECT family_id FROM refresh_tokens GROUP BY family_id
+            HAVING max(expires_at) <= now()
+                OR min(created_at) <= now() - make_interval(days => $1))",
+    )
+    .bind(family_max_days)
+    .execute(central)
+    .await?;
+    Ok(done.rows_affected())
 }

@@ -370,45 +370,64 @@ pub async fn list(
     Ok((rows.into_iter().map(Patient::from).collect(), total))
 }
 
+/// The predicate of `patients_national_id_key`: `ON CONFLICT` names it to
+/// infer that partial unique index as its arbiter.
+const NATIONAL_ID_INDEX: &str =
+    "(national_id) WHERE deleted_at IS NULL AND national_id IS NOT NULL";
+
+/// Inserts a patient; `None` when another live patient has its national id.
+///
+/// A duplicate is detected without raising the unique violation, whose
+/// message PostgreSQL would write to its log with the key's value (a NIR).
 pub async fn insert(
     conn: &mut PgConnection,
     fields: &PatientFields,
-) -> Result<Patient, sqlx::Error> {
-    let row: PatientRow = bind_fields(
+) -> Result<Option<Patient>, sqlx::Error> {
+    let row: Option<PatientRow> = bind_fields(
         sqlx::query_as(&format!(
             "INSERT INTO patients (first_name, last_name, birth_date, gender, email, phone,
                 address_line1, address_line2, address_city, address_postal_code, address_country,
                 national_id, notes, status)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT {NATIONAL_ID_INDEX} DO NOTHING
              RETURNING {COLUMNS}"
         )),
         fields,
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(row.into())
+    Ok(row.map(Patient::from))
 }
 
+/// Updates a live patient the caller has locked ([`find_for_update`]);
+/// `None` when another live patient has the national id it would take.
+///
+/// The check is part of the statement, so a duplicate raises no unique
+/// violation (see [`insert`]). Only a concurrent write of the same national
+/// id, committed after this statement's snapshot, still meets the index.
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     fields: &PatientFields,
-) -> Result<Patient, sqlx::Error> {
-    let row: PatientRow = bind_fields(
+) -> Result<Option<Patient>, sqlx::Error> {
+    let row: Option<PatientRow> = bind_fields(
         sqlx::query_as(&format!(
             "UPDATE patients SET first_name = $1, last_name = $2, birth_date = $3, gender = $4,
                 email = $5, phone = $6, address_line1 = $7, address_line2 = $8, address_city = $9,
                 address_postal_code = $10, address_country = $11, national_id = $12, notes = $13,
                 status = $14, updated_at = now()
              WHERE id = $15 AND deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM patients other
+                                WHERE other.national_id = $12 AND other.deleted_at IS NULL
+                                  AND other.id <> $15)
              RETURNING {COLUMNS}"
         )),
         fields,
     )
     .bind(id)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(row.into())
+    Ok(row.map(Patient::from))
 }
 
 fn bind_fields<'q>(

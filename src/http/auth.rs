@@ -282,6 +282,7 @@ fn sessions(state: &AppState) -> Sessions<'_> {
         databases: &state.databases,
         keys: &state.keys,
         states: &state.states,
+        refresh_family_max_days: state.refresh_family_max_days,
     }
 }
 

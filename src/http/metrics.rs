@@ -5,6 +5,8 @@
 //! from axum's `MatchedPath`) and status: never by raw path, query or clinic,
 //! so the number of series stays bounded and no identifier leaks. Requests
 //! that match no route are counted under the route `unmatched`.
+//!
+//! With `METRICS_TOKEN` set, a scrape must present it as a bearer token.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -12,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use super::error::ApiError;
 use super::state::AppState;
 
 /// Upper bounds (seconds) of the request latency buckets.
@@ -362,7 +365,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// With `METRICS_TOKEN` set, answers only `Authorization: Bearer <token>`
+/// (compared in constant time); anything else is 401.
+async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if !presented.is_some_and(|presented| token.matches(presented)) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
     let gauges = Gauges {
         open_clinic_pools: state.pools.open_clinics(),
         open_clinic_connections: state.pools.open_connections(),
@@ -371,13 +388,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         clinic_rollbacks_on_release: state.pools.rolled_back_on_release(),
         clinic_connections_refused_in_transaction: state.pools.refused_in_transaction(),
     };
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(&gauges),
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The audit trail's name for this resource.
 const RESOURCE: &str = "patient";
 
+/// The unique index on live patients' national ids. Duplicates are found
+/// without meeting it (see `patients::insert`); only two concurrent writes
+/// of one national id still can.
 const NATIONAL_ID_TAKEN: &str = "patients_national_id_key";
 
 fn national_id_taken() -> ApiError {
@@ -68,7 +71,8 @@ async fn create_patient(
     let fields = input.apply(PatientFields::default(), &country)?;
     let patient = patients::insert(&mut tx, &fields)
         .await
-        .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?;
+        .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?
+        .ok_or_else(national_id_taken)?;
     let entry = Entry::new(Action::Create, RESOURCE)
         .resource(patient.id)
         .patient(patient.id)
@@ -132,7 +136,8 @@ async fn update(
     let fields = input.apply(current.fields, &country)?;
     let patient = patients::update(&mut tx, id, &fields)
         .await
-        .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?;
+        .on_constraint(NATIONAL_ID_TAKEN, national_id_taken)?
+        .ok_or_else(national_id_taken)?;
     let entry = Entry::new(Action::Update, RESOURCE)
         .resource(id)
         .patient(id)

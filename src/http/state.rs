@@ -1,6 +1,7 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
-//! provisioner, the metrics and the audit sealer.
+//! provisioner, the metrics and the audit sealer, and the two settings
+//! requests apply.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use super::metrics::Metrics;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
+use crate::crypto::BearerToken;
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
@@ -26,4 +28,8 @@ pub struct AppState {
     pub sealer: Arc<AuditSealer>,
     /// Read events waiting for their group commit.
     pub read_trail: Arc<ReadTrail>,
+    /// `REFRESH_FAMILY_MAX_DAYS`: the absolute lifetime of a login's refresh tokens.
+    pub refresh_family_max_days: i32,
+    /// `METRICS_TOKEN`: what `/metrics` requires, when set.
+    pub metrics_token: Option<BearerToken>,
 }

@@ -282,7 +282,8 @@ async fn bad_tokens_are_refused_before_any_clinic_database() {
     let now = chrono::Utc::now().timestamp();
     let claims = |iat: i64, exp: i64| {
         json!({"sub": user_id, "userId": user_id, "clinicId": clinic.id, "email": clinic.email,
-               "role": "admin", "iat": iat, "exp": exp})
+               "role": "admin", "iss": "medicalpro", "aud": "medicalpro-api",
+               "iat": iat, "exp": exp})
     };
     let secret = app.settings.jwt_secret.as_bytes();
     let sign = |claims: serde_json::Value, key: &[u8], alg: Algorithm| {
@@ -314,12 +315,31 @@ async fn bad_tokens_are_refused_before_any_clinic_database() {
     let mut wrong_clinic = claims(now, now + 60);
     wrong_clinic["sub"] = json!(uuid::Uuid::new_v4());
     let mismatched = sign(wrong_clinic, secret, Algorithm::HS256);
+    // Right key, right everything else, but another issuer or audience, or none.
+    let with = |claim: &str, value: Option<&str>| {
+        let mut forged = claims(now, now + 60);
+        match value {
+            Some(value) => forged[claim] = json!(value),
+            None => {
+                forged.as_object_mut().unwrap().remove(claim);
+            }
+        }
+        sign(forged, secret, Algorithm::HS256)
+    };
+    let wrong_issuer = with("iss", Some("someone-else"));
+    let no_issuer = with("iss", None);
+    let wrong_audience = with("aud", Some("medicalpro-admin"));
+    let no_audience = with("aud", None);
     for token in [
         expired,
         other_key,
         hs512,
         unsigned,
         mismatched,
+        wrong_issuer,
+        no_issuer,
+        wrong_audience,
+        no_audience,
         "garbage".to_owned(),
     ] {
         let response = app.get("/api/v1/patients", &token).await;
@@ -328,5 +348,109 @@ async fn bad_tokens_are_refused_before_any_clinic_database() {
     }
     let none = app.call(Method::GET, "/api/v1/patients", None, None).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
+
+/// The family of a refresh token, read from central.
+async fn family_of(central: &mut sqlx::PgConnection, token: &str) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+        .bind(medicalpro::crypto::sha256(token.as_bytes()))
+        .fetch_one(central)
+        .await
+        .expect("the token is stored")
+}
+
+/// Moves every timestamp of a family `days` into the past.
+async fn age_family(central: &mut sqlx::PgConnection, family: uuid::Uuid, days: i32) {
+    sqlx::query(
+        "UPDATE refresh_tokens SET created_at = created_at - make_interval(days => $2)
+          WHERE family_id = $1",
+    )
+    .bind(family)
+    .bind(days)
+    .execute(central)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_refresh_family_stops_refreshing_past_its_absolute_lifetime() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Family age").await;
+    let mut central = app.admin_connection(&app.central_database()).await;
+    let refresh = |token: String| {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token})),
+        )
+    };
+    // Rotated once, so that the family's newest token is fresh.
+    let rotated = refresh(clinic.refresh_token.clone()).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let current = rotated.data()["refreshToken"].as_str().unwrap().to_owned();
+    let family = family_of(&mut central, &current).await;
+    // 29 days into the default 30: still refreshes.
+    age_family(&mut central, family, 29).await;
+    let within = refresh(current).await;
+    assert_eq!(within.status, StatusCode::OK, "{}", within.body);
+    let current = within.data()["refreshToken"].as_str().unwrap().to_owned();
+    // Two days more: past 30 days since the login, refused.
+    age_family(&mut central, family, 2).await;
+    let past = refresh(current).await;
+    assert_eq!(past.status, StatusCode::UNAUTHORIZED, "{}", past.body);
+    assert_eq!(past.code(), "unauthorized");
+    // A new login is a new family, which refreshes.
+    let login = app.login(&clinic.email, &clinic.password).await;
+    let fresh = login.data()["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(refresh(fresh).await.status, StatusCode::OK);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn expired_refresh_families_and_old_login_failures_are_purged() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Purge").await;
+    let mut central = app.admin_connection(&app.central_database()).await;
+    let old_family = family_of(&mut central, &clinic.refresh_token).await;
+    age_family(&mut central, old_family, 31).await;
+    let login = app.login(&clinic.email, &clinic.password).await;
+    let expiring = login.data()["refreshToken"].as_str().unwrap().to_owned();
+    let expired_family = family_of(&mut central, &expiring).await;
+    sqlx::query(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE family_id = $1",
+    )
+    .bind(expired_family)
+    .execute(&mut central)
+    .await
+    .unwrap();
+    let login = app.login(&clinic.email, &clinic.password).await;
+    let live = login.data()["refreshToken"].as_str().unwrap().to_owned();
+    let live_family = family_of(&mut central, &live).await;
+    sqlx::query(
+        "INSERT INTO login_failures (email, client_addr, failed_at)
+         VALUES ('old@example.org', '10.0.0.1', now() - interval '16 minutes'),
+                ('recent@example.org', '10.0.0.1', now() - interval '14 minutes')",
+    )
+    .execute(&mut central)
+    .await
+    .unwrap();
+
+    let (tokens, failures) = medicalpro::central::purge_expired(&app.state.databases.central, 30)
+        .await
+        .unwrap();
+    assert_eq!((tokens, failures), (2, 1));
+    let families: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT family_id FROM refresh_tokens")
+            .fetch_all(&mut central)
+            .await
+            .unwrap();
+    assert_eq!(families, vec![live_family]);
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM login_failures")
+        .fetch_all(&mut central)
+        .await
+        .unwrap();
+    assert_eq!(emails, vec!["recent@example.org"]);
     app.cleanup().await;
 }

@@ -27,6 +27,8 @@ use uuid::Uuid;
 pub struct TestCluster {
     pub admin_url: String,
     pub port: u16,
+    /// PostgreSQL's own log (every test of the run writes to it).
+    pub log_path: PathBuf,
     _cluster: RunningCluster,
 }
 
@@ -43,6 +45,7 @@ pub fn cluster() -> &'static TestCluster {
         TestCluster {
             admin_url: cluster.admin_url.clone(),
             port: cluster.port,
+            log_path: cluster.log_path.clone(),
             _cluster: cluster,
         }
     })
@@ -130,12 +133,20 @@ pub fn settings_for(prefix: &str) -> Settings {
             ..PoolSettings::default()
         },
         provisioning: ProvisioningSettings::default(),
+        refresh_family_max_days: 30,
+        metrics_token: None,
     }
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with settings adjusted by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let settings = settings_for(&prefix);
+    let mut settings = settings_for(&prefix);
+    adjust(&mut settings);
     let state = build_state(&settings).await.expect("building the app");
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     TestApp {

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, Method, StatusCode};
 use medicalpro::app::serve_until;
+use medicalpro::crypto::BearerToken;
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_and_never_by_id() {
@@ -61,6 +62,47 @@ async fn metrics_count_requests_by_route_template_and_never_by_id() {
         assert!(!text.contains(&id), "{id} leaked into /metrics");
     }
     assert!(!text.contains(&a.email));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn metrics_token_when_set_is_required_as_a_bearer_token() {
+    let open = spawn_app().await;
+    let scraped = open.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(scraped.status, StatusCode::OK, "unset: open as before");
+    open.cleanup().await;
+
+    let secret = "scrape me with this, and only this";
+    let app = spawn_app_with(|settings| {
+        settings.metrics_token =
+            Some(BearerToken::parse(secret, "METRICS_TOKEN").expect("a long enough token"));
+    })
+    .await;
+    let none = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.code(), "unauthorized");
+    for wrong in [
+        "scrape me with this, and only thiS",
+        "",
+        secret.split_at(10).0,
+    ] {
+        let refused = app.get("/metrics", wrong).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+    }
+    let basic = app
+        .send(
+            axum::http::Request::builder()
+                .uri("/metrics")
+                .header(header::AUTHORIZATION, format!("Basic {secret}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    let scraped = app.get("/metrics", secret).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    let text = scraped.body.as_str().expect("text body");
+    assert!(text.contains("medicalpro_http_requests_total"), "{text}");
     app.cleanup().await;
 }
 

@@ -2,7 +2,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{cluster, spawn_app};
 
 /// NIRs written out in full, keys included (key = 97 - the 13-digit number
 /// mod 97, with 2A read as 19 and 2B as 18, per INSEE): fixed literals, not
@@ -15,6 +15,8 @@ const NIR_CORSICA_A: &str = "180052A12345684";
 const NIR_CORSICA_B: &str = "299102B65432102";
 /// The mainland one with a wrong key.
 const NIR_WRONG_KEY: &str = "185077512345609";
+/// Used by one test only, which looks for it in PostgreSQL's log.
+const NIR_UNLOGGED: &str = "192036938721439";
 
 #[tokio::test]
 async fn patient_lifecycle_create_read_update_delete() {
@@ -263,6 +265,76 @@ async fn french_national_ids_are_checked_and_unique() {
     let duplicate = create(valid.clone(), "Twin").await;
     assert_eq!(duplicate.status, StatusCode::CONFLICT);
     assert_eq!(duplicate.code(), "conflict");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn duplicate_national_ids_never_reach_the_database_log() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Quiet log").await;
+    let first = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "A", "lastName": "First", "nationalId": NIR_UNLOGGED}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let twin = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "A", "lastName": "Twin", "nationalId": NIR_UNLOGGED}),
+        )
+        .await;
+    assert_eq!(twin.status, StatusCode::CONFLICT, "{}", twin.body);
+    assert_eq!(twin.code(), "conflict");
+    let other = app.create_patient(&clinic.token, "B", "Other").await;
+    let path = format!("/api/v1/patients/{other}");
+    let taking = json!({"nationalId": NIR_UNLOGGED});
+    let patched = app.patch(&path, &clinic.token, taking.clone()).await;
+    assert_eq!(patched.status, StatusCode::CONFLICT, "{}", patched.body);
+    assert_eq!(patched.code(), "conflict");
+    let put = app
+        .call(Method::PUT, &path, Some(&clinic.token), Some(taking))
+        .await;
+    assert_eq!(put.status, StatusCode::CONFLICT, "{}", put.body);
+    let unchanged = app.get(&path, &clinic.token).await;
+    assert_eq!(unchanged.data()["nationalId"], serde_json::Value::Null);
+    // Renaming a patient while keeping its own national id is no conflict.
+    let renamed = app
+        .patch(
+            &format!("/api/v1/patients/{}", first.id()),
+            &clinic.token,
+            json!({"lastName": "Renamed", "nationalId": NIR_UNLOGGED}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+
+    // Control: a unique violation does reach this log, with its key.
+    let marker = format!("marker{}", uuid::Uuid::new_v4().simple());
+    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    sqlx::query("CREATE TEMP TABLE seen (k text UNIQUE)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let _ = sqlx::query("INSERT INTO seen VALUES ($1)")
+            .bind(&marker)
+            .execute(&mut db)
+            .await;
+    }
+    let log = std::fs::read_to_string(&cluster().log_path).expect("the cluster's log");
+    assert!(log.contains(&marker), "the control violation is logged");
+    let digits = &NIR_UNLOGGED[..13];
+    assert!(
+        !log.contains(digits),
+        "the NIR is in PostgreSQL's log: {}",
+        log.lines()
+            .filter(|l| l.contains(digits))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     app.cleanup().await;
 }
 
