@@ -1,10 +1,12 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
-//! provisioner, the metrics and the audit sealer.
+//! provisioner, the metrics, the audit sealer and the request settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::metrics::Metrics;
+use super::proxies::TrustedProxies;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
@@ -26,4 +28,8 @@ pub struct AppState {
     pub sealer: Arc<AuditSealer>,
     /// Read events waiting for their group commit.
     pub read_trail: Arc<ReadTrail>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// A request still running after this answers 503.
+    pub request_timeout: Duration,
 }
