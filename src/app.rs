@@ -13,8 +13,8 @@ use anyhow::Context;
 
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
-use crate::central::Databases;
-use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, Settings};
+use crate::central::{with_statement_timeout, Databases};
+use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, ServeSettings, Settings};
 use crate::crypto::{JwtSecret, MasterKey};
 use crate::embedded::{self, Durability, RunningCluster};
 use crate::http::metrics::Metrics;
@@ -62,6 +62,7 @@ impl Environment {
                     provisioning,
                     refresh_family_max_days,
                     metrics_token,
+                    serving: ServeSettings::default(),
                 },
                 cluster: None,
             });
@@ -93,6 +94,7 @@ impl Environment {
                 provisioning,
                 refresh_family_max_days,
                 metrics_token,
+                serving: ServeSettings::default(),
             },
             cluster: Some(cluster),
         })
@@ -107,11 +109,17 @@ impl Environment {
 
 /// Connects to the databases (migrating central) and builds the shared state.
 pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
-    let databases = Databases::open(&settings.admin_url, &settings.prefix).await?;
+    let statement_timeout = settings.serving.statement_timeout;
+    let databases = Databases::open(
+        &settings.admin_url,
+        &settings.prefix,
+        Some(statement_timeout),
+    )
+    .await?;
     let pools = ClinicPools::new(
         databases.central.clone(),
         settings.keyring(),
-        databases.admin_options.clone(),
+        with_statement_timeout(databases.admin_options.clone(), statement_timeout),
         settings.pool,
     );
     Ok(AppState {
@@ -131,13 +139,17 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         read_trail: Arc::default(),
         refresh_family_max_days: settings.refresh_family_max_days,
         metrics_token: settings.metrics_token.clone(),
+        trusted_proxies: Arc::new(settings.serving.trusted_proxies.clone()),
+        request_timeout: settings.serving.request_timeout,
     })
 }
 
 /// `medicalpro serve`: runs the HTTP server until Ctrl-C or SIGTERM, then
 /// closes the pools and stops the embedded cluster.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let environment = Environment::resolve(&args.db).await?;
+    let serving = args.serve_settings()?;
+    let mut environment = Environment::resolve(&args.db).await?;
+    environment.settings.serving = serving;
     let result = run_server(&environment.settings, args.listen_addr).await;
     environment.stop();
     result
@@ -152,6 +164,11 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
         .await
         .with_context(|| format!("LISTEN_ADDR {listen_addr} cannot be bound"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    if state.trusted_proxies.is_empty() {
+        tracing::info!("X-Forwarded-For is ignored (no TRUSTED_PROXIES)");
+    } else {
+        tracing::info!(trusted_proxies = %state.trusted_proxies, "X-Forwarded-For is believed from these proxies");
+    }
     if settings.provisioning.from_template {
         let provisioner = state.provisioner.clone();
         tokio::spawn(async move {

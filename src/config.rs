@@ -18,6 +18,9 @@
 //! | `PROVISION_FROM_TEMPLATE` | create clinic databases by copying the migrated template database | `true` |
 //! | `REFRESH_FAMILY_MAX_DAYS` | a login's refresh tokens stop refreshing this many days after the login, however often rotated | `30` |
 //! | `METRICS_TOKEN` | when set, `/metrics` requires `Authorization: Bearer <token>` (at least 16 characters) | unset: `/metrics` is open |
+//! | `TRUSTED_PROXIES` | `serve`: comma-separated CIDR blocks of proxies whose `X-Forwarded-For` names the client | none |
+//! | `REQUEST_TIMEOUT_MS` | `serve`: a request still running after this answers 503 | `30000` |
+//! | `STATEMENT_TIMEOUT_MS` | `serve`: a central or clinic statement running longer is cancelled (503) | `15000` |
 //!
 //! The connection budget: a PostgreSQL server with its default
 //! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
@@ -33,6 +36,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::crypto::{BearerToken, JwtSecret, Keyring, MasterKey};
+use crate::http::proxies::TrustedProxies;
 use crate::tenancy::ddl::ROLE_CONNECTION_LIMIT;
 
 /// Settings shared by every command that touches the databases.
@@ -90,6 +94,39 @@ pub struct ServeArgs {
     /// HTTP listen address.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
+    /// Comma-separated CIDR blocks of proxies whose X-Forwarded-For is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Milliseconds after which a request still running answers 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// Milliseconds after which a central or clinic statement is cancelled.
+    #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
+    pub statement_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn serve_settings(&self) -> Result<ServeSettings, ConfigError> {
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|problem| ConfigError::new("TRUSTED_PROXIES", problem))?;
+        if !(100..=3_600_000).contains(&self.request_timeout_ms) {
+            return Err(ConfigError::new(
+                "REQUEST_TIMEOUT_MS",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.statement_timeout_ms) {
+            return Err(ConfigError::new(
+                "STATEMENT_TIMEOUT_MS",
+                "must be between 10 and 3600000",
+            ));
+        }
+        Ok(ServeSettings {
+            trusted_proxies,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+        })
+    }
 }
 
 /// A configuration error: names the setting and says what is wrong with it.
@@ -125,6 +162,7 @@ pub struct Settings {
     pub refresh_family_max_days: i32,
     /// The bearer token `/metrics` requires; `None` leaves it open.
     pub metrics_token: Option<BearerToken>,
+    pub serving: ServeSettings,
 }
 
 impl Settings {
@@ -153,6 +191,29 @@ impl Default for PoolSettings {
             idle_timeout: Duration::from_secs(60),
             max_connections: 60,
             checkout_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// How the server bounds and attributes requests (`serve` only; other
+/// commands keep the defaults).
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// A request still running after this answers 503.
+    pub request_timeout: Duration,
+    /// A statement on a central or clinic connection running longer is
+    /// cancelled by PostgreSQL (and the request answers 503).
+    pub statement_timeout: Duration,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: TrustedProxies::default(),
+            request_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -285,15 +346,51 @@ mod tests {
         }
     }
 
-    fn serve_args(flags: &[&str]) -> DatabaseArgs {
+    fn serve(flags: &[&str]) -> ServeArgs {
         use clap::Parser;
         let argv = ["medicalpro", "serve"].iter().chain(flags);
         match crate::cli::Cli::try_parse_from(argv)
             .expect("arguments")
             .command
         {
-            crate::cli::Command::Serve(args) => args.db,
+            crate::cli::Command::Serve(args) => args,
             _ => unreachable!("parsed as serve"),
+        }
+    }
+
+    fn serve_args(flags: &[&str]) -> DatabaseArgs {
+        serve(flags).db
+    }
+
+    #[test]
+    fn serve_settings_default_as_documented_and_refuse_bad_values_by_name() {
+        let settings = serve(&[]).serve_settings().unwrap();
+        let defaults = ServeSettings::default();
+        assert_eq!(
+            (settings.request_timeout, settings.statement_timeout),
+            (Duration::from_secs(30), Duration::from_secs(15))
+        );
+        assert_eq!(
+            (settings.request_timeout, settings.statement_timeout),
+            (defaults.request_timeout, defaults.statement_timeout)
+        );
+        assert_eq!(settings.trusted_proxies, TrustedProxies::default());
+        let trusted = serve(&["--trusted-proxies", "10.0.0.0/8, fd00::/8"])
+            .serve_settings()
+            .unwrap();
+        assert_eq!(trusted.trusted_proxies.to_string(), "10.0.0.0/8,fd00::/8");
+        for (flag, value, setting) in [
+            (
+                "--trusted-proxies",
+                "10.0.0.0/8,nonsense",
+                "TRUSTED_PROXIES",
+            ),
+            ("--trusted-proxies", "10.0.0.0/40", "TRUSTED_PROXIES"),
+            ("--request-timeout-ms", "0", "REQUEST_TIMEOUT_MS"),
+            ("--statement-timeout-ms", "0", "STATEMENT_TIMEOUT_MS"),
+        ] {
+            let error = serve(&[flag, value]).serve_settings().unwrap_err();
+            assert_eq!(error.setting, setting);
         }
     }
 

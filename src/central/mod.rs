@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::DbPrefix;
 use crate::migrations;
@@ -81,8 +81,14 @@ pub enum BootstrapError {
 impl Databases {
     /// Connects with the admin URL, creates the central database if it is
     /// missing (CONNECT revoked from PUBLIC) and brings it to the newest
-    /// migration.
-    pub async fn open(admin_url: &str, prefix: &DbPrefix) -> Result<Self, BootstrapError> {
+    /// migration. With a `statement_timeout`, the central pool's statements
+    /// are cancelled past it (migrations run on a connection of their own,
+    /// without it).
+    pub async fn open(
+        admin_url: &str,
+        prefix: &DbPrefix,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Self, BootstrapError> {
         let admin_options = PgConnectOptions::from_str(admin_url)
             .map_err(BootstrapError::InvalidUrl)?
             .application_name("medicalpro-admin");
@@ -97,18 +103,23 @@ impl Databases {
             .map_err(|e| BootstrapError::Unreachable(where_, e))?;
         let central_name = prefix.central_database();
         create_database_if_missing(&admin, &central_name).await?;
+        let central_options = admin_options
+            .clone()
+            .database(&central_name)
+            .application_name("medicalpro-central");
+        let mut migrating = PgConnection::connect_with(&central_options).await?;
+        migrations::run_on(&migrations::CENTRAL, &mut migrating).await?;
+        migrating.close().await?;
+        let central_options = match statement_timeout {
+            Some(timeout) => with_statement_timeout(central_options, timeout),
+            None => central_options,
+        };
         let central = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(
-                admin_options
-                    .clone()
-                    .database(&central_name)
-                    .application_name("medicalpro-central"),
-            )
+            .connect_with(central_options)
             .await?;
-        migrations::CENTRAL.run(&central).await?;
         servers::register_primary(&central, &admin_options).await?;
         Ok(Self {
             admin,
@@ -130,6 +141,12 @@ impl Databases {
         self.central.close().await;
         self.admin.close().await;
     }
+}
+
+/// `options` whose sessions cancel a statement running longer than
+/// `timeout` (SQLSTATE 57014, answered 503 by the API).
+pub fn with_statement_timeout(options: PgConnectOptions, timeout: Duration) -> PgConnectOptions {
+    options.options([("statement_timeout", timeout.as_millis().to_string())])
 }
 
 /// Creates the database if it is missing and closes it to PUBLIC, under an

@@ -62,8 +62,8 @@ pub struct AppointmentQuery {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// Default 0.
-    #[param(minimum = 0)]
+    /// 0 to 100000, default 0.
+    #[param(minimum = 0, maximum = 100_000)]
     pub offset: Option<i64>,
 }
 

@@ -34,7 +34,7 @@ pub struct AuditQuery {
     pub to: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 100_000)]
     pub offset: Option<i64>,
 }
 

@@ -145,7 +145,7 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            client_addr: client_addr(parts),
+            client_addr: client_addr(parts, &state.trusted_proxies),
         };
         Ok(Clinic {
             caller,

@@ -58,10 +58,11 @@ pub struct DocumentQuery {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// Default 0.
-    #[param(minimum = 0)]
+    /// 0 to 100000, default 0.
+    #[param(minimum = 0, maximum = 100_000)]
     pub offset: Option<i64>,
-    /// Part of a number, e.g. `INV-2026`.
+    /// Part of a number, e.g. `INV-2026`; at most 100 characters.
+    #[param(max_length = 100)]
     pub search: Option<String>,
     #[param(value_type = Option<DocumentType>)]
     pub document_type: Option<String>,

@@ -41,10 +41,14 @@ pub enum ApiError {
     TooManyAttempts,
     #[error("the clinic's database cannot be reached, try again shortly")]
     ClinicUnavailable,
+    /// A request past `REQUEST_TIMEOUT_MS`, or a statement past
+    /// `STATEMENT_TIMEOUT_MS`: answered as `clinic_unavailable`.
+    #[error("the request took too long, try again shortly")]
+    TimedOut,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 /// The error envelope, for the OpenAPI document.
@@ -87,7 +91,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::ClinicUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ClinicUnavailable | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,7 +111,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::RetentionApplies(_) => "retention_applies",
             ApiError::TooManyAttempts => "too_many_attempts",
-            ApiError::ClinicUnavailable => "clinic_unavailable",
+            ApiError::ClinicUnavailable | ApiError::TimedOut => "clinic_unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
@@ -123,13 +127,35 @@ impl From<FieldErrors> for ApiError {
 impl From<sqlx::Error> for ApiError {
     /// A connection lost under the request (its backend ended by a restore
     /// putting the database in place, a server restart) is a 503 to retry,
-    /// like a connection that cannot be opened; any other error is a 500.
+    /// like a connection that cannot be opened; so is a statement cancelled
+    /// past the statement timeout; any other error is a 500.
     fn from(error: sqlx::Error) -> Self {
         if crate::tenancy::pools::connection_lost(&error) {
             tracing::warn!(%error, "database connection lost during the request");
             return ApiError::ClinicUnavailable;
         }
+        if crate::tenancy::pools::statement_cancelled(&error) {
+            tracing::warn!(%error, "statement cancelled (statement timeout)");
+            return ApiError::TimedOut;
+        }
         ApiError::Internal(error.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    /// A statement cancelled past the statement timeout stays a 503 when it
+    /// reaches the handler wrapped in context.
+    fn from(error: anyhow::Error) -> Self {
+        let cancelled = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(crate::tenancy::pools::statement_cancelled)
+        });
+        if cancelled {
+            tracing::warn!(error = %format!("{error:#}"), "statement cancelled (statement timeout)");
+            return ApiError::TimedOut;
+        }
+        ApiError::Internal(error)
     }
 }
 
@@ -161,7 +187,7 @@ impl IntoResponse for ApiError {
         }
         let retry_after = matches!(
             self,
-            ApiError::ClinicUnavailable | ApiError::TooManyAttempts
+            ApiError::ClinicUnavailable | ApiError::TimedOut | ApiError::TooManyAttempts
         );
         let message = self.to_string();
         let code = self.code().to_owned();

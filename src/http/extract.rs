@@ -19,6 +19,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::proxies::TrustedProxies;
+use super::state::AppState;
 use crate::validation::{FieldErrors, Nested};
 
 /// Request bodies larger than this are refused with 413.
@@ -183,26 +185,29 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// The address of the connected client (the TCP peer; a proxy in front
-/// should be trusted explicitly before its headers are, which we do not).
+/// The client's address: the TCP peer's, or behind a trusted proxy the one
+/// it forwarded (see [`TrustedProxies`]).
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
-            client_addr(parts).unwrap_or_else(|| "unknown".to_owned()),
+            client_addr(parts, &state.trusted_proxies).unwrap_or_else(|| "unknown".to_owned()),
         ))
     }
 }
 
-/// The TCP peer's address, when the server recorded it.
-pub fn client_addr(parts: &Parts) -> Option<String> {
+/// The client's address, when the server recorded the TCP peer.
+pub fn client_addr(parts: &Parts, proxies: &TrustedProxies) -> Option<String> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .map(|ConnectInfo(addr)| proxies.client_addr(addr.ip(), &parts.headers).to_string())
 }
 
 /// `{"success": true, "data": ...}`

@@ -21,14 +21,18 @@ pub mod metrics;
 pub mod patient_data;
 pub mod patients;
 pub mod practitioners;
+pub mod proxies;
 pub mod settings;
 pub mod state;
 pub mod system;
 pub mod users;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderName;
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -106,6 +110,10 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            within_request_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(
             // Spans name the route template, never the raw path or query
@@ -128,5 +136,79 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// Routes the request timeout does not cut off: registration waits its
+/// turn to provision a clinic (`PROVISION_CONCURRENCY`), and provisioning
+/// must not be abandoned halfway.
+const WITHOUT_REQUEST_TIMEOUT: [&str; 1] = ["/api/v1/auth/register"];
+
+/// Answers 503 `clinic_unavailable` for a request still running after
+/// `REQUEST_TIMEOUT_MS`. The handler is dropped: a transaction it left open
+/// is rolled back before its connection serves anyone else.
+async fn within_request_timeout(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let exempt = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|route| WITHOUT_REQUEST_TIMEOUT.contains(&route.as_str()));
+    if exempt {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis(),
+                "request cut off at the request timeout"
+            );
+            ApiError::TimedOut.into_response()
+        }
+    }
+}
+
+/// Removes a client's `x-request-id` unless it is one value of 1 to 64
+/// visible ASCII characters, so that one is generated in its place: the id
+/// is written into every audit event and log line of the request.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let mut ids = request.headers().get_all(&REQUEST_ID).iter();
+    let usable = match (ids.next(), ids.next()) {
+        (None, _) => true,
+        (Some(id), None) => usable_request_id(id.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !usable {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
+}
+
+fn usable_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len()) && id.iter().all(u8::is_ascii_graphic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_request_id;
+
+    #[test]
+    fn request_ids_are_short_visible_ascii() {
+        assert!(usable_request_id(b"7f3e-req_1.2:x/y"));
+        assert!(usable_request_id(&[b'a'; 64]));
+        for bad in [
+            &b""[..],
+            &[b'a'; 65],
+            b"a b",
+            b"a\tb",
+            "é".as_bytes(),
+            b"a\x7f",
+        ] {
+            assert!(!usable_request_id(bad), "{bad:?}");
+        }
+    }
 }

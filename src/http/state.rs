@@ -1,11 +1,12 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
-//! provisioner, the metrics and the audit sealer, and the two settings
-//! requests apply.
+//! provisioner, the metrics, the audit sealer and the request settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::metrics::Metrics;
+use super::proxies::TrustedProxies;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::central::Databases;
@@ -32,4 +33,8 @@ pub struct AppState {
     pub refresh_family_max_days: i32,
     /// `METRICS_TOKEN`: what `/metrics` requires, when set.
     pub metrics_token: Option<BearerToken>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// A request still running after this answers 503.
+    pub request_timeout: Duration,
 }

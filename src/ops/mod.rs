@@ -58,7 +58,7 @@ impl Fleet {
     /// Connects as `serve` does: creates the central database if needed and
     /// brings it to the newest migration.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let databases = Databases::open(&settings.admin_url, &settings.prefix).await?;
+        let databases = Databases::open(&settings.admin_url, &settings.prefix, None).await?;
         Ok(Self {
             settings: settings.clone(),
             databases,

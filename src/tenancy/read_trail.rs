@@ -29,7 +29,8 @@ const MAX_BATCH: usize = 1000;
 /// Why a batch of read events could not be written.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 pub enum NotRecorded {
-    /// No connection, or the connection was lost: worth retrying.
+    /// No connection, the connection was lost, or the statement timed out:
+    /// worth retrying.
     #[error("the clinic database is unavailable")]
     Unavailable,
     /// The database refused the events.
@@ -130,7 +131,12 @@ async fn write(pool: &ClinicPool, events: &[(Actor, Entry)]) -> Result<(), NotRe
         .await;
     match written {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) if super::pools::connection_lost(&error) => Err(NotRecorded::Unavailable),
+        Ok(Err(error))
+            if super::pools::connection_lost(&error)
+                || super::pools::statement_cancelled(&error) =>
+        {
+            Err(NotRecorded::Unavailable)
+        }
         Ok(Err(error)) => {
             tracing::error!(clinic.id = %pool.clinic_id(), %error, "recording read events failed");
             Err(NotRecorded::Refused)

@@ -14,7 +14,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use medicalpro::app::build_state;
 use medicalpro::clinic::audit::seal;
-use medicalpro::config::{DbPrefix, PoolSettings, ProvisioningSettings, Settings};
+use medicalpro::config::{DbPrefix, PoolSettings, ProvisioningSettings, ServeSettings, Settings};
 use medicalpro::crypto::{random_token, JwtSecret, MasterKey};
 use medicalpro::embedded::{Durability, RunningCluster};
 use medicalpro::http::state::AppState;
@@ -135,6 +135,7 @@ pub fn settings_for(prefix: &str) -> Settings {
         provisioning: ProvisioningSettings::default(),
         refresh_family_max_days: 30,
         metrics_token: None,
+        serving: ServeSettings::default(),
     }
 }
 
@@ -162,13 +163,21 @@ impl TestApp {
     /// (as behind a load balancer): its own caches, pools and router. Close
     /// it with [`TestApp::close_instance`]; `cleanup` belongs to the first.
     pub async fn second_instance(&self) -> TestApp {
-        let state = build_state(&self.settings)
+        self.instance_with(|_| {}).await
+    }
+
+    /// [`TestApp::second_instance`] with its settings changed by `adjust`
+    /// (a timeout, trusted proxies).
+    pub async fn instance_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        let state = build_state(&settings)
             .await
             .expect("building a second instance");
         TestApp {
             router: medicalpro::http::router(state.clone()),
             state,
-            settings: self.settings.clone(),
+            settings,
             prefix: self.prefix.clone(),
         }
     }
@@ -240,17 +249,38 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> TestResponse {
+        self.call_from([127, 0, 0, 1], &[], method, path, token, body)
+            .await
+    }
+
+    /// A request from the TCP peer `from` (the address the server sees),
+    /// with extra `headers` (raw bytes, so that odd values can be sent).
+    pub async fn call_from(
+        &self,
+        from: [u8; 4],
+        headers: &[(&str, &[u8])],
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
         let mut builder = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = match body {
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = match body {
             Some(body) => builder
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(body.to_string())),
             None => builder.body(Body::empty()),
         }
         .expect("request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((from, 40000))));
         self.send(request).await
     }
 
@@ -306,18 +336,15 @@ impl TestApp {
 
     /// A login from the client address `from` (the TCP peer the server sees).
     pub async fn login_from(&self, from: [u8; 4], email: &str, password: &str) -> TestResponse {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri("/api/v1/auth/login")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(
-                json!({"email": email, "password": password}).to_string(),
-            ))
-            .expect("request");
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from((from, 40000))));
-        self.send(request).await
+        self.call_from(
+            from,
+            &[],
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> TestResponse {

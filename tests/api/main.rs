@@ -3,6 +3,7 @@
 
 mod appointments;
 mod auth;
+mod bounds;
 mod catalogue;
 mod claims;
 mod cli;
@@ -22,6 +23,7 @@ mod ops;
 mod patients;
 mod practitioners;
 mod provisioning;
+mod proxies;
 mod read_trail;
 mod roles;
 mod scale;

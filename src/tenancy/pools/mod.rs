@@ -123,7 +123,8 @@ struct Shared {
     exits: ExitWatch,
     master_key: Keyring,
     /// Connection settings shared with the admin connection (TLS mode,
-    /// timeouts); host, port, database and credentials are the clinic's.
+    /// timeouts) plus the statement timeout; host, port, database and
+    /// credentials are the clinic's.
     base_options: PgConnectOptions,
     settings: PoolSettings,
     /// One permit per open clinic connection.
@@ -732,6 +733,14 @@ pub fn connection_lost(error: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
         _ => false,
     }
+}
+
+/// Whether `error` is a statement cancelled by the server (57014: past
+/// `statement_timeout`, or cancelled by an operator): the connection is
+/// fine and the statement did not run, so it is neither retried (a write
+/// must not run twice) nor a fault of the request; the API answers 503.
+pub fn statement_cancelled(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 
 /// Closes a connection in the background; its permit is freed only then.
