@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
+use crate::auth::password::Hasher;
 use crate::central::Databases;
 use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, Settings};
 use crate::crypto::{JwtSecret, MasterKey};
@@ -42,6 +43,7 @@ impl Environment {
             .map(|key| MasterKey::parse_setting(key, "MASTER_KEY_PREVIOUS"))
             .transpose()?;
         let provisioning = args.provisioning_settings()?;
+        let max_concurrent_hashes = args.max_concurrent_hashes()?;
         if let Some(url) = &args.database_url {
             let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
                 ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
@@ -58,6 +60,7 @@ impl Environment {
                     master_key_previous,
                     pool,
                     provisioning,
+                    max_concurrent_hashes,
                 },
                 cluster: None,
             });
@@ -87,6 +90,7 @@ impl Environment {
                 master_key_previous,
                 pool,
                 provisioning,
+                max_concurrent_hashes,
             },
             cluster: Some(cluster),
         })
@@ -122,6 +126,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         databases,
         metrics: Arc::new(Metrics::default()),
         sealer: Arc::new(AuditSealer::default()),
+        hasher: Hasher::new(settings.max_concurrent_hashes),
         read_trail: Arc::default(),
     })
 }

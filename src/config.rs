@@ -16,6 +16,7 @@
 //! | `CLINIC_CHECKOUT_TIMEOUT_MS` | how long a request waits for a clinic connection before answering 503 | `3000` |
 //! | `PROVISION_CONCURRENCY` | clinics provisioned at once; more registrations wait their turn | `4` |
 //! | `PROVISION_FROM_TEMPLATE` | create clinic databases by copying the migrated template database | `true` |
+//! | `MAX_CONCURRENT_HASHES` | passwords hashed or checked at once (about 19 MiB each); more wait up to 2 s, then 503 | 2 × CPUs |
 //!
 //! The connection budget: a PostgreSQL server with its default
 //! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
@@ -72,6 +73,9 @@ pub struct DatabaseArgs {
     /// Copy new clinic databases from the migrated template database.
     #[arg(long, env = "PROVISION_FROM_TEMPLATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub provision_from_template: bool,
+    /// Passwords hashed or checked at once; default two per CPU.
+    #[arg(long, env = "MAX_CONCURRENT_HASHES")]
+    pub max_concurrent_hashes: Option<usize>,
 }
 
 /// Settings of `medicalpro serve`.
@@ -112,6 +116,8 @@ pub struct Settings {
     pub master_key_previous: Option<MasterKey>,
     pub pool: PoolSettings,
     pub provisioning: ProvisioningSettings,
+    /// Passwords hashed or checked at once (see `auth::password::Hasher`).
+    pub max_concurrent_hashes: usize,
 }
 
 impl Settings {
@@ -202,6 +208,19 @@ impl DatabaseArgs {
             concurrency: self.provision_concurrency,
             from_template: self.provision_from_template,
         })
+    }
+}
+
+impl DatabaseArgs {
+    pub fn max_concurrent_hashes(&self) -> Result<usize, ConfigError> {
+        match self.max_concurrent_hashes {
+            None => Ok(crate::auth::password::default_max_concurrent()),
+            Some(n @ 1..=256) => Ok(n),
+            Some(_) => Err(ConfigError::new(
+                "MAX_CONCURRENT_HASHES",
+                "must be between 1 and 256 (each hash holds about 19 MiB)",
+            )),
+        }
     }
 }
 
@@ -298,6 +317,8 @@ mod tests {
             (provisioning.concurrency, provisioning.from_template),
             (4, true)
         );
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(args.max_concurrent_hashes().unwrap(), 2 * cpus);
     }
 
     #[test]
@@ -319,6 +340,16 @@ mod tests {
             .provisioning_settings()
             .unwrap_err();
         assert_eq!(error.setting, "PROVISION_CONCURRENCY");
+        let error = serve_args(&["--max-concurrent-hashes", "0"])
+            .max_concurrent_hashes()
+            .unwrap_err();
+        assert_eq!(error.setting, "MAX_CONCURRENT_HASHES");
+        assert_eq!(
+            serve_args(&["--max-concurrent-hashes", "3"])
+                .max_concurrent_hashes()
+                .unwrap(),
+            3
+        );
         let off = serve_args(&["--provision-from-template", "false"]);
         assert!(!off.provisioning_settings().unwrap().from_template);
     }

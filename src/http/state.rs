@@ -1,12 +1,13 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
-//! provisioner, the metrics and the audit sealer.
+//! provisioner, the metrics, the audit sealer and the password hasher.
 
 use std::sync::Arc;
 
 use super::metrics::Metrics;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
+use crate::auth::password::Hasher;
 use crate::central::Databases;
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub sealer: Arc<AuditSealer>,
     /// Read events waiting for their group commit.
     pub read_trail: Arc<ReadTrail>,
+    /// The bound on password hashes in flight.
+    pub hasher: Hasher,
 }
