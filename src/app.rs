@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
+use crate::auth::password::Hasher;
 use crate::central::{with_statement_timeout, Databases};
 use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, ServeSettings, Settings};
 use crate::crypto::{JwtSecret, MasterKey};
@@ -44,6 +45,7 @@ impl Environment {
         let provisioning = args.provisioning_settings()?;
         let refresh_family_max_days = args.refresh_family_max_days()?;
         let metrics_token = args.metrics_token()?;
+        let max_concurrent_hashes = args.max_concurrent_hashes()?;
         if let Some(url) = &args.database_url {
             let jwt_secret = args.jwt_secret.as_deref().ok_or_else(|| {
                 ConfigError::new("JWT_SECRET", "is required when DATABASE_URL is set")
@@ -63,6 +65,7 @@ impl Environment {
                     refresh_family_max_days,
                     metrics_token,
                     serving: ServeSettings::default(),
+                    max_concurrent_hashes,
                 },
                 cluster: None,
             });
@@ -95,6 +98,7 @@ impl Environment {
                 refresh_family_max_days,
                 metrics_token,
                 serving: ServeSettings::default(),
+                max_concurrent_hashes,
             },
             cluster: Some(cluster),
         })
@@ -136,6 +140,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         databases,
         metrics: Arc::new(Metrics::default()),
         sealer: Arc::new(AuditSealer::default()),
+        hasher: Hasher::new(settings.max_concurrent_hashes),
         read_trail: Arc::default(),
         refresh_family_max_days: settings.refresh_family_max_days,
         metrics_token: settings.metrics_token.clone(),

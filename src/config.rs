@@ -21,6 +21,7 @@
 //! | `TRUSTED_PROXIES` | `serve`: comma-separated CIDR blocks of proxies whose `X-Forwarded-For` names the client | none |
 //! | `REQUEST_TIMEOUT_MS` | `serve`: a request still running after this answers 503 | `30000` |
 //! | `STATEMENT_TIMEOUT_MS` | `serve`: a central or clinic statement running longer is cancelled (503) | `15000` |
+//! | `MAX_CONCURRENT_HASHES` | passwords hashed or checked at once (about 19 MiB each); more wait up to 2 s, then 503 | 2 × CPUs |
 //!
 //! The connection budget: a PostgreSQL server with its default
 //! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
@@ -84,6 +85,9 @@ pub struct DatabaseArgs {
     /// Bearer token required by /metrics; unset leaves /metrics open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Passwords hashed or checked at once; default two per CPU.
+    #[arg(long, env = "MAX_CONCURRENT_HASHES")]
+    pub max_concurrent_hashes: Option<usize>,
 }
 
 /// Settings of `medicalpro serve`.
@@ -163,6 +167,8 @@ pub struct Settings {
     /// The bearer token `/metrics` requires; `None` leaves it open.
     pub metrics_token: Option<BearerToken>,
     pub serving: ServeSettings,
+    /// Passwords hashed or checked at once (see `auth::password::Hasher`).
+    pub max_concurrent_hashes: usize,
 }
 
 impl Settings {
@@ -293,6 +299,19 @@ impl DatabaseArgs {
             concurrency: self.provision_concurrency,
             from_template: self.provision_from_template,
         })
+    }
+}
+
+impl DatabaseArgs {
+    pub fn max_concurrent_hashes(&self) -> Result<usize, ConfigError> {
+        match self.max_concurrent_hashes {
+            None => Ok(crate::auth::password::default_max_concurrent()),
+            Some(n @ 1..=256) => Ok(n),
+            Some(_) => Err(ConfigError::new(
+                "MAX_CONCURRENT_HASHES",
+                "must be between 1 and 256 (each hash holds about 19 MiB)",
+            )),
+        }
     }
 }
 
@@ -427,6 +446,8 @@ mod tests {
         );
         assert_eq!(args.refresh_family_max_days().unwrap(), 30);
         assert!(args.metrics_token().unwrap().is_none());
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(args.max_concurrent_hashes().unwrap(), 2 * cpus);
     }
 
     #[test]
@@ -456,6 +477,16 @@ mod tests {
             .metrics_token()
             .unwrap_err();
         assert_eq!(error.setting, "METRICS_TOKEN");
+        let error = serve_args(&["--max-concurrent-hashes", "0"])
+            .max_concurrent_hashes()
+            .unwrap_err();
+        assert_eq!(error.setting, "MAX_CONCURRENT_HASHES");
+        assert_eq!(
+            serve_args(&["--max-concurrent-hashes", "3"])
+                .max_concurrent_hashes()
+                .unwrap(),
+            3
+        );
         let off = serve_args(&["--provision-from-template", "false"]);
         assert!(!off.provisioning_settings().unwrap().from_template);
     }

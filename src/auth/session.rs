@@ -1,17 +1,19 @@
 //! Login, refresh and logout against the central database. Unknown emails
 //! and wrong passwords take the same path (a decoy hash is verified) and get
-//! the same answer. Failed logins are counted centrally for throttling.
+//! the same answer. Attempts are counted centrally for throttling before the
+//! password is checked (see `central::login_failures`).
 
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::jwt::{TokenKeys, ACCESS_TOKEN_SECONDS};
-use super::password;
+use super::password::{HashError, Hasher};
 use crate::central::companies::ClinicState;
+use crate::central::login_failures::{self, Admission};
 use crate::central::refresh_tokens::{self, Rotation};
 use crate::central::users::{self, UserRecord};
-use crate::central::{audit, login_failures, Databases};
+use crate::central::{audit, Databases};
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::state::StateCache;
 
@@ -28,7 +30,10 @@ pub struct Tokens {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("too many failed attempts")]
-    Throttled,
+    Throttled { retry_after: std::time::Duration },
+    /// No password-hashing slot freed in time.
+    #[error("server busy")]
+    Busy,
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("invalid or revoked token")]
@@ -45,6 +50,7 @@ pub struct Sessions<'a> {
     pub states: &'a StateCache,
     /// A family older than this no longer refreshes (`REFRESH_FAMILY_MAX_DAYS`).
     pub refresh_family_max_days: i32,
+    pub hasher: &'a Hasher,
 }
 
 impl Sessions<'_> {
@@ -71,26 +77,40 @@ impl Sessions<'_> {
         client_addr: &str,
     ) -> Result<(UserRecord, Tokens), SessionError> {
         let central = &self.databases.central;
-        if login_failures::is_throttled(central, email, client_addr).await? {
-            self.record("login.throttled", None, None, client_addr)
-                .await;
-            return Err(SessionError::Throttled);
-        }
+        let attempt = match login_failures::admit(central, email, client_addr).await? {
+            Admission::Counted(id) => id,
+            Admission::Refused { retry_after } => {
+                self.record("login.throttled", None, None, client_addr)
+                    .await;
+                return Err(SessionError::Throttled { retry_after });
+            }
+        };
         let user = users::find_by_email(central, email).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = password::verify(password, stored).await;
+        let matches = match self.hasher.verify(password, stored).await {
+            Ok(matches) => matches,
+            Err(HashError::Busy) => {
+                login_failures::withdraw(central, attempt).await?;
+                return Err(SessionError::Busy);
+            }
+            Err(error @ HashError::Failed(_)) => {
+                tracing::error!(%error, "password check failed");
+                false
+            }
+        };
         let user = match user {
             Some(user) if matches && user.is_active => user,
             other => {
-                login_failures::record(central, email, client_addr).await?;
                 let (actor, company) = other.map(|u| (u.id, u.company_id)).unzip();
                 self.record("login.failed", actor, company.flatten(), client_addr)
                     .await;
                 return Err(SessionError::InvalidCredentials);
             }
         };
-        self.ensure_clinic_active(&user).await?;
+        // The password was right: its attempts are forgiven even when the
+        // clinic turns out to be inactive.
         login_failures::clear(central, email).await?;
+        self.ensure_clinic_active(&user).await?;
         users::record_login(central, user.id).await?;
         self.record(
             "login.succeeded",

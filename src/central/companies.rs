@@ -53,6 +53,18 @@ pub struct NewCompany<'a> {
     pub country: &'a str,
 }
 
+/// Whether a clinic or a live account already uses `email` (either would
+/// make a registration with it fail on a unique index).
+pub async fn email_taken(central: &PgPool, email: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM companies WHERE lower(email) = lower($1))
+             OR EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL)",
+    )
+    .bind(email)
+    .fetch_one(central)
+    .await
+}
+
 /// Inserts a clinic in `pending` state (not served until provisioned).
 pub async fn insert_pending(
     conn: &mut PgConnection,

@@ -1,45 +1,102 @@
-//! Failed-login tracking, in the central database so every server instance
-//! sees the same counts. Throttling applies per account email and per
-//! client address over a sliding window.
+//! Login throttling, in the central database so every server instance sees
+//! the same counts. Each login attempt is counted *before* its password is
+//! checked, and the count and the decision are made under advisory locks on
+//! the normalised email and on the client address: however many attempts
+//! arrive at once, on however many instances, at most [`MAX_PER_EMAIL`] per
+//! account and [`MAX_PER_ADDRESS`] per address get their password checked in
+//! any [`WINDOW_MINUTES`]. A success forgives the account's attempts.
+//!
+//! The limit slows guessing down rather than locking the account: refused
+//! attempts are not counted, and each counted attempt frees its place when it
+//! leaves the window; the refusal says how long until the next place frees.
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 
-/// Failures within the window after which further attempts are refused.
+/// Attempts within the window after which further attempts are refused.
 pub const MAX_PER_EMAIL: i64 = 5;
 pub const MAX_PER_ADDRESS: i64 = 20;
 pub const WINDOW_MINUTES: i32 = 15;
 
-/// Whether this email or address has failed too often lately.
-pub async fn is_throttled(
+/// Advisory lock classes (first key of `pg_advisory_xact_lock(int, int)`).
+/// A transaction takes the email lock before the address lock and holds one
+/// of each at most, so two attempts cannot wait on each other.
+const EMAIL_LOCK: i32 = 7320;
+const ADDRESS_LOCK: i32 = 7321;
+
+pub enum Admission {
+    /// Counted; the id withdraws it if the password could not be checked.
+    Counted(i64),
+    /// Refused and not counted: the next attempt may come after this.
+    Refused { retry_after: Duration },
+}
+
+/// Counts an attempt by `email` from `client_addr`, unless either has used up
+/// its attempts in the window.
+pub async fn admit(
     central: &PgPool,
     email: &str,
     client_addr: &str,
-) -> Result<bool, sqlx::Error> {
-    let (by_email, by_addr): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*) FILTER (WHERE email = lower($1)),
-                COUNT(*) FILTER (WHERE client_addr = $2)
-           FROM login_failures
-          WHERE failed_at > now() - make_interval(mins => $3)
-            AND (email = lower($1) OR client_addr = $2)",
+) -> Result<Admission, sqlx::Error> {
+    let mut tx = central.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(lower($2)))")
+        .bind(EMAIL_LOCK)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(ADDRESS_LOCK)
+        .bind(client_addr)
+        .execute(&mut *tx)
+        .await?;
+    // For each limit reached, the time until the attempt that reached it
+    // (the newest `max`-th) leaves the window; the later of the two.
+    let (id, wait_ms): (Option<i64>, Option<f64>) = sqlx::query_as(
+        "WITH window_start AS (SELECT now() - make_interval(mins => $3) AS at),
+              wait AS (
+                SELECT GREATEST(
+                  (SELECT failed_at FROM login_failures, window_start
+                    WHERE email = lower($1) AND failed_at > window_start.at
+                    ORDER BY failed_at DESC OFFSET $4 - 1 LIMIT 1),
+                  (SELECT failed_at FROM login_failures, window_start
+                    WHERE client_addr = $2 AND failed_at > window_start.at
+                    ORDER BY failed_at DESC OFFSET $5 - 1 LIMIT 1)
+                ) + make_interval(mins => $3) - now() AS remaining),
+              counted AS (
+                INSERT INTO login_failures (email, client_addr)
+                SELECT lower($1), $2 FROM wait WHERE wait.remaining IS NULL
+                RETURNING id)
+         SELECT (SELECT id FROM counted),
+                EXTRACT(EPOCH FROM (SELECT remaining FROM wait))::float8 * 1000",
     )
     .bind(email)
     .bind(client_addr)
     .bind(WINDOW_MINUTES)
-    .fetch_one(central)
+    .bind(MAX_PER_EMAIL)
+    .bind(MAX_PER_ADDRESS)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(by_email >= MAX_PER_EMAIL || by_addr >= MAX_PER_ADDRESS)
+    tx.commit().await?;
+    Ok(match id {
+        Some(id) => Admission::Counted(id),
+        None => Admission::Refused {
+            retry_after: Duration::from_millis(wait_ms.unwrap_or(0.0).max(0.0) as u64),
+        },
+    })
 }
 
-pub async fn record(central: &PgPool, email: &str, client_addr: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO login_failures (email, client_addr) VALUES (lower($1), $2)")
-        .bind(email)
-        .bind(client_addr)
+/// Takes back an attempt whose password was never checked (the server was
+/// too busy).
+pub async fn withdraw(central: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE id = $1")
+        .bind(id)
         .execute(central)
         .await?;
     Ok(())
 }
 
-/// A successful login forgives the account's earlier failures.
+/// A successful login forgives the account's earlier attempts.
 pub async fn clear(central: &PgPool, email: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM login_failures WHERE email = lower($1)")
         .bind(email)

@@ -15,7 +15,6 @@ use super::error::ApiError;
 use super::extract::{created, ok, ClientAddr, Json};
 use super::metrics::LoginFailure;
 use super::state::AppState;
-use crate::auth::password;
 use crate::auth::roles::Role;
 use crate::auth::session::{SessionError, Sessions, Tokens};
 use crate::central::companies::{self, Company};
@@ -96,7 +95,7 @@ pub struct RegisterResponse {
 /// Creates a clinic (its own database and role) and its first admin.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 409, description = "email_taken"),
-        (status = 422, description = "validation_failed")))]
+        (status = 422, description = "validation_failed"), (status = 503, description = "server_busy")))]
 async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
@@ -117,9 +116,11 @@ async fn register(
         return Err(errors.into());
     };
     errors.finish(())?;
-    let password_hash = password::hash(password)
-        .await
-        .map_err(anyhow::Error::from)?;
+    // Checked before the costly hash; the unique indexes still settle a race.
+    if companies::email_taken(&state.databases.central, &email).await? {
+        return Err(email_taken());
+    }
+    let password_hash = state.hasher.hash(password).await?;
     let clinic = NewClinic {
         name: clinic_name,
         email: email.clone(),
@@ -137,10 +138,7 @@ async fn register(
         .provision(clinic, Some(admin))
         .await
         .map_err(|error| match error {
-            ProvisionError::EmailTaken => ApiError::Conflict {
-                code: "email_taken",
-                message: "an account with this email already exists".into(),
-            },
+            ProvisionError::EmailTaken => email_taken(),
             other => ApiError::Internal(other.into()),
         })?;
     state
@@ -184,7 +182,7 @@ pub struct LoginResponse {
 /// Exchanges email and password for tokens.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, description = "invalid_credentials"),
-        (status = 429, description = "too_many_attempts")))]
+        (status = 429, description = "too_many_attempts"), (status = 503, description = "server_busy")))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client_addr): ClientAddr,
@@ -283,13 +281,21 @@ fn sessions(state: &AppState) -> Sessions<'_> {
         keys: &state.keys,
         states: &state.states,
         refresh_family_max_days: state.refresh_family_max_days,
+        hasher: &state.hasher,
+    }
+}
+
+fn email_taken() -> ApiError {
+    ApiError::Conflict {
+        code: "email_taken",
+        message: "an account with this email already exists".into(),
     }
 }
 
 fn count_login_failure(state: &AppState, error: &SessionError) {
     let reason = match error {
         SessionError::InvalidCredentials => LoginFailure::InvalidCredentials,
-        SessionError::Throttled => LoginFailure::Throttled,
+        SessionError::Throttled { .. } => LoginFailure::Throttled,
         _ => return,
     };
     state.metrics.login_failed(reason);
@@ -297,7 +303,11 @@ fn count_login_failure(state: &AppState, error: &SessionError) {
 
 fn session_error(error: SessionError) -> ApiError {
     match error {
-        SessionError::Throttled => ApiError::TooManyAttempts,
+        SessionError::Throttled { retry_after } => ApiError::TooManyAttempts {
+            // Whole seconds, rounded up: a client waiting that long is admitted.
+            retry_after: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+        },
+        SessionError::Busy => ApiError::ServerBusy,
         SessionError::InvalidCredentials => ApiError::InvalidCredentials,
         SessionError::InvalidToken => ApiError::Unauthorized,
         SessionError::ClinicInactive => ApiError::ClinicInactive,

@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::password::HashError;
 use crate::clinic::gdpr::RetentionHold;
 use crate::tenancy::pools::PoolError;
 use crate::validation::{FieldError, FieldErrors};
@@ -37,14 +38,18 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the law obliges the clinic to keep some of this patient's records")]
     RetentionApplies(Vec<RetentionHold>),
+    /// `retry_after`: seconds until the next attempt may be checked.
     #[error("too many failed attempts, try again later")]
-    TooManyAttempts,
+    TooManyAttempts { retry_after: u64 },
     #[error("the clinic's database cannot be reached, try again shortly")]
     ClinicUnavailable,
     /// A request past `REQUEST_TIMEOUT_MS`, or a statement past
     /// `STATEMENT_TIMEOUT_MS`: answered as `clinic_unavailable`.
     #[error("the request took too long, try again shortly")]
     TimedOut,
+    /// Every password-hashing slot stayed taken (see `auth::password`).
+    #[error("the server is busy, try again shortly")]
+    ServerBusy,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -69,8 +74,10 @@ pub struct ErrorBody {
     pub details: Vec<serde_json::Value>,
 }
 
-/// Seconds a client should wait before retrying a throttled or unavailable call.
-const RETRY_AFTER_SECONDS: &str = "5";
+/// Seconds a client should wait before retrying when a clinic is unavailable.
+const CLINIC_RETRY_AFTER_SECONDS: u64 = 5;
+/// Seconds a client should wait before retrying when the server is busy.
+const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
 
 impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -90,8 +97,10 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::ClinicUnavailable | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ClinicUnavailable | ApiError::TimedOut | ApiError::ServerBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,8 +119,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RetentionApplies(_) => "retention_applies",
-            ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::ClinicUnavailable | ApiError::TimedOut => "clinic_unavailable",
+            ApiError::ServerBusy => "server_busy",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
@@ -159,6 +169,15 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+impl From<HashError> for ApiError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => ApiError::ServerBusy,
+            HashError::Failed(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
 impl From<PoolError> for ApiError {
     fn from(error: PoolError) -> Self {
         match error {
@@ -185,10 +204,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(error) = &self {
             tracing::error!(error = %format!("{error:#}"), "request failed");
         }
-        let retry_after = matches!(
-            self,
-            ApiError::ClinicUnavailable | ApiError::TimedOut | ApiError::TooManyAttempts
-        );
+        let retry_after = match self {
+            ApiError::ClinicUnavailable | ApiError::TimedOut => Some(CLINIC_RETRY_AFTER_SECONDS),
+            ApiError::ServerBusy => Some(BUSY_RETRY_AFTER_SECONDS),
+            ApiError::TooManyAttempts { retry_after } => Some(retry_after),
+            _ => None,
+        };
         let message = self.to_string();
         let code = self.code().to_owned();
         let details = match self {
@@ -205,11 +226,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if retry_after {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

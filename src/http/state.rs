@@ -1,6 +1,7 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
-//! provisioner, the metrics, the audit sealer and the request settings.
+//! provisioner, the metrics, the audit sealer, the password hasher and the
+//! request settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use super::metrics::Metrics;
 use super::proxies::TrustedProxies;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
+use crate::auth::password::Hasher;
 use crate::central::Databases;
 use crate::crypto::BearerToken;
 use crate::tenancy::audit_sealer::AuditSealer;
@@ -37,4 +39,6 @@ pub struct AppState {
     pub trusted_proxies: Arc<TrustedProxies>,
     /// A request still running after this answers 503.
     pub request_timeout: Duration,
+    /// The bound on password hashes in flight.
+    pub hasher: Hasher,
 }

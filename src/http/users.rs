@@ -30,7 +30,6 @@ use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
-use crate::auth::password;
 use crate::auth::roles::Role;
 use crate::central::audit::{self, PlatformEvent};
 use crate::central::refresh_tokens;
@@ -180,7 +179,8 @@ async fn list_users(
 
 #[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])),
     request_body = NewStaffRequest, responses((status = 201, body = UserView),
-        (status = 409, description = "email_taken"), (status = 422, description = "validation_failed")))]
+        (status = 409, description = "email_taken"), (status = 422, description = "validation_failed"),
+        (status = 503, description = "server_busy")))]
 async fn create_user(
     clinic: Clinic<Users>,
     State(state): State<AppState>,
@@ -198,9 +198,14 @@ async fn create_user(
     else {
         return Err(errors.into());
     };
-    let password_hash = password::hash(password)
-        .await
-        .map_err(anyhow::Error::from)?;
+    // Checked before the costly hash; the unique index still settles a race.
+    if users::find_by_email(&state.databases.central, &email)
+        .await?
+        .is_some()
+    {
+        return Err(email_taken());
+    }
+    let password_hash = state.hasher.hash(password).await?;
     let mut tx = state.databases.central.begin().await?;
     let user = users::insert(
         &mut tx,
