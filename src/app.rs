@@ -146,6 +146,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         metrics_token: settings.metrics_token.clone(),
         trusted_proxies: Arc::new(settings.serving.trusted_proxies.clone()),
         request_timeout: settings.serving.request_timeout,
+        registration: settings.serving.registration,
     })
 }
 

@@ -22,6 +22,9 @@
 //! | `REQUEST_TIMEOUT_MS` | `serve`: a request still running after this answers 503 | `30000` |
 //! | `STATEMENT_TIMEOUT_MS` | `serve`: a central or clinic statement running longer is cancelled (503) | `15000` |
 //! | `MAX_CONCURRENT_HASHES` | passwords hashed or checked at once (about 19 MiB each); more wait up to 2 s, then 503 | 2 × CPUs |
+//! | `REGISTRATION` | `serve`: `open` (anyone may register a clinic) or `closed` (403 `registration_closed`) | `open` |
+//! | `REGISTRATIONS_PER_ADDRESS_PER_HOUR` | `serve`: registrations admitted from one client address in any hour (429 beyond) | `5` |
+//! | `REGISTRATIONS_PER_HOUR` | `serve`: registrations admitted from all addresses together in any hour (429 beyond) | `100` |
 //!
 //! The connection budget: a PostgreSQL server with its default
 //! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
@@ -107,6 +110,45 @@ pub struct ServeArgs {
     /// Milliseconds after which a central or clinic statement is cancelled.
     #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
     pub statement_timeout_ms: u64,
+    /// Whether anyone may register a clinic (POST /auth/register).
+    #[arg(long, env = "REGISTRATION", value_enum, default_value_t = Registration::Open)]
+    pub registration: Registration,
+    /// Registrations admitted from one client address in any hour.
+    #[arg(long, env = "REGISTRATIONS_PER_ADDRESS_PER_HOUR", default_value_t = 5)]
+    pub registrations_per_address_per_hour: u32,
+    /// Registrations admitted from all client addresses together in any hour.
+    #[arg(long, env = "REGISTRATIONS_PER_HOUR", default_value_t = 100)]
+    pub registrations_per_hour: u32,
+}
+
+/// Who may register a clinic through `POST /auth/register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Registration {
+    /// Anyone, within the registration rate limits.
+    Open,
+    /// No one: 403 `registration_closed`; clinics are made with
+    /// `medicalpro clinic create`.
+    Closed,
+}
+
+/// `REGISTRATION` and its rate limits (see `central::registrations`).
+#[derive(Debug, Clone, Copy)]
+pub struct RegistrationSettings {
+    pub registration: Registration,
+    /// Registrations admitted from one client address in any hour.
+    pub per_address_per_hour: u32,
+    /// Registrations admitted from every address together in any hour.
+    pub per_hour: u32,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        Self {
+            registration: Registration::Open,
+            per_address_per_hour: 5,
+            per_hour: 100,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -125,10 +167,26 @@ impl ServeArgs {
                 "must be between 10 and 3600000",
             ));
         }
+        for (setting, value) in [
+            (
+                "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+                self.registrations_per_address_per_hour,
+            ),
+            ("REGISTRATIONS_PER_HOUR", self.registrations_per_hour),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(ConfigError::new(setting, "must be between 1 and 1000000"));
+            }
+        }
         Ok(ServeSettings {
             trusted_proxies,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            registration: RegistrationSettings {
+                registration: self.registration,
+                per_address_per_hour: self.registrations_per_address_per_hour,
+                per_hour: self.registrations_per_hour,
+            },
         })
     }
 }
@@ -212,6 +270,8 @@ pub struct ServeSettings {
     /// A statement on a central or clinic connection running longer is
     /// cancelled by PostgreSQL (and the request answers 503).
     pub statement_timeout: Duration,
+    /// Whether and how often clinics may register.
+    pub registration: RegistrationSettings,
 }
 
 impl Default for ServeSettings {
@@ -220,6 +280,7 @@ impl Default for ServeSettings {
             trusted_proxies: TrustedProxies::default(),
             request_timeout: Duration::from_secs(30),
             statement_timeout: Duration::from_secs(15),
+            registration: RegistrationSettings::default(),
         }
     }
 }
@@ -394,6 +455,24 @@ mod tests {
             (defaults.request_timeout, defaults.statement_timeout)
         );
         assert_eq!(settings.trusted_proxies, TrustedProxies::default());
+        let registration = (
+            settings.registration.registration,
+            settings.registration.per_address_per_hour,
+            settings.registration.per_hour,
+        );
+        assert_eq!(registration, (Registration::Open, 5, 100));
+        assert_eq!(
+            registration,
+            (
+                defaults.registration.registration,
+                defaults.registration.per_address_per_hour,
+                defaults.registration.per_hour
+            )
+        );
+        let closed = serve(&["--registration", "closed"])
+            .serve_settings()
+            .unwrap();
+        assert_eq!(closed.registration.registration, Registration::Closed);
         let trusted = serve(&["--trusted-proxies", "10.0.0.0/8, fd00::/8"])
             .serve_settings()
             .unwrap();
@@ -407,6 +486,12 @@ mod tests {
             ("--trusted-proxies", "10.0.0.0/40", "TRUSTED_PROXIES"),
             ("--request-timeout-ms", "0", "REQUEST_TIMEOUT_MS"),
             ("--statement-timeout-ms", "0", "STATEMENT_TIMEOUT_MS"),
+            (
+                "--registrations-per-address-per-hour",
+                "0",
+                "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            ),
+            ("--registrations-per-hour", "0", "REGISTRATIONS_PER_HOUR"),
         ] {
             let error = serve(&[flag, value]).serve_settings().unwrap_err();
             assert_eq!(error.setting, setting);

@@ -47,6 +47,8 @@ pub enum ClinicState {
 
 pub struct NewCompany<'a> {
     pub id: ClinicId,
+    /// The server its database goes to: the row holds its place there.
+    pub server_id: Uuid,
     pub name: &'a str,
     pub email: &'a str,
     pub phone: Option<&'a str>,
@@ -65,19 +67,22 @@ pub async fn email_taken(central: &PgPool, email: &str) -> Result<bool, sqlx::Er
     .await
 }
 
-/// Inserts a clinic in `pending` state (not served until provisioned).
+/// Inserts a clinic in `pending` state (not served until provisioned),
+/// placed on its server.
 pub async fn insert_pending(
     conn: &mut PgConnection,
     company: &NewCompany<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO companies (id, name, email, phone, country) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO companies (id, name, email, phone, country, db_server_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(company.id.0)
     .bind(company.name)
     .bind(company.email)
     .bind(company.phone)
     .bind(company.country)
+    .bind(company.server_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -118,6 +123,23 @@ pub async fn delete(central: &PgPool, id: ClinicId) -> Result<(), sqlx::Error> {
         .execute(central)
         .await?;
     Ok(())
+}
+
+/// Turns a clinic's row into a tombstone: deleted and inactive, its name
+/// emptied, its email replaced by its id (not an address, and free again),
+/// its phone removed. The id, country, subscription, placement and dates
+/// stay. `false` when no live clinic has this id.
+pub async fn tombstone(conn: &mut PgConnection, id: ClinicId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE companies
+            SET name = '', email = id::text, phone = NULL, is_active = false,
+                deleted_at = now(), updated_at = now()
+          WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id.0)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn find(central: &PgPool, id: ClinicId) -> Result<Option<Company>, sqlx::Error> {

@@ -32,6 +32,19 @@ pub enum Admission {
     Refused { retry_after: Duration },
 }
 
+impl Admission {
+    /// From a counting query's answer: the new row's id, or else the
+    /// milliseconds until a place frees.
+    pub(crate) fn from_query(id: Option<i64>, wait_ms: Option<f64>) -> Self {
+        match id {
+            Some(id) => Admission::Counted(id),
+            None => Admission::Refused {
+                retry_after: Duration::from_millis(wait_ms.unwrap_or(0.0).max(0.0) as u64),
+            },
+        }
+    }
+}
+
 /// Counts an attempt by `email` from `client_addr`, unless either has used up
 /// its attempts in the window.
 pub async fn admit(
@@ -78,12 +91,7 @@ pub async fn admit(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(match id {
-        Some(id) => Admission::Counted(id),
-        None => Admission::Refused {
-            retry_after: Duration::from_millis(wait_ms.unwrap_or(0.0).max(0.0) as u64),
-        },
-    })
+    Ok(Admission::from_query(id, wait_ms))
 }
 
 /// Takes back an attempt whose password was never checked (the server was

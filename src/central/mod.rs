@@ -1,11 +1,13 @@
 //! The central database: clinics (`companies`), staff accounts, refresh
-//! tokens, login throttling, database servers and the platform audit log.
+//! tokens, login throttling, registration limits, database servers and the
+//! platform audit log.
 //! It never holds patient data.
 
 pub mod audit;
 pub mod companies;
 pub mod login_failures;
 pub mod refresh_tokens;
+pub mod registrations;
 pub mod servers;
 pub mod users;
 
@@ -22,15 +24,17 @@ use crate::tenancy::naming::quote_ident;
 /// How often a server purges what the central database keeps for nothing.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// Deletes refresh-token families that can no longer refresh and login
-/// failures past the throttling window: `(tokens, failures)` deleted.
+/// Deletes refresh-token families that can no longer refresh, and login
+/// failures and registration attempts past their windows: `(tokens,
+/// failures, registrations)` deleted.
 pub async fn purge_expired(
     central: &PgPool,
     refresh_family_max_days: i32,
-) -> Result<(u64, u64), sqlx::Error> {
+) -> Result<(u64, u64, u64), sqlx::Error> {
     let tokens = refresh_tokens::purge_expired(central, refresh_family_max_days).await?;
     let failures = login_failures::purge_expired(central).await?;
-    Ok((tokens, failures))
+    let registrations = registrations::purge_expired(central).await?;
+    Ok((tokens, failures, registrations))
 }
 
 /// [`purge_expired`] at start, then every [`PURGE_INTERVAL`], for as long as
@@ -41,15 +45,16 @@ pub async fn purge_periodically(central: PgPool, refresh_family_max_days: i32) {
     loop {
         ticks.tick().await;
         match purge_expired(&central, refresh_family_max_days).await {
-            Ok((tokens, failures)) => {
+            Ok((tokens, failures, registrations)) => {
                 tracing::info!(
                     tokens,
                     failures,
-                    "purged expired refresh tokens and login failures"
+                    registrations,
+                    "purged expired refresh tokens, login failures and registration attempts"
                 )
             }
             Err(error) => {
-                tracing::warn!(%error, "purging expired refresh tokens and login failures failed")
+                tracing::warn!(%error, "purging expired refresh tokens, login failures and registration attempts failed")
             }
         }
     }

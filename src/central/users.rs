@@ -228,3 +228,16 @@ pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::
     .await?;
     Ok(())
 }
+
+/// Deletes every account of a clinic (its refresh tokens go with them), so
+/// that their emails are free; the number deleted.
+pub async fn delete_all_of_clinic(
+    conn: &mut PgConnection,
+    company_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM users WHERE company_id = $1")
+        .bind(company_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

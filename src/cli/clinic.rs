@@ -1,4 +1,4 @@
-//! `medicalpro clinic ...`: create, list, show, suspend, activate.
+//! `medicalpro clinic ...`: create, list, show, suspend, activate, delete.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use super::{with_fleet, Connect};
 use crate::app::{self, Environment};
 use crate::auth::password;
 use crate::config::DatabaseArgs;
+use crate::ops::delete;
 use crate::platform::{self, ChangedBy};
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::provisioning::{FirstAdmin, NewClinic, ProvisionError};
@@ -29,6 +30,10 @@ pub enum ClinicCommand {
     Suspend(ClinicArgs),
     /// Reactivate a suspended clinic.
     Activate(ClinicArgs),
+    /// Delete a clinic that never held patient data: drops its database and
+    /// roles, deletes its staff accounts, keeps a tombstone without personal
+    /// data. Refused for a clinic with patient data.
+    Delete(ClinicArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,7 +63,25 @@ pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
         ClinicCommand::Show(args) => show(args).await,
         ClinicCommand::Suspend(args) => set_active(args, false).await,
         ClinicCommand::Activate(args) => set_active(args, true).await,
+        ClinicCommand::Delete(args) => delete(args).await,
     }
+}
+
+async fn delete(args: ClinicArgs) -> anyhow::Result<ExitCode> {
+    let id = ClinicId(args.id);
+    let deleted = with_fleet(&args.db, Connect::Attach, |fleet| async move {
+        Ok(delete::delete_clinic(&fleet, id).await?)
+    })
+    .await?;
+    if args.json {
+        print_json(&deleted)?;
+    } else {
+        println!(
+            "clinic {id} deleted: database {} and its roles dropped, {} staff account(s) deleted",
+            deleted.database, deleted.staff_accounts
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {

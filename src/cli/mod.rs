@@ -41,7 +41,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (embedded PostgreSQL cluster unless DATABASE_URL is set).
     Serve(ServeArgs),
-    /// Create, list, inspect, suspend and reactivate clinics.
+    /// Create, list, inspect, suspend, reactivate and delete clinics.
     #[command(subcommand)]
     Clinic(clinic::ClinicCommand),
     /// Migrate the central database, then every clinic database.

@@ -18,7 +18,10 @@ use super::state::AppState;
 use crate::auth::roles::Role;
 use crate::auth::session::{SessionError, Sessions, Tokens};
 use crate::central::companies::{self, Company};
+use crate::central::login_failures::Admission;
+use crate::central::registrations;
 use crate::central::users::{self, UserRecord};
+use crate::config::Registration;
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::provisioning::{FirstAdmin, NewClinic, ProvisionError};
 use crate::validation::{self as v, FieldErrors};
@@ -92,14 +95,53 @@ pub struct RegisterResponse {
     tokens: Tokens,
 }
 
-/// Creates a clinic (its own database and role) and its first admin.
+/// Creates a clinic (its own database and role) and its first admin. Refused
+/// when registration is closed; counted against the registration rate
+/// limits before anything costly (an attempt the server fails, 5xx, is
+/// given back).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = RegisterResponse), (status = 409, description = "email_taken"),
-        (status = 422, description = "validation_failed"), (status = 503, description = "server_busy")))]
+    responses((status = 201, body = RegisterResponse),
+        (status = 403, description = "registration_closed"), (status = 409, description = "email_taken"),
+        (status = 422, description = "validation_failed"), (status = 429, description = "too_many_attempts"),
+        (status = 503, description = "server_busy, no_capacity")))]
 async fn register(
     State(state): State<AppState>,
-    Json(body): Json<RegisterRequest>,
+    ClientAddr(client_addr): ClientAddr,
+    body: Result<Json<RegisterRequest>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if state.registration.registration == Registration::Closed {
+        return Err(ApiError::RegistrationClosed);
+    }
+    let Json(body) = body?;
+    let checked = checked_registration(body)?;
+    let central = &state.databases.central;
+    let attempt = match registrations::admit(central, &client_addr, &state.registration).await? {
+        Admission::Counted(id) => id,
+        Admission::Refused { retry_after } => {
+            return Err(ApiError::too_many_attempts(retry_after));
+        }
+    };
+    let registered = provision(&state, checked).await;
+    if let Err(error) = &registered {
+        if error.status().is_server_error() {
+            if let Err(error) = registrations::withdraw(central, attempt).await {
+                tracing::warn!(%error, "giving back a failed registration's attempt failed");
+            }
+        }
+    }
+    Ok(created(registered?))
+}
+
+/// A registration whose fields passed their checks; the admin's email is
+/// the clinic's.
+struct CheckedRegistration {
+    clinic: NewClinic,
+    password: String,
+    first_name: String,
+    last_name: String,
+}
+
+fn checked_registration(body: RegisterRequest) -> Result<CheckedRegistration, ApiError> {
     let mut errors = FieldErrors::default();
     let e = &mut errors;
     let clinic_name = v::required(body.clinic_name, v::text(200), "clinicName", e);
@@ -116,20 +158,36 @@ async fn register(
         return Err(errors.into());
     };
     errors.finish(())?;
+    Ok(CheckedRegistration {
+        clinic: NewClinic {
+            name: clinic_name,
+            email,
+            phone,
+            country,
+        },
+        password,
+        first_name,
+        last_name,
+    })
+}
+
+async fn provision(
+    state: &AppState,
+    checked: CheckedRegistration,
+) -> Result<RegisterResponse, ApiError> {
+    let CheckedRegistration {
+        clinic,
+        password,
+        first_name,
+        last_name,
+    } = checked;
     // Checked before the costly hash; the unique indexes still settle a race.
-    if companies::email_taken(&state.databases.central, &email).await? {
+    if companies::email_taken(&state.databases.central, &clinic.email).await? {
         return Err(email_taken());
     }
-    let password_hash = state.hasher.hash(password).await?;
-    let clinic = NewClinic {
-        name: clinic_name,
-        email: email.clone(),
-        phone,
-        country,
-    };
     let admin = FirstAdmin {
-        email,
-        password_hash,
+        email: clinic.email.clone(),
+        password_hash: state.hasher.hash(password).await?,
         first_name,
         last_name,
     };
@@ -139,6 +197,10 @@ async fn register(
         .await
         .map_err(|error| match error {
             ProvisionError::EmailTaken => email_taken(),
+            ProvisionError::NoCapacity => {
+                tracing::warn!("registration refused: no database server has room");
+                ApiError::NoCapacity
+            }
             other => ApiError::Internal(other.into()),
         })?;
     state
@@ -152,13 +214,13 @@ async fn register(
     let company = companies::find(&state.databases.central, provisioned.clinic_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("provisioned clinic vanished"))?;
-    let tokens = sessions(&state).open(&user).await?;
+    let tokens = sessions(state).open(&user).await?;
     tracing::info!(clinic.id = %provisioned.clinic_id, "clinic registered");
-    Ok(created(RegisterResponse {
+    Ok(RegisterResponse {
         clinic: company,
         user: user.into(),
         tokens,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -303,10 +365,7 @@ fn count_login_failure(state: &AppState, error: &SessionError) {
 
 fn session_error(error: SessionError) -> ApiError {
     match error {
-        SessionError::Throttled { retry_after } => ApiError::TooManyAttempts {
-            // Whole seconds, rounded up: a client waiting that long is admitted.
-            retry_after: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
-        },
+        SessionError::Throttled { retry_after } => ApiError::too_many_attempts(retry_after),
         SessionError::Busy => ApiError::ServerBusy,
         SessionError::InvalidCredentials => ApiError::InvalidCredentials,
         SessionError::InvalidToken => ApiError::Unauthorized,

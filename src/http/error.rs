@@ -24,6 +24,9 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("your role may not do this")]
     Forbidden,
+    /// `REGISTRATION=closed`.
+    #[error("registration of new clinics is closed: the platform's operator creates clinics")]
+    RegistrationClosed,
     #[error("this clinic is suspended or closed")]
     ClinicInactive,
     #[error("not found")]
@@ -39,7 +42,7 @@ pub enum ApiError {
     #[error("the law obliges the clinic to keep some of this patient's records")]
     RetentionApplies(Vec<RetentionHold>),
     /// `retry_after`: seconds until the next attempt may be checked.
-    #[error("too many failed attempts, try again later")]
+    #[error("too many attempts, try again later")]
     TooManyAttempts { retry_after: u64 },
     #[error("the clinic's database cannot be reached, try again shortly")]
     ClinicUnavailable,
@@ -50,6 +53,9 @@ pub enum ApiError {
     /// Every password-hashing slot stayed taken (see `auth::password`).
     #[error("the server is busy, try again shortly")]
     ServerBusy,
+    /// Every active database server holds its `max_clinics`.
+    #[error("no database server has room for a new clinic, try again later")]
+    NoCapacity,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -78,6 +84,9 @@ pub struct ErrorBody {
 const CLINIC_RETRY_AFTER_SECONDS: u64 = 5;
 /// Seconds a client should wait before retrying when the server is busy.
 const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
+/// Seconds a client should wait before registering again when no server has
+/// room (an operator must add one or raise a limit).
+const NO_CAPACITY_RETRY_AFTER_SECONDS: u64 = 3600;
 
 impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -87,20 +96,31 @@ impl ApiError {
         }
     }
 
+    /// 429 `too_many_attempts`, its wait rounded up to whole seconds: a
+    /// client waiting that long is admitted.
+    pub fn too_many_attempts(retry_after: std::time::Duration) -> Self {
+        ApiError::TooManyAttempts {
+            retry_after: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::ClinicInactive => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ClinicInactive | ApiError::RegistrationClosed => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::RetentionApplies(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::ClinicUnavailable | ApiError::TimedOut | ApiError::ServerBusy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::ClinicUnavailable
+            | ApiError::TimedOut
+            | ApiError::ServerBusy
+            | ApiError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,6 +132,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden => "forbidden",
+            ApiError::RegistrationClosed => "registration_closed",
             ApiError::ClinicInactive => "clinic_inactive",
             ApiError::NotFound => "not_found",
             ApiError::Conflict { code, .. } => code,
@@ -122,6 +143,7 @@ impl ApiError {
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::ClinicUnavailable | ApiError::TimedOut => "clinic_unavailable",
             ApiError::ServerBusy => "server_busy",
+            ApiError::NoCapacity => "no_capacity",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
@@ -207,6 +229,7 @@ impl IntoResponse for ApiError {
         let retry_after = match self {
             ApiError::ClinicUnavailable | ApiError::TimedOut => Some(CLINIC_RETRY_AFTER_SECONDS),
             ApiError::ServerBusy => Some(BUSY_RETRY_AFTER_SECONDS),
+            ApiError::NoCapacity => Some(NO_CAPACITY_RETRY_AFTER_SECONDS),
             ApiError::TooManyAttempts { retry_after } => Some(retry_after),
             _ => None,
         };

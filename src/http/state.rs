@@ -1,7 +1,7 @@
 //! What every handler can reach: the central database, the token keys, the
 //! clinic pool registry, the clinic state and account caches, the
 //! provisioner, the metrics, the audit sealer, the password hasher and the
-//! request settings.
+//! request and registration settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::auth::password::Hasher;
 use crate::central::Databases;
+use crate::config::RegistrationSettings;
 use crate::crypto::BearerToken;
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
@@ -41,4 +42,6 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The bound on password hashes in flight.
     pub hasher: Hasher,
+    /// `REGISTRATION` and the registration rate limits.
+    pub registration: RegistrationSettings,
 }

@@ -1,5 +1,5 @@
 //! Operations on the whole fleet of clinic databases: listing and
-//! suspending clinics, migrations, backups and restores, health checks and
+//! suspending and deleting clinics, migrations, backups and restores, health checks and
 //! master key rotation. Each command of the `medicalpro` command line is a
 //! function here, so tests call them as the command line does.
 //!
@@ -7,6 +7,7 @@
 //! the admin and central connections.
 
 pub mod backup;
+pub mod delete;
 pub mod doctor;
 pub mod keys;
 pub mod migrate;

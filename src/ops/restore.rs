@@ -202,7 +202,11 @@ async fn into_new(
     file: &AuthenticatedFile,
 ) -> Result<(ClinicId, i64), RestoreError> {
     let central = &fleet.databases.central;
-    let server = servers::pick_for_new_clinic(central).await?;
+    let server = servers::pick_for_new_clinic(central).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no database server has room for a new clinic (every active one holds its db_servers.max_clinics)"
+        )
+    })?;
     let id = ClinicId::generate();
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
     let password = random_token(32);
@@ -311,6 +315,7 @@ async fn finish_new(
         &mut tx,
         &NewCompany {
             id,
+            server_id: server.id,
             name: &name,
             email: &email,
             phone: source_company.as_ref().and_then(|c| c.phone.as_deref()),

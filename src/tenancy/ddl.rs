@@ -283,6 +283,51 @@ pub async fn drop_roles(admin: &mut PgConnection, roles: &TenantRoles) -> Result
     .await
 }
 
+/// Refuses new connections to `database` and ends every session on it but
+/// the backend `keep`, waiting up to 5 s for each to exit; `false` if one
+/// is still there.
+pub async fn shut_database(
+    admin: &mut PgConnection,
+    database: &str,
+    keep: i32,
+) -> Result<bool, sqlx::Error> {
+    run(
+        admin,
+        &format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            quote_ident(database)
+        ),
+    )
+    .await?;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> $2",
+    )
+    .bind(database)
+    .bind(keep)
+    .execute(&mut *admin)
+    .await?;
+    sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> $2)",
+    )
+    .bind(database)
+    .bind(keep)
+    .fetch_one(admin)
+    .await
+}
+
+/// Lets connections in again after [`shut_database`].
+pub async fn reopen_database(admin: &mut PgConnection, database: &str) -> Result<(), sqlx::Error> {
+    run(
+        admin,
+        &format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            quote_ident(database)
+        ),
+    )
+    .await
+}
+
 /// The admin's session on a clinic database: nothing but `pg_catalog` on
 /// the search path, so no unqualified name resolves to a clinic's object.
 pub fn admin_session(options: PgConnectOptions) -> PgConnectOptions {

@@ -1,4 +1,7 @@
-//! Provisioning a clinic: its central row and first admin, its owner and
+//! Provisioning a clinic: its central row and first admin, placed on the
+//! active database server with the most room (none when every server holds
+//! its `max_clinics`; the choice and the row are made under one lock, so
+//! concurrent provisionings cannot overfill a server), its owner and
 //! login roles and its database (see `tenancy::ddl` for who owns and may do
 //! what), the clinic schema, and the initial settings. The placement is
 //! recorded last, with the login role's password sealed by the master key.
@@ -68,6 +71,8 @@ pub enum FailAfter {
 pub enum ProvisionError {
     #[error("a clinic or account with this email already exists")]
     EmailTaken,
+    #[error("no database server has room for a new clinic (every active one holds its db_servers.max_clinics)")]
+    NoCapacity,
     #[error("provisioning failed")]
     Database(#[from] sqlx::Error),
     #[error("clinic migrations failed")]
@@ -144,9 +149,9 @@ impl Provisioner {
     ) -> Result<Provisioned, ProvisionError> {
         let started = Instant::now();
         let id = ClinicId::generate();
-        let admin = self.claim(id, &clinic, admin.as_ref()).await?;
+        let (admin, server) = self.claim(id, &clinic, admin.as_ref()).await?;
         let mut made = Made::default();
-        match self.build(id, &clinic, &mut made).await {
+        match self.build(id, &clinic, &server, &mut made).await {
             Ok(()) => {
                 let elapsed_ms = started.elapsed().as_millis();
                 let event = audit::PlatformEvent {
@@ -174,17 +179,25 @@ impl Provisioner {
         }
     }
 
-    /// Inserts the pending clinic and its admin in one transaction: of two
-    /// registrations racing for one email, the unique index lets one win.
+    /// Chooses the clinic's server and inserts the pending clinic there and
+    /// its admin, in one transaction under the placement lock: of two
+    /// registrations racing for one email, the unique index lets one win,
+    /// and of two racing for a server's last place, the second sees the
+    /// first's row.
     async fn claim(
         &self,
         id: ClinicId,
         clinic: &NewClinic,
         admin: Option<&FirstAdmin>,
-    ) -> Result<Option<UserRecord>, ProvisionError> {
+    ) -> Result<(Option<UserRecord>, servers::DbServer), ProvisionError> {
         let mut tx = self.databases.central.begin().await?;
+        servers::lock_placements(&mut tx).await?;
+        let server = servers::pick_for_new_clinic(&mut *tx)
+            .await?
+            .ok_or(ProvisionError::NoCapacity)?;
         let company = NewCompany {
             id,
+            server_id: server.id,
             name: &clinic.name,
             email: &clinic.email,
             phone: clinic.phone.as_deref(),
@@ -213,13 +226,14 @@ impl Provisioner {
             None => None,
         };
         tx.commit().await.map_err(email_conflict)?;
-        Ok(user)
+        Ok((user, server))
     }
 
     async fn build(
         &self,
         id: ClinicId,
         clinic: &NewClinic,
+        server: &servers::DbServer,
         made: &mut Made,
     ) -> Result<(), ProvisionError> {
         // (The semaphore is never closed: acquiring only waits.)
@@ -228,14 +242,13 @@ impl Provisioner {
             .acquire()
             .await
             .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))?;
-        let server = servers::pick_for_new_clinic(&self.databases.central).await?;
         let roles = TenantRoles::of(id, &self.prefix);
         let database = id.database_name(&self.prefix);
         let password = random_token(32);
-        let on_server = self.admin_on_server(&server);
+        let on_server = self.admin_on_server(server);
         let mut admin = on_server.connect().await?;
         let created = self
-            .create_database(&mut admin, &server, &roles, &database, &password, made)
+            .create_database(&mut admin, server, &roles, &database, &password, made)
             .await;
         let _ = admin.close().await;
         let copied = created?;
@@ -262,7 +275,7 @@ impl Provisioner {
         laid_out?;
 
         // As the clinic's login role, as the server will be.
-        let mut conn = self.options_for(&server, id, &password).connect().await?;
+        let mut conn = self.options_for(server, id, &password).connect().await?;
         let filled = fill(&mut conn, id, clinic).await;
         let _ = conn.close().await;
         let version = filled?;

@@ -437,10 +437,17 @@ async fn expired_refresh_families_and_old_login_failures_are_purged() {
     .await
     .unwrap();
 
-    let (tokens, failures) = medicalpro::central::purge_expired(&app.state.databases.central, 30)
+    sqlx::query(
+        "INSERT INTO registration_attempts (client_addr, attempted_at)
+         VALUES ('10.0.0.1', now() - interval '61 minutes'), ('10.0.0.1', now() - interval '59 minutes')",
+    )
+    .execute(&mut central)
+    .await
+    .unwrap();
+    let purged = medicalpro::central::purge_expired(&app.state.databases.central, 30)
         .await
         .unwrap();
-    assert_eq!((tokens, failures), (2, 1));
+    assert_eq!(purged, (2, 1, 1));
     let families: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT DISTINCT family_id FROM refresh_tokens")
             .fetch_all(&mut central)

@@ -95,3 +95,105 @@ async fn a_super_admin_is_created_from_the_command_line() {
     assert!(!short.status.success());
     app.cleanup().await;
 }
+
+async fn exists(app: &TestApp, sql: &str, name: &str) -> bool {
+    let mut admin = app.admin_connection("postgres").await;
+    sqlx::query_scalar(sql)
+        .bind(name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
+/// A clinic that never held patient data is deleted: its database and both
+/// roles are gone, its staff accounts too (the admin's email registers
+/// again), and central keeps a tombstone without its name or email.
+#[tokio::test]
+async fn clinic_delete_drops_an_empty_clinic_and_frees_its_email() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Abandoned trial").await;
+    let id = clinic.id.to_string();
+    let database = app.clinic_database(clinic.id);
+    let owner = format!("{}_owner_{}", app.prefix, clinic.id.simple());
+    let pg_database = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)";
+    let pg_roles = "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)";
+    assert!(exists(&app, pg_roles, &owner).await);
+
+    let deleted = medicalpro(&app, &["clinic", "delete", &id], "");
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(!exists(&app, pg_database, &database).await);
+    assert!(!exists(&app, pg_roles, &database).await);
+    assert!(!exists(&app, pg_roles, &owner).await);
+    let central = &app.state.databases.central;
+    let (name, email, deleted_at): (String, String, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT name, email, deleted_at FROM companies WHERE id = $1")
+            .bind(clinic.id)
+            .fetch_one(central)
+            .await
+            .unwrap();
+    assert_eq!((name.as_str(), email.as_str()), ("", id.as_str()));
+    assert!(deleted_at.is_some());
+    let staff: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE company_id = $1")
+        .bind(clinic.id)
+        .fetch_one(central)
+        .await
+        .unwrap();
+    assert_eq!(staff, 0);
+    let events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_logs WHERE action = 'clinic.deleted' AND company_id = $1",
+    )
+    .bind(clinic.id)
+    .fetch_one(central)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+    let login = app.login(&clinic.email, &clinic.password).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{}", login.body);
+    let again = app
+        .register(serde_json::json!({
+            "clinicName": "Second try", "email": clinic.email, "password": clinic.password,
+            "firstName": "Claire", "lastName": "Admin"
+        }))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    app.cleanup().await;
+}
+
+/// A clinic with a patient is not deleted: the command exits 1 saying so,
+/// and the clinic keeps its database and goes on serving.
+#[tokio::test]
+async fn clinic_delete_refuses_a_clinic_with_a_patient() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("In use").await;
+    app.create_patient(&clinic.token, "Paul", "Kept").await;
+    let refused = medicalpro(&app, &["clinic", "delete", &clinic.id.to_string()], "");
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("holds patient data"), "{stderr}");
+    assert!(stderr.contains("patients"), "{stderr}");
+    let database = app.clinic_database(clinic.id);
+    assert!(
+        exists(
+            &app,
+            "SELECT datallowconn FROM pg_database WHERE datname = $1",
+            &database
+        )
+        .await
+    );
+    let served = app
+        .answers_within(
+            "/api/v1/patients",
+            &clinic.token,
+            StatusCode::OK,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    assert!(served.is_some(), "the clinic no longer serves");
+    let login = app.login(&clinic.email, &clinic.password).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    app.cleanup().await;
+}

@@ -14,7 +14,9 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use medicalpro::app::build_state;
 use medicalpro::clinic::audit::seal;
-use medicalpro::config::{DbPrefix, PoolSettings, ProvisioningSettings, ServeSettings, Settings};
+use medicalpro::config::{
+    DbPrefix, PoolSettings, ProvisioningSettings, RegistrationSettings, ServeSettings, Settings,
+};
 use medicalpro::crypto::{random_token, JwtSecret, MasterKey};
 use medicalpro::embedded::{Durability, RunningCluster};
 use medicalpro::http::state::AppState;
@@ -135,7 +137,16 @@ pub fn settings_for(prefix: &str) -> Settings {
         provisioning: ProvisioningSettings::default(),
         refresh_family_max_days: 30,
         metrics_token: None,
-        serving: ServeSettings::default(),
+        // The suite registers many clinics from one address; tests of the
+        // limits set their own.
+        serving: ServeSettings {
+            registration: RegistrationSettings {
+                per_address_per_hour: 100_000,
+                per_hour: 100_000,
+                ..RegistrationSettings::default()
+            },
+            ..ServeSettings::default()
+        },
         max_concurrent_hashes: medicalpro::auth::password::default_max_concurrent(),
     }
 }
@@ -305,6 +316,23 @@ impl TestApp {
     pub async fn register(&self, body: Value) -> TestResponse {
         self.call(Method::POST, "/api/v1/auth/register", None, Some(body))
             .await
+    }
+
+    /// A registration with a unique email from the client address `from`.
+    pub async fn register_from(&self, from: [u8; 4], name: &str) -> TestResponse {
+        let body = json!({
+            "clinicName": name, "email": unique_email(), "password": "correct horse battery",
+            "firstName": "Claire", "lastName": "Admin"
+        });
+        self.call_from(
+            from,
+            &[],
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(body),
+        )
+        .await
     }
 
     /// Registers a clinic with a unique email and returns its admin session.

@@ -26,6 +26,7 @@ mod practitioners;
 mod provisioning;
 mod proxies;
 mod read_trail;
+mod registration;
 mod roles;
 mod scale;
 mod settings;
