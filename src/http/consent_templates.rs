@@ -44,7 +44,8 @@ fn not_current() -> ApiError {
 
 /// Current versions, by title; `?search=` matches the title.
 #[utoipa::path(get, path = "/consent-templates", tag = "consents", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [ConsentTemplate])))]
+    params(ListQuery), responses((status = 200, body = [ConsentTemplate]),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_templates(
     clinic: Clinic<ConsentTemplates>,
     Query(query): Query<ListQuery>,

@@ -74,7 +74,8 @@ pub struct DocumentQuery {
 /// Live documents, newest first, each with its lines.
 #[utoipa::path(get, path = "/documents", tag = "documents", security(("bearer" = [])),
     params(DocumentQuery), responses((status = 200, body = [Document]),
-        (status = 400, description = "bad_request")))]
+        (status = 400, description = "bad_request"),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_documents(
     clinic: Clinic<Documents>,
     Query(query): Query<DocumentQuery>,

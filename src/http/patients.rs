@@ -42,7 +42,8 @@ fn national_id_taken() -> ApiError {
 
 /// Live patients, by name; `?search=` matches names, email and phone.
 #[utoipa::path(get, path = "/patients", tag = "patients", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [Patient])))]
+    params(ListQuery), responses((status = 200, body = [Patient]),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_patients(
     clinic: Clinic<Patients>,
     Query(query): Query<ListQuery>,

@@ -38,7 +38,8 @@ fn user_taken() -> ApiError {
 
 /// Live practitioners, by name; `?search=` matches names and specialty.
 #[utoipa::path(get, path = "/practitioners", tag = "practitioners", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [Practitioner])))]
+    params(ListQuery), responses((status = 200, body = [Practitioner]),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_practitioners(
     clinic: Clinic<Practitioners>,
     Query(query): Query<ListQuery>,

@@ -159,7 +159,8 @@ fn last_admin() -> ApiError {
 /// The clinic's accounts, active or not (deleted ones are gone), by name;
 /// `?search=` matches names and email.
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [UserView]), (status = 403, description = "forbidden")))]
+    params(ListQuery), responses((status = 200, body = [UserView]), (status = 403, description = "forbidden"),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_users(
     clinic: Clinic<Users>,
     State(state): State<AppState>,

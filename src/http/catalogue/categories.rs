@@ -34,7 +34,8 @@ fn name_taken() -> ApiError {
 
 /// Live categories by name; `?search=` matches the name.
 #[utoipa::path(get, path = "/categories", tag = "catalogue", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [Category])))]
+    params(ListQuery), responses((status = 200, body = [Category]),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_categories(
     clinic: Clinic<Categories>,
     Query(query): Query<ListQuery>,

@@ -37,7 +37,8 @@ fn code_taken() -> ApiError {
 
 /// Live products and services by name; `?search=` matches name and code.
 #[utoipa::path(get, path = "/products-services", tag = "catalogue", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = [ProductService])))]
+    params(ListQuery), responses((status = 200, body = [ProductService]),
+        (status = 422, description = "validation_failed (search longer than 100 characters)")))]
 async fn list_products(
     clinic: Clinic<ProductsServices>,
     Query(query): Query<ListQuery>,
