@@ -79,6 +79,8 @@ pub enum ProvisionError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("provisioning failed after {0:?} (injected)")]
     Injected(FailAfter),
+    #[error("provisioning was interrupted")]
+    Interrupted(#[from] tokio::task::JoinError),
 }
 
 #[derive(Clone)]
@@ -142,7 +144,19 @@ impl Provisioner {
         self
     }
 
+    /// Provisions a clinic on its own task: a caller that goes away (a
+    /// client disconnecting, the request timeout) does not cut it short, so
+    /// it always finishes or rolls back.
     pub async fn provision(
+        &self,
+        clinic: NewClinic,
+        admin: Option<FirstAdmin>,
+    ) -> Result<Provisioned, ProvisionError> {
+        let provisioner = self.clone();
+        tokio::spawn(async move { provisioner.provision_to_the_end(clinic, admin).await }).await?
+    }
+
+    async fn provision_to_the_end(
         &self,
         clinic: NewClinic,
         admin: Option<FirstAdmin>,

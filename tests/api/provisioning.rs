@@ -1,7 +1,59 @@
+use std::time::{Duration, Instant};
+
 use axum::http::StatusCode;
 use medicalpro::tenancy::provisioning::{FailAfter, NewClinic};
+use serde_json::json;
 
 use crate::helpers::spawn_app;
+
+/// A client that goes away while its clinic is being provisioned (or a
+/// request timeout) does not leave the clinic half made: provisioning goes
+/// on to the end, and its admin logs in.
+#[tokio::test]
+async fn a_registration_abandoned_midway_is_provisioned_all_the_same() {
+    let app = spawn_app().await;
+    let email = format!("abandoned@{}.example.fr", app.prefix);
+    let password = "correct horse battery";
+    let registering = app.register(json!({
+        "clinicName": "Abandoned", "email": email, "password": password,
+        "firstName": "Ada", "lastName": "Gone"
+    }));
+    let central = app.state.databases.central.clone();
+    let claimed = async {
+        loop {
+            let found: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM companies WHERE email = $1)")
+                    .bind(&email)
+                    .fetch_one(&central)
+                    .await
+                    .unwrap();
+            if found {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    // The registration is dropped the moment its clinic's row exists.
+    tokio::select! {
+        answer = registering => panic!("answered before it could be abandoned: {}", answer.body),
+        () = claimed => {}
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let login = app.login(&email, password).await;
+        if login.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never provisioned: {} {}",
+            login.status,
+            login.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.cleanup().await;
+}
 
 #[tokio::test]
 async fn a_failure_midway_leaves_nothing_behind() {
