@@ -64,9 +64,11 @@ pub async fn admit(
         .execute(&mut *tx)
         .await?;
     // For each limit reached, the time until the attempt that reached it
-    // (the newest `max`-th) leaves the window; the later of the two.
+    // (the newest `max`-th) leaves the window; the later of the two. The
+    // clock is read now, not at the transaction's start: the transaction
+    // may have begun before the attempts it then waited for on the locks.
     let (id, wait_ms): (Option<i64>, Option<f64>) = sqlx::query_as(
-        "WITH window_start AS (SELECT now() - make_interval(mins => $3) AS at),
+        "WITH window_start AS (SELECT clock_timestamp() - make_interval(mins => $3) AS at),
               wait AS (
                 SELECT GREATEST(
                   (SELECT failed_at FROM login_failures, window_start
@@ -75,7 +77,7 @@ pub async fn admit(
                   (SELECT failed_at FROM login_failures, window_start
                     WHERE client_addr = $2 AND failed_at > window_start.at
                     ORDER BY failed_at DESC OFFSET $5 - 1 LIMIT 1)
-                ) + make_interval(mins => $3) - now() AS remaining),
+                ) + make_interval(mins => $3) - clock_timestamp() AS remaining),
               counted AS (
                 INSERT INTO login_failures (email, client_addr)
                 SELECT lower($1), $2 FROM wait WHERE wait.remaining IS NULL

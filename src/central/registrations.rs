@@ -33,7 +33,7 @@ pub async fn admit(
     // For each limit reached, the time until the attempt that reached it
     // (the newest `max`-th) leaves the window; the later of the two.
     let (id, wait_ms): (Option<i64>, Option<f64>) = sqlx::query_as(
-        "WITH window_start AS (SELECT now() - make_interval(mins => $2) AS at),
+        "WITH window_start AS (SELECT clock_timestamp() - make_interval(mins => $2) AS at),
               wait AS (
                 SELECT GREATEST(
                   (SELECT attempted_at FROM registration_attempts, window_start
@@ -42,7 +42,7 @@ pub async fn admit(
                   (SELECT attempted_at FROM registration_attempts, window_start
                     WHERE attempted_at > window_start.at
                     ORDER BY attempted_at DESC OFFSET $4 - 1 LIMIT 1)
-                ) + make_interval(mins => $2) - now() AS remaining),
+                ) + make_interval(mins => $2) - clock_timestamp() AS remaining),
               counted AS (
                 INSERT INTO registration_attempts (client_addr)
                 SELECT $1 FROM wait WHERE wait.remaining IS NULL
