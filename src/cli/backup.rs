@@ -21,7 +21,7 @@ pub struct BackupArgs {
     /// Back up this clinic (with --out).
     #[arg(long, requires = "out")]
     pub clinic: Option<Uuid>,
-    /// The backup file; FILE.mac (its authentication code) is written beside it.
+    /// The backup file (encrypted under a key derived from MASTER_KEY).
     #[arg(long, value_name = "FILE", requires = "clinic")]
     pub out: Option<PathBuf>,
     /// Back up every clinic (with --dir).
@@ -49,10 +49,9 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             print_json(&done)?;
         } else {
             println!(
-                "{} ({}, mac {}) in {:.1} s",
+                "{} ({}, encrypted) in {:.1} s",
                 done.file.display(),
                 human_bytes(i64::try_from(done.bytes).ok()),
-                done.mac,
                 done.seconds
             );
         }
@@ -107,7 +106,7 @@ pub struct RestoreArgs {
     /// The clinic to restore into; with --as-new-clinic, the clinic the backup must be of.
     #[arg(long, required_unless_present = "as_new_clinic")]
     pub clinic: Option<Uuid>,
-    /// The backup file (made by `medicalpro backup`, with its FILE.mac).
+    /// The backup file (made by `medicalpro backup`, opened with MASTER_KEY or MASTER_KEY_PREVIOUS).
     #[arg(long, value_name = "FILE")]
     pub from: PathBuf,
     /// Replace the clinic's database even though it holds patients.

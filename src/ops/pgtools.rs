@@ -6,6 +6,7 @@
 //! `PGPASSWORD` environment variable of the child, never its command line
 //! (which any local user can read).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -88,6 +89,52 @@ impl PgTools {
             command.env("PGPASSWORD", password);
         }
         output_of(program, command).await
+    }
+
+    /// Runs `pg_dump` on `target` with `args`, its standard output handed to
+    /// `sink` as it comes (never held whole); fails with its stderr.
+    /// Blocking: call it off the async runtime.
+    pub fn dump_into<T>(
+        &self,
+        target: &Target,
+        args: &[&str],
+        sink: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut command = std::process::Command::new(&self.pg_dump);
+        command
+            .arg(format!("--dbname={}", target.uri))
+            .args(args)
+            .env_remove("PGPASSWORD");
+        if let Some(password) = &target.password {
+            command.env("PGPASSWORD", password);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", self.pg_dump.display()))?;
+        let (mut stdout, mut stderr) = (
+            child.stdout.take().expect("stdout is piped"),
+            child.stderr.take().expect("stderr is piped"),
+        );
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let sunk = sink(&mut stdout);
+        if sunk.is_err() {
+            let _ = child.kill();
+        }
+        drop(stdout);
+        let status = child.wait().context("waiting for pg_dump")?;
+        let errors = errors.join().unwrap_or_default();
+        let value = sunk?;
+        if !status.success() {
+            anyhow::bail!("pg_dump failed: {}", errors.trim());
+        }
+        Ok(value)
     }
 
     /// Reads an archive with `pg_restore` and no database: what it writes

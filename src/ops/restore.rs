@@ -1,5 +1,5 @@
-//! `medicalpro restore`: a backup made by `medicalpro backup`, checked
-//! against its authentication code, restored into a fresh staging database,
+//! `medicalpro restore`: a backup made by `medicalpro backup`, decrypted and
+//! authenticated into a private copy, restored into a fresh staging database,
 //! then put in place of the clinic's database in two renames (the clinic is
 //! unreachable only between them), or made into a new clinic with its own
 //! roles and password.
@@ -22,7 +22,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::backup::authenticated_copy;
+use super::backup::decrypted_copy;
 use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
 use super::{connect, ClinicRecord, Fleet};
@@ -89,7 +89,7 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
     // What is restored is a private copy of exactly the bytes authenticated.
     let copy = std::env::temp_dir().join(format!("medicalpro-restore-{}", Uuid::new_v4()));
     let (from, keyring, checked) = (options.from.clone(), fleet.settings.keyring(), copy.clone());
-    tokio::task::spawn_blocking(move || authenticated_copy(&from, &keyring, &checked))
+    tokio::task::spawn_blocking(move || decrypted_copy(&from, &keyring, &checked))
         .await
         .map_err(anyhow::Error::from)??;
     let file = AuthenticatedFile(copy);
@@ -130,7 +130,8 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
     })
 }
 
-/// The authenticated private copy of the backup, removed when dropped.
+/// The decrypted, authenticated private copy of the backup, removed when
+/// dropped.
 struct AuthenticatedFile(PathBuf);
 
 impl Drop for AuthenticatedFile {

@@ -11,7 +11,7 @@ use medicalpro::app::build_state;
 use medicalpro::compliance::verify_clinic;
 use medicalpro::crypto::MasterKey;
 use medicalpro::migrations;
-use medicalpro::ops::backup::{backup_all, backup_clinic, mac_path};
+use medicalpro::ops::backup::{backup_all, backup_clinic};
 use medicalpro::ops::doctor::{self, Severity};
 use medicalpro::ops::keys;
 use medicalpro::ops::migrate::{self, MigrateOptions};
@@ -188,8 +188,8 @@ async fn a_fleet_is_migrated_despite_one_failing_clinic_and_finished_by_a_second
     assert!(backups.iter().all(|b| b.error.is_none()), "{backups:?}");
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
-        40,
-        "a dump and a checksum each"
+        20,
+        "one encrypted file each"
     );
     std::fs::remove_dir_all(&dir).unwrap();
     fleet.close().await;
@@ -252,7 +252,13 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     let dir = scratch_dir();
     let file = dir.join("a.dump");
     let made = backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
-    assert!(made.bytes > 0 && mac_path(&file).exists());
+    let sealed = std::fs::read(&file).unwrap();
+    assert_eq!(made.bytes, sealed.len() as u64);
+    assert!(sealed.starts_with(b"MPBACKUP\x01"));
+    // Encrypted: no patient name, no archive signature in the clear.
+    for clear in [&b"Pasteur"[..], b"Curie", b"PGDMP"] {
+        assert!(!sealed.windows(clear.len()).any(|w| w == clear));
+    }
 
     // Damage: patients removed behind the application's back.
     sqlx::raw_sql("DELETE FROM patients WHERE last_name <> 'Curie'")
@@ -284,27 +290,66 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
         restore(&fleet, &wrong).await,
         Err(RestoreError::OtherClinic { .. })
     ));
-    // And a damaged file.
-    let damaged = dir.join("damaged.dump");
-    let mut bytes = std::fs::read(&file).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&damaged, bytes).unwrap();
-    std::fs::copy(mac_path(&file), mac_path(&damaged)).unwrap();
-    let error = restore(
-        &fleet,
-        &RestoreOptions {
-            from: damaged,
-            force: true,
-            ..options.clone()
-        },
-    )
-    .await
-    .unwrap_err();
-    assert!(error.to_string().contains("authentication code"), "{error}");
+    // And a changed, a truncated or a plain file, or one under another key:
+    // refused before anything is changed.
+    let mut flipped = sealed.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    let other_key = {
+        let mut settings = app.settings.clone();
+        settings.master_key = MasterKey::generate();
+        Fleet::attach(&settings).await.unwrap()
+    };
+    let plain = b"PGDMP\x01\x0e\x00 a plain dump".to_vec();
+    for (name, bytes, fleet, error) in [
+        ("flipped", flipped, &fleet, "could not be decrypted"),
+        (
+            "truncated",
+            sealed[..sealed.len() - 1].to_vec(),
+            &fleet,
+            "could not be decrypted",
+        ),
+        ("plain", plain, &fleet, "not an encrypted MedicalPro backup"),
+        (
+            "whole",
+            sealed.clone(),
+            &other_key,
+            "could not be decrypted",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let refused = restore(
+            fleet,
+            &RestoreOptions {
+                from: path,
+                force: true,
+                ..options.clone()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains(error), "{name}: {refused}");
+    }
+    other_key.close().await;
+    let mut a_conn = app.admin_connection(&a_db).await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM patients")
+        .fetch_one(&mut a_conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "nothing restored");
+    a_conn.close().await.unwrap();
 
+    // Restored by a process whose previous key is the backup's.
+    let rotating = {
+        let mut settings = app.settings.clone();
+        settings.master_key_previous = Some(settings.master_key.clone());
+        settings.master_key = MasterKey::generate();
+        Fleet::attach(&settings).await.unwrap()
+    };
     let restored = restore(
-        &fleet,
+        &rotating,
         &RestoreOptions {
             force: true,
             ..options.clone()
@@ -312,6 +357,7 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     )
     .await
     .unwrap();
+    rotating.close().await;
     assert_eq!(restored.clinic_id, a.id);
     assert_eq!(
         restored.schema_version,
