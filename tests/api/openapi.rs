@@ -135,13 +135,45 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
             answer.status
         );
     }
-    let docs = app.call(Method::GET, "/docs", None, None).await;
-    assert_eq!(docs.status, StatusCode::OK);
-    assert!(docs
-        .body
-        .as_str()
-        .unwrap_or_default()
-        .contains("/api/v1/openapi.json"));
+    app.cleanup().await;
+}
+
+/// `/docs` and its script and style come from the binary, under a policy
+/// that lets the page load nothing from any other origin, nor run inline
+/// script.
+#[tokio::test]
+async fn the_docs_page_is_served_whole_by_the_binary_under_a_strict_policy() {
+    let app = spawn_app().await;
+    for (path, content_type, needle) in [
+        ("/docs", "text/html", "/docs/docs.js"),
+        ("/docs/docs.js", "text/javascript", "/api/v1/openapi.json"),
+        ("/docs/docs.css", "text/css", "font"),
+    ] {
+        let answer = app.call(Method::GET, path, None, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        let header = |name| answer.headers[name].to_str().unwrap_or_default().to_owned();
+        assert!(
+            header(axum::http::header::CONTENT_TYPE).starts_with(content_type),
+            "{path}"
+        );
+        let policy = header(axum::http::header::CONTENT_SECURITY_POLICY);
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        let body = answer.body.as_str().unwrap_or_default();
+        assert!(body.contains(needle), "{path}");
+        // Nothing fetched from elsewhere: no absolute URL, no inline script.
+        assert!(!body.contains("://"), "{path} names another origin");
+        if path == "/docs" {
+            assert!(!body.contains("<script>"), "inline script in /docs");
+        }
+    }
     app.cleanup().await;
 }
 
