@@ -72,23 +72,15 @@ impl PgTools {
         tokio::task::spawn_blocking(move || Self::find(major)).await?
     }
 
-    /// Runs `program` with `args` against `target`; fails with its stderr.
-    /// Runs `program` on `target`; returns what it wrote to standard output.
+    /// Runs `program` with `args` against `target`: what it wrote to
+    /// standard output, or an error with its stderr.
     pub async fn run(
         &self,
         program: &Path,
         target: &Target,
         args: &[&str],
     ) -> anyhow::Result<Vec<u8>> {
-        let mut command = tokio::process::Command::new(program);
-        command
-            .arg(format!("--dbname={}", target.uri))
-            .args(args)
-            .env_remove("PGPASSWORD");
-        if let Some(password) = &target.password {
-            command.env("PGPASSWORD", password);
-        }
-        output_of(program, command).await
+        output_of(program, command_on(program, target, args).into()).await
     }
 
     /// Runs `pg_dump` on `target` with `args`, its standard output handed to
@@ -100,15 +92,7 @@ impl PgTools {
         args: &[&str],
         sink: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let mut command = std::process::Command::new(&self.pg_dump);
-        command
-            .arg(format!("--dbname={}", target.uri))
-            .args(args)
-            .env_remove("PGPASSWORD");
-        if let Some(password) = &target.password {
-            command.env("PGPASSWORD", password);
-        }
-        let mut child = command
+        let mut child = command_on(&self.pg_dump, target, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -145,6 +129,20 @@ impl PgTools {
         command.args(args).env_remove("PGPASSWORD");
         output_of(&self.pg_restore, command).await
     }
+}
+
+/// `program` with `args` against `target`, with the target's password (if
+/// any) in its environment and never one inherited.
+fn command_on(program: &Path, target: &Target, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command
+        .arg(format!("--dbname={}", target.uri))
+        .args(args)
+        .env_remove("PGPASSWORD");
+    if let Some(password) = &target.password {
+        command.env("PGPASSWORD", password);
+    }
+    command
 }
 
 /// Runs `command` to its end: its standard output, or an error with what it

@@ -390,7 +390,16 @@ async fn gdpr_rights_are_for_admins_and_doctors_and_reach_deleted_patients() {
     app.cleanup().await;
 }
 
-/// Events left pending (the chain busy elsewhere) are sealed before
+/// Reads `patient` on `instance`, one that runs no background sealer: the
+/// read's event is committed pending (as every read's is, until a seal).
+async fn read_leaving_its_event_pending(instance: &TestApp, token: &str, patient: &str) {
+    let read = instance
+        .get(&format!("/api/v1/patients/{patient}"), token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+}
+
+/// Events left pending are sealed before
 /// `GET /audit` and before an export answer, on an instance that runs no
 /// background sealer; a seal that fails leaves them pending, whole.
 #[tokio::test]
@@ -400,16 +409,7 @@ async fn pending_events_are_sealed_before_audit_reads_and_survive_a_failed_seal(
     let patient = app.create_patient(&clinic.token, "Pia", "Pending").await;
     // This instance runs no sealer task: only the reads themselves seal.
     let other = app.second_instance().await;
-    let mut holder = app.admin_connection(&app.clinic_database(clinic.id)).await;
-    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    let read = other
-        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
-        .await;
-    assert_eq!(read.status, StatusCode::OK);
-    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    read_leaving_its_event_pending(&other, &clinic.token, &patient).await;
     let mut checker = app.admin_connection(&app.clinic_database(clinic.id)).await;
     assert_eq!(pending(&mut checker).await, 1);
     // A seal that fails (the chain refuses rows, by a constraint added by
@@ -435,14 +435,7 @@ async fn pending_events_are_sealed_before_audit_reads_and_survive_a_failed_seal(
     assert_eq!(trail.body["pagination"]["total"], 1, "{}", trail.body);
     assert_eq!(pending(&mut checker).await, 0);
     // The same for an export, with a new event left pending.
-    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    other
-        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
-        .await;
-    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    read_leaving_its_event_pending(&other, &clinic.token, &patient).await;
     assert_eq!(pending(&mut checker).await, 1);
     let exported = other
         .get(&format!("/api/v1/patients/{patient}/export"), &clinic.token)
@@ -455,7 +448,6 @@ async fn pending_events_are_sealed_before_audit_reads_and_survive_a_failed_seal(
         .filter(|e| e["action"] == "read")
         .count();
     assert_eq!(reads, 2, "{}", exported.body);
-    holder.close().await.unwrap();
     checker.close().await.unwrap();
     other.close_instance().await;
     app.cleanup().await;
@@ -470,16 +462,7 @@ async fn a_stopping_server_seals_the_events_its_requests_left_pending() {
     let clinic = app.register_clinic("Stopping").await;
     let patient = app.create_patient(&clinic.token, "Sam", "Stopping").await;
     let other = app.second_instance().await;
-    let mut holder = app.admin_connection(&app.clinic_database(clinic.id)).await;
-    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    let read = other
-        .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
-        .await;
-    assert_eq!(read.status, StatusCode::OK);
-    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    read_leaving_its_event_pending(&other, &clinic.token, &patient).await;
     let mut checker = app.admin_connection(&app.clinic_database(clinic.id)).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(pending(&mut checker).await, 1, "nothing sealed it yet");
@@ -493,7 +476,6 @@ async fn a_stopping_server_seals_the_events_its_requests_left_pending() {
     .await
     .unwrap();
     assert_eq!(sealed_read, 1);
-    holder.close().await.unwrap();
     checker.close().await.unwrap();
     app.cleanup().await;
 }

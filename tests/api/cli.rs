@@ -2,24 +2,16 @@
 //! against the test cluster.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use axum::http::StatusCode;
 
-use crate::helpers::{cluster, spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 
 fn medicalpro(app: &TestApp, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_medicalpro"))
+    let mut child = app
+        .medicalpro_command()
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &cluster().admin_url)
-        .env("DB_PREFIX", &app.prefix)
-        .env(
-            "JWT_SECRET",
-            "a test secret that is long enough to sign tokens",
-        )
-        .env("MASTER_KEY", app.settings.master_key.to_base64())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -448,6 +448,23 @@ impl TestApp {
         format!("{}_central", self.prefix)
     }
 
+    /// The real binary, configured for this app's central database and
+    /// keys (nothing inherited from the environment but `PATH`).
+    pub fn medicalpro_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_medicalpro"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &cluster().admin_url)
+            .env("DB_PREFIX", &self.prefix)
+            .env(
+                "JWT_SECRET",
+                "a test secret that is long enough to sign tokens",
+            )
+            .env("MASTER_KEY", self.settings.master_key.to_base64());
+        command
+    }
+
     /// The clinic role's real password, unsealed from central as the server does.
     pub async fn clinic_password(&self, clinic: Uuid) -> String {
         let sealed = self.sealed_password(clinic).await;

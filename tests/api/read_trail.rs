@@ -2,7 +2,7 @@
 //! commits, every read is recorded, and no read is answered before its
 //! event is committed (checked by killing the server under load).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use medicalpro::tenancy::naming::ClinicId;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{cluster, free_port, http, http_with, spawn_app};
+use crate::helpers::{free_port, http, http_with, spawn_app};
 
 /// Read events of `clinic` carrying one of `request_ids`, sealed or pending.
 async fn recorded(
@@ -108,17 +108,9 @@ async fn a_server_killed_under_load_answered_no_read_left_out_of_the_trail() {
     let clinic = app.register_clinic("Killed").await;
     let patient = app.create_patient(&clinic.token, "Kim", "Killed").await;
     let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_medicalpro"))
+    let mut server = app
+        .medicalpro_command()
         .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &cluster().admin_url)
-        .env("DB_PREFIX", &app.prefix)
-        .env(
-            "JWT_SECRET",
-            "a test secret that is long enough to sign tokens",
-        )
-        .env("MASTER_KEY", app.settings.master_key.to_base64())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
