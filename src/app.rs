@@ -16,10 +16,11 @@ use crate::auth::jwt::TokenKeys;
 use crate::auth::password::Hasher;
 use crate::central::{with_statement_timeout, Databases};
 use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, ServeSettings, Settings};
-use crate::crypto::{JwtSecret, MasterKey};
+use crate::crypto::{JwtSecret, Keyring, MasterKey};
 use crate::embedded::{self, Durability, RunningCluster};
 use crate::http::metrics::Metrics;
 use crate::http::state::AppState;
+use crate::master_keys::{KeyFiles, MasterKeys};
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
@@ -58,8 +59,10 @@ impl Environment {
                     admin_url: url.clone(),
                     prefix,
                     jwt_secret: JwtSecret::parse(jwt_secret)?,
-                    master_key: MasterKey::parse(master_key)?,
-                    master_key_previous,
+                    keys: Arc::new(MasterKeys::fixed(Keyring::new(
+                        MasterKey::parse(master_key)?,
+                        master_key_previous,
+                    ))),
                     pool,
                     provisioning,
                     refresh_family_max_days,
@@ -80,19 +83,23 @@ impl Environment {
                 embedded::read_or_create(&args.data_dir.join("jwt_secret"), JwtSecret::generate)?
             }
         };
-        let master_key = match &args.master_key {
-            Some(key) => key.clone(),
-            None => embedded::read_or_create(&args.data_dir.join("master_key"), || {
-                MasterKey::generate().to_base64()
-            })?,
+        let keys = match &args.master_key {
+            Some(key) => {
+                MasterKeys::fixed(Keyring::new(MasterKey::parse(key)?, master_key_previous))
+            }
+            None => {
+                embedded::read_or_create(&args.data_dir.join("master_key"), || {
+                    MasterKey::generate().to_base64()
+                })?;
+                MasterKeys::from_files(KeyFiles::in_dir(&args.data_dir))?
+            }
         };
         Ok(Self {
             settings: Settings {
                 admin_url: cluster.admin_url.clone(),
                 prefix,
                 jwt_secret: JwtSecret::parse(&jwt_secret)?,
-                master_key: MasterKey::parse(&master_key)?,
-                master_key_previous,
+                keys: Arc::new(keys),
                 pool,
                 provisioning,
                 refresh_family_max_days,
@@ -122,19 +129,20 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     .await?;
     let pools = ClinicPools::new(
         databases.central.clone(),
-        settings.keyring(),
+        settings.keys.clone(),
         with_statement_timeout(databases.admin_options.clone(), statement_timeout),
         settings.pool,
     );
     Ok(AppState {
         keys: TokenKeys::new(&settings.jwt_secret),
+        master_keys: settings.keys.clone(),
         pools: Arc::new(pools),
         states: Arc::new(StateCache::default()),
         accounts: Arc::new(AccountCache::default()),
         provisioner: Provisioner::new(
             databases.clone(),
             settings.prefix.clone(),
-            settings.master_key.clone(),
+            settings.keys.clone(),
             settings.provisioning,
         ),
         databases,

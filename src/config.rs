@@ -35,12 +35,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::crypto::{BearerToken, JwtSecret, Keyring, MasterKey};
+use crate::crypto::{BearerToken, JwtSecret, Keyring};
 use crate::http::proxies::TrustedProxies;
+use crate::master_keys::MasterKeys;
 use crate::tenancy::ddl::ROLE_CONNECTION_LIMIT;
 
 /// Settings shared by every command that touches the databases.
@@ -214,9 +216,9 @@ pub struct Settings {
     pub admin_url: String,
     pub prefix: DbPrefix,
     pub jwt_secret: JwtSecret,
-    pub master_key: MasterKey,
-    /// Set during a key rotation (see [`Keyring`]).
-    pub master_key_previous: Option<MasterKey>,
+    /// The master keys (`MASTER_KEY` and `MASTER_KEY_PREVIOUS`, or the
+    /// embedded key files), shared by every user of these settings.
+    pub keys: Arc<MasterKeys>,
     pub pool: PoolSettings,
     pub provisioning: ProvisioningSettings,
     /// Days after a login beyond which its refresh-token family no longer
@@ -230,8 +232,9 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The keys held right now (see [`MasterKeys::keyring`]).
     pub fn keyring(&self) -> Keyring {
-        Keyring::new(self.master_key.clone(), self.master_key_previous.clone())
+        self.keys.keyring()
     }
 }
 

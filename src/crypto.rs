@@ -16,7 +16,7 @@ use crate::config::ConfigError;
 const NONCE_LEN: usize = 24;
 
 /// The key that encrypts clinic database passwords at rest.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MasterKey([u8; 32]);
 
 impl std::fmt::Debug for MasterKey {
@@ -124,6 +124,10 @@ impl Keyring {
 
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
         self.current.seal(plaintext, context)
+    }
+
+    pub fn same_keys(&self, other: &Keyring) -> bool {
+        self.current == other.current && self.previous == other.previous
     }
 
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {

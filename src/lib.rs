@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod embedded;
 pub mod http;
+pub mod master_keys;
 pub mod migrations;
 pub mod ops;
 pub mod platform;

@@ -34,6 +34,16 @@ pub struct Placement {
     pub db_name: String,
     pub db_user: String,
     pub db_password_sealed: Vec<u8>,
+    /// A password being rotated in (see `ops::keys`).
+    pub db_password_next_sealed: Option<Vec<u8>>,
+}
+
+impl Placement {
+    /// The sealed passwords to try, the one in place first.
+    pub fn sealed_passwords(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.db_password_sealed.as_slice())
+            .chain(self.db_password_next_sealed.as_deref())
+    }
 }
 
 /// Whether a clinic may be served right now.
@@ -169,7 +179,7 @@ pub async fn state(central: &PgPool, id: ClinicId) -> Result<ClinicState, sqlx::
 /// The placement of a provisioned clinic.
 pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placement>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT db_host, db_port, db_name, db_user, db_password_sealed
+        "SELECT db_host, db_port, db_name, db_user, db_password_sealed, db_password_next_sealed
            FROM companies WHERE id = $1 AND provisioning_status = 'ready'",
     )
     .bind(id.0)

@@ -1,10 +1,11 @@
 //! The central database: clinics (`companies`), staff accounts, refresh
-//! tokens, login throttling, registration limits, database servers and the
-//! platform audit log.
+//! tokens, login throttling, registration limits, database servers, the
+//! erasure ledger and the platform audit log.
 //! It never holds patient data.
 
 pub mod audit;
 pub mod companies;
+pub mod erasures;
 pub mod login_failures;
 pub mod refresh_tokens;
 pub mod registrations;

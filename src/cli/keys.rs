@@ -7,14 +7,14 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::output::print_json;
-use super::{with_fleet, Connect};
+use super::{status, with_fleet, Connect};
 use crate::config::DatabaseArgs;
 use crate::crypto::MasterKey;
-use crate::ops::keys::{self, KeyFile};
+use crate::ops::keys;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Re-seal every clinic database password with a new master key (one transaction).
+    /// Give every clinic role a new database password, sealed with a new master key (resumable).
     Rotate(RotateArgs),
 }
 
@@ -33,63 +33,82 @@ pub struct RotateArgs {
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     let KeysCommand::Rotate(args) = command;
-    let (new_key, generated) = if args.new_key_stdin {
+    let given = if args.new_key_stdin {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        (MasterKey::parse_setting(text.trim(), "the new key")?, false)
+        Some(MasterKey::parse_setting(text.trim(), "the new key")?)
     } else {
-        (MasterKey::generate(), true)
+        None
     };
-    // The embedded mode keeps its key in DATA_DIR: it is replaced too.
-    let key_file = (args.db.database_url.is_none() && args.db.master_key.is_none())
-        .then(|| args.db.data_dir.join("master_key"));
-    let staged = key_file
-        .as_deref()
-        .map(|path| KeyFile::prepare(path, &new_key))
-        .transpose()?;
-    let key = new_key.clone();
-    let rotated = with_fleet(&args.db, Connect::Attach, |fleet| async move {
-        Ok(keys::rotate(&fleet, &key).await?)
-    })
-    .await;
-    let rotation = match (rotated, staged) {
-        (Ok(rotation), Some(staged)) => {
-            staged.commit()?;
-            rotation
-        }
-        (Ok(rotation), None) => rotation,
-        (Err(error), staged) => {
-            if let Some(staged) = staged {
-                staged.abandon();
-            }
-            return Err(error);
-        }
-    };
-    let shown_key = generated.then(|| new_key.to_base64());
+    let (rotation, key_files, shown_key) =
+        with_fleet(&args.db, Connect::Attach, |fleet| async move {
+            let files = fleet.settings.keys.files().cloned();
+            let (new_key, shown) = match (&files, given) {
+                (Some(files), given) => {
+                    let unfinished = keys::unfinished(&fleet).await?;
+                    if unfinished.is_empty() {
+                        let key = given.unwrap_or_else(MasterKey::generate);
+                        files.install(&key)?;
+                        (key, None)
+                    } else if given.is_some() {
+                        anyhow::bail!(
+                            "the rotation of {} clinic(s) is unfinished: run `medicalpro keys rotate` without a new key to finish it first",
+                            unfinished.len()
+                        );
+                    } else {
+                        eprintln!(
+                            "finishing the rotation of {} clinic(s) under the current key",
+                            unfinished.len()
+                        );
+                        (fleet.settings.keys.current(), None)
+                    }
+                }
+                (None, Some(key)) => (key, None),
+                (None, None) => {
+                    let key = MasterKey::generate();
+                    let shown = key.to_base64();
+                    (key, Some(shown))
+                }
+            };
+            let rotation = keys::rotate(&fleet, &new_key).await?;
+            Ok((rotation, files, shown))
+        })
+        .await?;
     if args.json {
-        print_json(&json!({"resealed": rotation.resealed, "newKey": shown_key}))?;
+        print_json(&json!({
+            "rotated": rotation.rotated,
+            "failed": rotation.failed,
+            "newKey": shown_key,
+        }))?;
     } else {
         if let Some(key) = &shown_key {
             println!("{key}");
         }
         eprintln!(
-            "re-sealed {} clinic password(s) with the new key",
-            rotation.resealed
+            "gave {} clinic role(s) a new password, sealed with the new key",
+            rotation.rotated
         );
+        for failure in &rotation.failed {
+            eprintln!("FAILED {}: {}", failure.clinic_id, failure.error);
+        }
     }
-    match key_file {
-        Some(path) => eprintln!(
-            "the new key replaced {}: restart the server so it uses it",
-            path.display()
+    match key_files {
+        Some(files) => eprintln!(
+            "the new key is in {}; the one it replaced is kept in {} (running servers read both)",
+            files.current_path().display(),
+            files.previous_path().display()
         ),
         None => eprintln!(
             "set MASTER_KEY to the new key on every server{}; then remove MASTER_KEY_PREVIOUS",
-            if generated {
+            if shown_key.is_some() {
                 " (printed above, shown only once)"
             } else {
                 ""
             }
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    if !rotation.failed.is_empty() {
+        eprintln!("run `medicalpro keys rotate` again to finish the clinics that failed");
+    }
+    Ok(status(rotation.failed.is_empty()))
 }

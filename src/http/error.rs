@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::password::HashError;
+use crate::central::erasures::LedgerError;
 use crate::clinic::gdpr::RetentionHold;
 use crate::tenancy::pools::PoolError;
 use crate::validation::{FieldError, FieldErrors};
@@ -216,6 +217,20 @@ impl From<PoolError> for ApiError {
                 ApiError::ClinicUnavailable
             }
             PoolError::Central(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    /// An erasure that cannot be recorded is not made: 503, as for a clinic
+    /// whose password cannot be unsealed.
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Unsealable(_) => {
+                tracing::error!(%error, "erasure ledger unavailable");
+                ApiError::ClinicUnavailable
+            }
+            LedgerError::Database(error) => error.into(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! medical-records rights of the role table (admin and doctor). Both work on
 //! soft-deleted patients too: their data is still held until erased.
 
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -13,6 +14,7 @@ use super::clinic::{Clinic, MedicalRecords};
 use super::error::ApiError;
 use super::extract::{ok, Path};
 use super::state::AppState;
+use crate::central::erasures;
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::gdpr::{self, Erased};
 
@@ -51,10 +53,13 @@ async fn export_patient(
 /// Erases the patient's identifying data and everything attached (GDPR
 /// article 17), unless the law still obliges the clinic to keep some of it:
 /// then 409 `retention_applies` lists each retained item and until when.
+/// The erasure is recorded in central's erasure ledger (no personal data),
+/// which a restore of an older backup re-applies.
 #[utoipa::path(post, path = "/patients/{id}/erase", tag = "gdpr", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Erased),
         (status = 404, description = "not_found"), (status = 409, description = "retention_applies")))]
 async fn erase_patient(
+    State(state): State<AppState>,
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -73,6 +78,15 @@ async fn erase_patient(
         .patient(id)
         .details(json!(erased));
     clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    // In the ledger before the commit: an erasure that commits is always in
+    // it, so no restore brings the patient back.
+    let central = &state.databases.central;
+    erasures::record(central, &state.master_keys, clinic.id, id).await?;
+    if let Err(error) = tx.commit().await {
+        if let Err(error) = erasures::unrecord(central, &state.master_keys, clinic.id, id).await {
+            tracing::error!(%error, "an erasure that did not commit stays in the ledger");
+        }
+        return Err(error.into());
+    }
     Ok(ok(erased))
 }

@@ -14,6 +14,7 @@ use crate::auth::password::Hasher;
 use crate::central::Databases;
 use crate::config::RegistrationSettings;
 use crate::crypto::BearerToken;
+use crate::master_keys::MasterKeys;
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
@@ -24,6 +25,8 @@ use crate::tenancy::state::StateCache;
 pub struct AppState {
     pub databases: Databases,
     pub keys: TokenKeys,
+    /// The master keys (erasure ledger keys are sealed with them).
+    pub master_keys: Arc<MasterKeys>,
     pub pools: Arc<ClinicPools>,
     pub states: Arc<StateCache>,
     pub accounts: Arc<AccountCache>,

@@ -137,7 +137,7 @@ async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Resul
         &clinic.db_name,
     )?;
     let partial = with_suffix(out, ".partial");
-    let (key, path) = (fleet.settings.master_key.clone(), partial.clone());
+    let (key, path) = (fleet.settings.keys.current(), partial.clone());
     let result = tokio::task::spawn_blocking(move || {
         let mut file = create_private(&path)?;
         let bytes = tools.dump_into(&target, &["--format=custom", "--no-password"], |dump| {

@@ -10,7 +10,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::pgtools::{server_major, PgTools};
-use super::{applied_versions, connect, for_each_bounded, ClinicRecord, Fleet};
+use super::{applied_versions, connect, for_each_bounded, keys, ClinicRecord, Fleet};
 use crate::config::Settings;
 use crate::migrations;
 
@@ -88,13 +88,6 @@ pub async fn run(settings: &Settings, jobs: usize) -> DoctorReport {
         Severity::Ok,
         format!("valid (prefix {})", settings.prefix.as_str()),
     ));
-    if settings.master_key_previous.is_some() {
-        report.push(Finding::new(
-            "configuration",
-            Severity::Warning,
-            "MASTER_KEY_PREVIOUS is set: finish the key rotation (`medicalpro keys rotate`), then remove it",
-        ));
-    }
     let fleet = match Fleet::attach(settings).await {
         Ok(fleet) => fleet,
         Err(error) => {
@@ -106,6 +99,13 @@ pub async fn run(settings: &Settings, jobs: usize) -> DoctorReport {
             return report;
         }
     };
+    if let Err(error) = check_rotation(&fleet, &mut report).await {
+        report.push(Finding::new(
+            "central",
+            Severity::Failure,
+            format!("{error:#}"),
+        ));
+    }
     if let Err(error) = check_fleet(&fleet, jobs, &mut report).await {
         report.push(Finding::new(
             "central",
@@ -115,6 +115,29 @@ pub async fn run(settings: &Settings, jobs: usize) -> DoctorReport {
     }
     fleet.close().await;
     report
+}
+
+/// A key rotation left unfinished: clinics whose password is not sealed
+/// with the current key alone, or is between two passwords.
+async fn check_rotation(fleet: &Fleet, report: &mut DoctorReport) -> anyhow::Result<()> {
+    let unfinished = keys::unfinished(fleet).await?;
+    if !unfinished.is_empty() {
+        report.push(Finding::new(
+            "configuration",
+            Severity::Warning,
+            format!(
+                "the key rotation of {} clinic(s) is unfinished: run `medicalpro keys rotate` to finish it",
+                unfinished.len()
+            ),
+        ));
+    } else if fleet.settings.keys.files().is_none() && fleet.settings.keyring().previous.is_some() {
+        report.push(Finding::new(
+            "configuration",
+            Severity::Warning,
+            "MASTER_KEY_PREVIOUS is set but every clinic is sealed with MASTER_KEY: it can be removed (keep it with the backups made before the rotation)",
+        ));
+    }
+    Ok(())
 }
 
 async fn check_fleet(fleet: &Fleet, jobs: usize, report: &mut DoctorReport) -> anyhow::Result<()> {

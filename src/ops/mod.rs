@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod delete;
 pub mod doctor;
+pub mod erasures;
 pub mod keys;
 pub mod migrate;
 pub mod pgtools;
@@ -157,7 +158,7 @@ impl Fleet {
     pub fn role_options(&self, clinic: &ClinicRecord) -> anyhow::Result<PgConnectOptions> {
         let password = self
             .settings
-            .keyring()
+            .keys
             .open(&clinic.db_password_sealed, clinic.id.as_bytes())
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())

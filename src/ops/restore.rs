@@ -23,6 +23,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::backup::decrypted_copy;
+use super::erasures;
 use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
 use super::{connect, ClinicRecord, Fleet};
@@ -63,6 +64,9 @@ pub struct Restored {
     pub backup_version: i64,
     /// The version after migrating forward.
     pub schema_version: i64,
+    /// Patients of the backup erased since it was made (per the erasure
+    /// ledger), erased again before the clinic served.
+    pub erasures_reapplied: usize,
     pub seconds: f64,
 }
 
@@ -93,7 +97,7 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
         .await
         .map_err(anyhow::Error::from)??;
     let file = AuthenticatedFile(copy);
-    let (clinic_id, backup_version) = match &options.as_new_clinic {
+    let (clinic_id, loaded) = match &options.as_new_clinic {
         None => {
             let id = options
                 .clinic
@@ -114,7 +118,8 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
             client_addr: None,
             details: json!({
                 "asNewClinic": options.as_new_clinic.is_some(),
-                "backupSchemaVersion": backup_version,
+                "backupSchemaVersion": loaded.version,
+                "erasuresReapplied": loaded.erasures_reapplied,
                 "sourceClinicId": options.clinic.map(|id| id.0),
             }),
         },
@@ -124,10 +129,19 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
     Ok(Restored {
         clinic_id: clinic_id.0,
         new_clinic: options.as_new_clinic.is_some(),
-        backup_version,
+        backup_version: loaded.version,
         schema_version,
+        erasures_reapplied: loaded.erasures_reapplied,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What was loaded from the backup.
+struct Loaded {
+    /// The backup's schema version (the staging database is at the newest).
+    version: i64,
+    /// Patients erased again (see [`erasures::reapply`]).
+    erasures_reapplied: usize,
 }
 
 /// The decrypted, authenticated private copy of the backup, removed when
@@ -143,8 +157,7 @@ impl Drop for AuthenticatedFile {
 /// What a staging database holds once the backup is in it.
 struct Staged {
     database: String,
-    /// The backup's schema version (the staging database is at the newest).
-    version: i64,
+    loaded: Loaded,
     /// `clinic_settings` of the backup: (clinic id, name, country).
     settings: Option<(Uuid, String, String)>,
 }
@@ -155,7 +168,7 @@ async fn into_existing(
     id: ClinicId,
     options: &RestoreOptions,
     file: &AuthenticatedFile,
-) -> Result<i64, RestoreError> {
+) -> Result<Loaded, RestoreError> {
     let clinic = fleet.clinic(id).await?;
     if !options.force && has_patients(fleet, &clinic).await? {
         return Err(RestoreError::HasPatients(id));
@@ -192,7 +205,7 @@ async fn into_existing(
     }
     swap(fleet, &mut admin, &clinic.db_name, &staged.database).await?;
     let _ = admin.close().await;
-    Ok(staged.version)
+    Ok(staged.loaded)
 }
 
 /// Restores as a new clinic; returns its id and the backup's schema version.
@@ -201,7 +214,7 @@ async fn into_new(
     identity: &NewIdentity,
     options: &RestoreOptions,
     file: &AuthenticatedFile,
-) -> Result<(ClinicId, i64), RestoreError> {
+) -> Result<(ClinicId, Loaded), RestoreError> {
     let central = &fleet.databases.central;
     let server = servers::pick_for_new_clinic(central).await?.ok_or_else(|| {
         anyhow::anyhow!(
@@ -228,13 +241,13 @@ async fn into_new(
         if made.is_err() {
             drop_database(&mut admin, &staged.database).await;
         }
-        made.map(|()| staged.version)
+        made.map(|()| staged.loaded)
     }
     .await;
     match result {
-        Ok(version) => {
+        Ok(loaded) => {
             let _ = admin.close().await;
-            Ok((id, version))
+            Ok((id, loaded))
         }
         Err(error) => {
             tracing::error!(clinic.id = %id, %error, "restore as a new clinic failed, removing it");
@@ -346,8 +359,9 @@ async fn finish_new(
         db_user: database,
         db_password_sealed: fleet
             .settings
-            .keyring()
+            .keys
             .seal(password.as_bytes(), id.0.as_bytes()),
+        db_password_next_sealed: None,
     };
     companies::mark_ready(
         &fleet.databases.central,
@@ -430,14 +444,25 @@ async fn stage(
             )
             .fetch_optional(&mut as_owner)
             .await?;
-            Ok::<_, RestoreError>(settings)
+            // The ledger of the clinic the backup is of.
+            let erased = match &settings {
+                Some((clinic, _, _)) => {
+                    erasures::reapply(fleet, ClinicId(*clinic), &mut as_owner).await?
+                }
+                None => 0,
+            };
+            Ok::<_, RestoreError>((settings, erased))
         }
         .await;
         let _ = as_owner.close().await;
+        let (settings, erasures_reapplied) = loaded?;
         Ok(Staged {
             database: database.clone(),
-            version,
-            settings: loaded?,
+            loaded: Loaded {
+                version,
+                erasures_reapplied,
+            },
+            settings,
         })
     }
     .await;

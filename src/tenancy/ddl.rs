@@ -123,6 +123,22 @@ pub async fn create_roles(
     .await
 }
 
+/// Gives a login role a new password (sent as a SCRAM verifier). Sessions
+/// already open are not affected.
+pub async fn set_password(
+    admin: &mut PgConnection,
+    role: &str,
+    password: &str,
+) -> Result<(), sqlx::Error> {
+    // The secret is base64 and `$:` only: no quote can end the literal.
+    let secret = scram_secret(password);
+    run(
+        admin,
+        &format!("ALTER ROLE {} PASSWORD '{secret}'", quote_ident(role)),
+    )
+    .await
+}
+
 /// A role that owns objects and cannot log in (the owner of a clinic made
 /// by an earlier release, the template role), created if missing, with the
 /// admin a member of it (to create databases for it and act as it).

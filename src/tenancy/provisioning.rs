@@ -27,7 +27,8 @@ use crate::central::users::{self, NewUser, UserRecord};
 use crate::central::{audit, servers, Databases};
 use crate::clinic::settings;
 use crate::config::{DbPrefix, ProvisioningSettings};
-use crate::crypto::{random_token, MasterKey};
+use crate::crypto::random_token;
+use crate::master_keys::MasterKeys;
 use crate::migrations;
 use crate::tenancy::ddl::{self, TenantRoles};
 use crate::tenancy::naming::ClinicId;
@@ -87,7 +88,7 @@ pub enum ProvisionError {
 pub struct Provisioner {
     databases: Databases,
     prefix: DbPrefix,
-    master_key: MasterKey,
+    keys: Arc<MasterKeys>,
     settings: ProvisioningSettings,
     /// One permit per provisioning in progress.
     slots: Arc<Semaphore>,
@@ -107,13 +108,13 @@ impl Provisioner {
     pub fn new(
         databases: Databases,
         prefix: DbPrefix,
-        master_key: MasterKey,
+        keys: Arc<MasterKeys>,
         settings: ProvisioningSettings,
     ) -> Self {
         Self {
             databases,
             prefix,
-            master_key,
+            keys,
             slots: Arc::new(Semaphore::new(settings.concurrency as usize)),
             settings,
             template_failed: Arc::new(Mutex::new(None)),
@@ -300,7 +301,8 @@ impl Provisioner {
             db_port: server.port,
             db_name: database.clone(),
             db_user: roles.login,
-            db_password_sealed: self.master_key.seal(password.as_bytes(), id.0.as_bytes()),
+            db_password_sealed: self.keys.seal(password.as_bytes(), id.0.as_bytes()),
+            db_password_next_sealed: None,
         };
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())

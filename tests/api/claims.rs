@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{keyed, spawn_app, TestApp};
 
 async fn platform_events(app: &TestApp) -> Vec<String> {
     sqlx::query_scalar("SELECT action FROM audit_logs ORDER BY id")
@@ -309,8 +309,8 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
     app.cleanup().await;
 }
 
-/// While `MASTER_KEY_PREVIOUS` is set, `doctor` says the rotation is not
-/// finished.
+/// While `MASTER_KEY_PREVIOUS` is set and no clinic needs it any more,
+/// `doctor` says it can be removed.
 #[tokio::test]
 async fn doctor_warns_while_a_previous_master_key_is_set() {
     let app = spawn_app().await;
@@ -320,8 +320,11 @@ async fn doctor_warns_while_a_previous_master_key_is_set() {
         .findings
         .iter()
         .any(|f| f.message.contains("MASTER_KEY_PREVIOUS")));
-    let mut rotating = app.settings.clone();
-    rotating.master_key_previous = Some(medicalpro::crypto::MasterKey::generate());
+    let rotating = keyed(
+        &app.settings,
+        app.master_key(),
+        Some(medicalpro::crypto::MasterKey::generate()),
+    );
     let report = doctor::run(&rotating, 2).await;
     let warning = report
         .findings

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,9 +17,10 @@ use medicalpro::clinic::audit::seal;
 use medicalpro::config::{
     DbPrefix, PoolSettings, ProvisioningSettings, RegistrationSettings, ServeSettings, Settings,
 };
-use medicalpro::crypto::{random_token, JwtSecret, MasterKey};
+use medicalpro::crypto::{random_token, JwtSecret, Keyring, MasterKey};
 use medicalpro::embedded::{Durability, RunningCluster};
 use medicalpro::http::state::AppState;
+use medicalpro::master_keys::MasterKeys;
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -127,8 +128,7 @@ pub fn settings_for(prefix: &str) -> Settings {
         admin_url: cluster().admin_url.clone(),
         prefix: DbPrefix::parse(prefix).expect("test prefix"),
         jwt_secret: JwtSecret::parse(&JwtSecret::generate()).expect("secret"),
-        master_key: MasterKey::generate(),
-        master_key_previous: None,
+        keys: Arc::new(MasterKeys::fixed(Keyring::new(MasterKey::generate(), None))),
         pool: PoolSettings {
             per_clinic_max: 3,
             idle_timeout: Duration::from_secs(30),
@@ -156,6 +156,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// [`spawn_app`] with settings adjusted by `adjust`.
+/// The same settings with other (fixed) master keys.
+pub fn keyed(settings: &Settings, current: MasterKey, previous: Option<MasterKey>) -> Settings {
+    Settings {
+        keys: Arc::new(MasterKeys::fixed(Keyring::new(current, previous))),
+        ..settings.clone()
+    }
+}
+
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
     let mut settings = settings_for(&prefix);
@@ -444,6 +452,11 @@ impl TestApp {
         let _ = admin.close().await;
     }
 
+    /// The key this app seals with.
+    pub fn master_key(&self) -> MasterKey {
+        self.settings.keyring().current
+    }
+
     pub fn central_database(&self) -> String {
         format!("{}_central", self.prefix)
     }
@@ -461,7 +474,7 @@ impl TestApp {
                 "JWT_SECRET",
                 "a test secret that is long enough to sign tokens",
             )
-            .env("MASTER_KEY", self.settings.master_key.to_base64());
+            .env("MASTER_KEY", self.master_key().to_base64());
         command
     }
 
@@ -470,7 +483,7 @@ impl TestApp {
         let sealed = self.sealed_password(clinic).await;
         String::from_utf8(
             self.settings
-                .master_key
+                .keys
                 .open(&sealed, clinic.as_bytes())
                 .expect("unseal"),
         )

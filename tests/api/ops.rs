@@ -24,7 +24,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{keyed, spawn_app, TestApp};
 
 async fn fleet(app: &TestApp) -> Fleet {
     Fleet::attach(&app.settings)
@@ -295,11 +295,9 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     let mut flipped = sealed.clone();
     let middle = flipped.len() / 2;
     flipped[middle] ^= 0xff;
-    let other_key = {
-        let mut settings = app.settings.clone();
-        settings.master_key = MasterKey::generate();
-        Fleet::attach(&settings).await.unwrap()
-    };
+    let other_key = Fleet::attach(&keyed(&app.settings, MasterKey::generate(), None))
+        .await
+        .unwrap();
     let plain = b"PGDMP\x01\x0e\x00 a plain dump".to_vec();
     for (name, bytes, fleet, error) in [
         ("flipped", flipped, &fleet, "could not be decrypted"),
@@ -342,12 +340,13 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     a_conn.close().await.unwrap();
 
     // Restored by a process whose previous key is the backup's.
-    let rotating = {
-        let mut settings = app.settings.clone();
-        settings.master_key_previous = Some(settings.master_key.clone());
-        settings.master_key = MasterKey::generate();
-        Fleet::attach(&settings).await.unwrap()
-    };
+    let rotating = Fleet::attach(&keyed(
+        &app.settings,
+        MasterKey::generate(),
+        Some(app.master_key()),
+    ))
+    .await
+    .unwrap();
     let restored = restore(
         &rotating,
         &RestoreOptions {
@@ -474,27 +473,43 @@ async fn close(other: TestApp) {
     other.state.databases.close().await;
 }
 
+/// A rotation gives every clinic role a new password under the new key: the
+/// old key with an old copy of central opens no clinic database any more,
+/// servers given the new key serve every clinic, and a clinic whose stored
+/// password was lost is repaired by it.
 #[tokio::test]
-async fn a_rotated_master_key_keeps_every_clinic_reachable() {
+async fn a_rotation_gives_every_clinic_role_a_new_password() {
     let app = spawn_app().await;
     let a = app.register_clinic("Clinic A").await;
     let b = app.register_clinic("Clinic B").await;
     app.create_patient(&a.token, "Marie", "Curie").await;
     app.create_patient(&b.token, "Louis", "Pasteur").await;
-    let old_key = app.settings.master_key.clone();
+    let a_db = app.clinic_database(a.id);
+    let a_role = a_db.clone();
+    let old_password = app.clinic_password(a.id).await;
+    // B's stored password is lost (sealed under a key nobody has).
+    sqlx::query("UPDATE companies SET db_password_sealed = $2 WHERE id = $1")
+        .bind(b.id)
+        .bind(MasterKey::generate().seal(b"lost", b.id.as_bytes()))
+        .execute(&app.state.databases.central)
+        .await
+        .unwrap();
+
     let new_key = MasterKey::generate();
     let fleet = fleet(&app).await;
     let rotation = keys::rotate(&fleet, &new_key).await.unwrap();
-    assert_eq!(rotation.resealed, 2);
+    assert_eq!((rotation.rotated, rotation.failed.len()), (2, 0));
 
-    let mut renewed = app.settings.clone();
-    renewed.master_key = new_key.clone();
+    // The old password, from the old key and an old copy of central, is dead.
+    assert!(app.connect_as(&a_role, &old_password, &a_db).await.is_err());
+    let renewed = keyed(&app.settings, new_key.clone(), None);
     let fresh = app_with(&app, renewed).await;
     for clinic in [&a, &b] {
         let listed = fresh.get("/api/v1/patients", &clinic.token).await;
         assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
         assert_eq!(listed.body["pagination"]["total"], 1);
     }
+    assert_ne!(fresh.clinic_password(a.id).await, old_password);
     close(fresh).await;
 
     // A server still on the old key alone cannot open the new seals (the
@@ -510,36 +525,66 @@ async fn a_rotated_master_key_keeps_every_clinic_reachable() {
     assert_eq!(refused.code(), "clinic_unavailable");
     close(stale).await;
     // ...but one given the new key as MASTER_KEY_PREVIOUS can (rollout order).
-    let mut rolling = app.settings.clone();
-    rolling.master_key = MasterKey::generate();
-    rolling.master_key_previous = Some(new_key.clone());
+    let rolling = keyed(&app.settings, MasterKey::generate(), Some(new_key.clone()));
     let rolling = app_with(&app, rolling).await;
     assert_eq!(
         rolling.get("/api/v1/patients", &b.token).await.status,
         StatusCode::OK
     );
     close(rolling).await;
+    fleet.close().await;
+    app.cleanup().await;
+}
 
-    // Rotating with keys that open nothing changes nothing.
-    let mut lost = app.settings.clone();
-    lost.master_key = old_key;
-    let lost_fleet = Fleet::attach(&lost).await.unwrap();
-    let before: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT db_password_sealed FROM companies ORDER BY id")
-            .fetch_all(&app.state.databases.central)
-            .await
-            .unwrap();
-    assert!(matches!(
-        keys::rotate(&lost_fleet, &MasterKey::generate()).await,
-        Err(keys::RotateError::Unopenable(ids)) if ids.len() == 2
-    ));
-    let after: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT db_password_sealed FROM companies ORDER BY id")
-            .fetch_all(&app.state.databases.central)
-            .await
-            .unwrap();
-    assert_eq!(before, after);
-    lost_fleet.close().await;
+/// A rotation stopped between changing a role's password and recording it
+/// (the password being rotated in is in central beside the old one): the
+/// running server keeps serving the clinic on new connections, and running
+/// the rotation again finishes it.
+#[tokio::test]
+async fn an_interrupted_rotation_strands_no_clinic_and_finishes_when_run_again() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    app.create_patient(&a.token, "Marie", "Curie").await;
+    let a_db = app.clinic_database(a.id);
+    let a_role = a_db.clone();
+    // Steps 1 and 2 of a rotation, by hand: the next password is stored,
+    // then set on the role.
+    let next = "a-password-being-rotated-in-0123456789";
+    sqlx::query("UPDATE companies SET db_password_next_sealed = $2 WHERE id = $1")
+        .bind(a.id)
+        .bind(app.master_key().seal(next.as_bytes(), a.id.as_bytes()))
+        .execute(&app.state.databases.central)
+        .await
+        .unwrap();
+    let mut admin = app.admin_connection("postgres").await;
+    sqlx::query(&format!("ALTER ROLE \"{a_role}\" PASSWORD '{next}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+
+    // The server's known password is refused on a new connection: it reads
+    // central again and logs in with the one being rotated in.
+    app.state.pools.close(ClinicId(a.id)).await;
+    let before = app.state.pools.open_connections();
+    let listed = app.get("/api/v1/patients", &a.token).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert!(app.state.pools.open_connections() > before);
+    let fleet = fleet(&app).await;
+    let unfinished = keys::unfinished(&fleet).await.unwrap();
+    assert_eq!(unfinished, [a.id]);
+
+    let rotation = keys::rotate(&fleet, &app.master_key()).await.unwrap();
+    assert_eq!(rotation.rotated, 1);
+    assert!(keys::unfinished(&fleet).await.unwrap().is_empty());
+    // The password being rotated in was kept, not replaced again.
+    assert_eq!(app.clinic_password(a.id).await, next);
+    assert!(app.connect_as(&a_role, next, &a_db).await.is_ok());
+    app.state.pools.close(ClinicId(a.id)).await;
+    assert_eq!(
+        app.get("/api/v1/patients", &a.token).await.status,
+        StatusCode::OK
+    );
     fleet.close().await;
     app.cleanup().await;
 }
@@ -583,8 +628,7 @@ async fn doctor_names_a_clinic_whose_database_is_gone() {
     assert_eq!(a_finding.severity, Severity::Ok);
 
     // With the wrong master key, no clinic password opens.
-    let mut wrong = app.settings.clone();
-    wrong.master_key = MasterKey::generate();
+    let wrong = keyed(&app.settings, MasterKey::generate(), None);
     let report = doctor::run(&wrong, 4).await;
     let a_finding = report
         .findings

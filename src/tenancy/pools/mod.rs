@@ -72,7 +72,7 @@ use tokio::time::timeout_at;
 
 use crate::central::companies;
 use crate::config::PoolSettings;
-use crate::crypto::Keyring;
+use crate::master_keys::MasterKeys;
 use crate::tenancy::naming::ClinicId;
 use exit_watch::{Backend, ExitWatch};
 use registry::{Found, Key, Registry, Released};
@@ -121,7 +121,7 @@ struct Shared {
     central: PgPool,
     /// Where closed connections' backends are watched until they exit.
     exits: ExitWatch,
-    master_key: Keyring,
+    keys: Arc<MasterKeys>,
     /// Connection settings shared with the admin connection (TLS mode,
     /// timeouts) plus the statement timeout; host, port, database and
     /// credentials are the clinic's.
@@ -144,7 +144,7 @@ struct Clinic {
     id: ClinicId,
     /// Its entry in the registry.
     key: Key,
-    options: OnceCell<PgConnectOptions>,
+    credentials: OnceCell<Credentials>,
     /// Checkout permits: the per-clinic maximum.
     checkouts: Arc<Semaphore>,
     /// Signalled when one of its connections is released or lost.
@@ -211,14 +211,14 @@ impl Drop for WaitingForBudget<'_> {
 impl ClinicPools {
     pub fn new(
         central: PgPool,
-        master_key: Keyring,
+        keys: Arc<MasterKeys>,
         base_options: PgConnectOptions,
         settings: PoolSettings,
     ) -> Self {
         let shared = Arc::new(Shared {
             exits: ExitWatch::new(central.clone(), base_options.clone()),
             central,
-            master_key,
+            keys,
             base_options,
             budget: Arc::new(Semaphore::new(settings.max_connections as usize)),
             idled: Notify::new(),
@@ -237,8 +237,11 @@ impl ClinicPools {
     pub async fn pool(&self, id: ClinicId) -> Result<ClinicPool, PoolError> {
         let clinic = self.shared.clinic(id);
         let opened = clinic
-            .options
-            .get_or_try_init(|| self.shared.connect_options(id))
+            .credentials
+            .get_or_try_init(|| async {
+                let mut known = self.shared.credentials(id).await?;
+                Ok(Credentials::new(known.remove(0)))
+            })
             .await;
         if let Err(error) = opened {
             self.shared.forget_unopened(&clinic);
@@ -301,7 +304,7 @@ impl Shared {
             Arc::new(Clinic {
                 id,
                 key,
-                options: OnceCell::new(),
+                credentials: OnceCell::new(),
                 checkouts: Arc::new(Semaphore::new(self.settings.per_clinic_max as usize)),
                 released: Notify::new(),
             })
@@ -310,30 +313,65 @@ impl Shared {
 
     /// Drops an entry whose opening failed, so the next request retries.
     fn forget_unopened(&self, clinic: &Arc<Clinic>) {
-        if clinic.options.get().is_none() {
+        if clinic.credentials.get().is_none() {
             self.lock().forget_empty(clinic.key);
         }
     }
 
-    /// Reads the placement from central and unseals the password.
-    async fn connect_options(&self, id: ClinicId) -> Result<PgConnectOptions, PoolError> {
+    /// Reads the placement from central and unseals its passwords: the
+    /// one in place, then one being rotated in (see `ops::keys`). Never
+    /// empty.
+    async fn credentials(&self, id: ClinicId) -> Result<Vec<PgConnectOptions>, PoolError> {
         let placement = companies::placement(&self.central, id)
             .await?
             .ok_or(PoolError::NotProvisioned(id))?;
-        let password = self
-            .master_key
-            .open(&placement.db_password_sealed, id.0.as_bytes())
-            .map_err(|_| PoolError::Unsealable(id))?;
-        let password = String::from_utf8(password).map_err(|_| PoolError::Unsealable(id))?;
-        Ok(self
-            .base_options
-            .clone()
-            .host(&placement.db_host)
-            .port(u16::try_from(placement.db_port).unwrap_or(5432))
-            .database(&placement.db_name)
-            .username(&placement.db_user)
-            .password(&password)
-            .application_name("medicalpro-clinic"))
+        let options: Vec<_> = placement
+            .sealed_passwords()
+            .filter_map(|sealed| self.keys.open(sealed, id.0.as_bytes()).ok())
+            .filter_map(|password| String::from_utf8(password).ok())
+            .map(|password| {
+                self.base_options
+                    .clone()
+                    .host(&placement.db_host)
+                    .port(u16::try_from(placement.db_port).unwrap_or(5432))
+                    .database(&placement.db_name)
+                    .username(&placement.db_user)
+                    .password(&password)
+                    .application_name("medicalpro-clinic")
+            })
+            .collect();
+        if options.is_empty() {
+            return Err(PoolError::Unsealable(id));
+        }
+        Ok(options)
+    }
+
+    /// Connects with the clinic's credentials. When the server refuses the
+    /// password (rotated since they were read), reads them again from
+    /// central and keeps the first that logs in.
+    async fn connect(
+        &self,
+        clinic: &Clinic,
+        credentials: &Credentials,
+    ) -> Result<(PgConnection, Backend), sqlx::Error> {
+        let refused = match connect(&credentials.get()).await {
+            Err(error) if is_password_refused(&error) => error,
+            connected => return connected,
+        };
+        let Ok(known) = self.credentials(clinic.id).await else {
+            return Err(refused);
+        };
+        for options in known {
+            match connect(&options).await {
+                Ok(connected) => {
+                    credentials.replace(options);
+                    return Ok(connected);
+                }
+                Err(error) if is_password_refused(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(refused)
     }
 
     /// Takes a connection back: kept idle, unless its clinic's entry is
@@ -546,8 +584,8 @@ impl ClinicPool {
             drop((permit, opening));
             return Ok((live, false));
         }
-        let connected = match self.clinic.options.get() {
-            Some(options) => timeout_at(deadline, connect(options))
+        let connected = match self.clinic.credentials.get() {
+            Some(credentials) => timeout_at(deadline, shared.connect(&self.clinic, credentials))
                 .await
                 .map_err(|_| Unavailable::Timeout)
                 .and_then(|connected| connected.map_err(Unavailable::Connect)),
@@ -683,6 +721,28 @@ impl Drop for ClinicTransaction {
         // The lease rolls back before releasing the connection.
         self.lease.roll_back = self.open;
     }
+}
+
+/// A clinic's connect options, replaced when its password was rotated.
+struct Credentials(std::sync::RwLock<PgConnectOptions>);
+
+impl Credentials {
+    fn new(options: PgConnectOptions) -> Self {
+        Self(std::sync::RwLock::new(options))
+    }
+
+    fn get(&self) -> PgConnectOptions {
+        self.0.read().expect("credentials lock").clone()
+    }
+
+    fn replace(&self, options: PgConnectOptions) {
+        *self.0.write().expect("credentials lock") = options;
+    }
+}
+
+/// The server refused the password (SQLSTATE 28P01).
+fn is_password_refused(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("28P01"))
 }
 
 /// Opens a connection and learns its backend's process id.
