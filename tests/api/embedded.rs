@@ -1,7 +1,7 @@
 //! `medicalpro serve` with no configuration: its own cluster under
 //! DATA_DIR, kept with its keys across restarts, stopped on SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,14 +9,22 @@ use serde_json::json;
 
 use crate::helpers::{free_port, http};
 
-fn start(data_dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_medicalpro"))
-        .arg("serve")
+/// The binary on the embedded default of `data_dir`.
+fn medicalpro(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_medicalpro"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATA_DIR", data_dir)
+        .current_dir(data_dir.parent().unwrap());
+    command
+}
+
+fn start(data_dir: &Path, port: u16) -> Child {
+    medicalpro(data_dir)
+        .arg("serve")
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .current_dir(data_dir.parent().unwrap())
+        .env("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "100")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -50,13 +58,48 @@ fn stop(mut child: Child, data_dir: &Path) {
     );
 }
 
-#[test]
-fn serve_with_no_configuration_runs_its_own_cluster_and_keeps_it() {
+fn scratch_root() -> PathBuf {
     let root = std::env::temp_dir().join(format!(
         "medicalpro-embedded-{}",
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
+/// Registers a clinic with one patient; its admin's access token.
+fn register_with_patient(port: u16, name: &str) -> String {
+    let email = format!("{}@example.fr", uuid::Uuid::new_v4().simple());
+    let (status, registered) = http(
+        port,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(&json!({
+        "clinicName": name, "email": email, "password": "password123",
+        "firstName": "E", "lastName": "M"})),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{registered}");
+    let token = registered["data"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, created) = http(
+        port,
+        "POST",
+        "/api/v1/patients",
+        Some(&token),
+        Some(&json!({"firstName": "A", "lastName": name})),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    token
+}
+
+#[test]
+fn serve_with_no_configuration_runs_its_own_cluster_and_keeps_it() {
+    let root = scratch_root();
     let data_dir = root.join("data");
     let port = free_port();
 
@@ -109,5 +152,66 @@ fn serve_with_no_configuration_runs_its_own_cluster_and_keeps_it() {
     .unwrap();
     assert_eq!(status, 200, "{login}");
     stop(second, &data_dir);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `keys rotate` on the embedded default while the server runs and clinics
+/// register: the replaced key is kept, the running server picks up the new
+/// one, and after a restart every clinic, registered before, during or after
+/// the rotation, is served.
+#[test]
+fn a_key_rotation_in_the_embedded_default_loses_no_clinic() {
+    let root = scratch_root();
+    let data_dir = root.join("data");
+    let port = free_port();
+    let mut server = start(&data_dir, port);
+    wait_healthy(port, &mut server);
+    let mut tokens = vec![register_with_patient(port, "Before")];
+    let old_key = std::fs::read_to_string(data_dir.join("master_key")).unwrap();
+
+    let registering = std::thread::spawn(move || {
+        (0..4)
+            .map(|i| register_with_patient(port, &format!("During {i}")))
+            .collect::<Vec<_>>()
+    });
+    let rotated = medicalpro(&data_dir)
+        .args(["keys", "rotate", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    tokens.extend(registering.join().unwrap());
+    tokens.push(register_with_patient(port, "After"));
+    let new_key = std::fs::read_to_string(data_dir.join("master_key")).unwrap();
+    assert_ne!(new_key, old_key);
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("master_key.previous")).unwrap(),
+        old_key
+    );
+
+    let served = |tokens: &[String]| {
+        for token in tokens {
+            let (status, body) = http(port, "GET", "/api/v1/patients", Some(token), None).unwrap();
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["pagination"]["total"], 1);
+        }
+    };
+    served(&tokens);
+    stop(server, &data_dir);
+    let mut server = start(&data_dir, port);
+    wait_healthy(port, &mut server);
+    served(&tokens);
+
+    // Run again, it finishes whatever was sealed under the old key meanwhile.
+    let again = medicalpro(&data_dir)
+        .args(["keys", "rotate", "--json"])
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    served(&tokens);
+    stop(server, &data_dir);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -804,3 +804,102 @@ async fn migrate_brings_an_earlier_audit_trail_to_sealing() {
     );
     app.cleanup().await;
 }
+
+/// A patient erased after a backup was made stays erased when that backup
+/// is restored, over the clinic or as a new clinic: the erasure ledger in
+/// central (no patient id in it) is re-applied before the clinic serves.
+#[tokio::test]
+async fn an_erasure_survives_the_restore_of_an_older_backup() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    let gone = app.create_patient(&a.token, "Zebulon", "Erasable").await;
+    app.create_patient(&a.token, "Eveline", "Kept").await;
+    let fleet = fleet(&app).await;
+    let dir = scratch_dir();
+    let file = dir.join("before-erasure.dump");
+    backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+
+    let erased = app
+        .post(
+            &format!("/api/v1/patients/{gone}/erase"),
+            &a.token,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.body);
+    let ledger: Vec<(Uuid, Vec<u8>)> =
+        sqlx::query_as("SELECT company_id, patient_key FROM erasures")
+            .fetch_all(&app.state.databases.central)
+            .await
+            .unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].0, a.id);
+    let gone_id: Uuid = gone.parse().unwrap();
+    assert!(!ledger[0].1.windows(16).any(|w| w == gone_id.as_bytes()));
+
+    let patient_names = |token: String| {
+        let app = &app;
+        async move {
+            let listed = app.get("/api/v1/patients?limit=100", &token).await;
+            assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+            listed.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["lastName"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let restored = restore(
+        &fleet,
+        &RestoreOptions {
+            clinic: Some(ClinicId(a.id)),
+            from: file.clone(),
+            force: true,
+            as_new_clinic: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored.erasures_reapplied, 1);
+    app.state.pools.close(ClinicId(a.id)).await;
+    assert_eq!(patient_names(a.token.clone()).await, ["Kept"]);
+    let mut db = app.audit_trail(a.id).await;
+    let (names, reapplied): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM patients WHERE last_name = 'Erasable' OR first_name = 'Zebulon'),
+                (SELECT count(*) FROM audit_events
+                  WHERE action = 'erase' AND details->>'reappliedAfterRestore' = 'true')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!((names, reapplied), (0, 1));
+    db.close().await.unwrap();
+
+    // Restored as a new clinic, the source clinic's ledger applies too.
+    let copy = restore(
+        &fleet,
+        &RestoreOptions {
+            clinic: Some(ClinicId(a.id)),
+            from: file,
+            force: false,
+            as_new_clinic: Some(NewIdentity::default()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(copy.erasures_reapplied, 1);
+    let mut new_db = app
+        .admin_connection(&app.clinic_database(copy.clinic_id))
+        .await;
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT last_name FROM patients ORDER BY last_name COLLATE \"C\"")
+            .fetch_all(&mut new_db)
+            .await
+            .unwrap();
+    assert_eq!(left, ["Kept", "[erased]"]);
+    new_db.close().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    fleet.close().await;
+    app.cleanup().await;
+}
