@@ -204,8 +204,12 @@ mod tests {
         let sealed_now = server.seal(b"new", b"clinic");
         assert_eq!(second.open(&sealed_now, b"clinic").unwrap(), b"new");
 
-        // A third key retires the first: it is kept on disk, not lost.
-        files.install(&MasterKey::generate()).unwrap();
+        // A third key retires the first: once the server has read the files
+        // again, the first is no longer among its keys, but it is kept on
+        // disk, not lost.
+        let third = MasterKey::generate();
+        files.install(&third).unwrap();
+        assert_eq!(server.current(), third);
         assert!(server.open(&before, b"clinic").is_err());
         let retired: Vec<_> = fs::read_dir(&dir)
             .unwrap()

@@ -11,6 +11,19 @@ use sqlx::PgConnection;
 pub static CENTRAL: Migrator = sqlx::migrate!("migrations/central");
 pub static CLINIC: Migrator = sqlx::migrate!("migrations/clinic");
 
+/// The migrations of `migrator` up to `version` (the schema a backup made
+/// at that version fits).
+pub fn up_to(migrator: &Migrator, version: i64) -> Migrator {
+    Migrator {
+        migrations: migrator
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect(),
+        ..Migrator::DEFAULT
+    }
+}
+
 /// The newest version a migration set knows.
 pub fn latest_version(migrator: &Migrator) -> i64 {
     migrator.iter().map(|m| m.version).max().unwrap_or(0)

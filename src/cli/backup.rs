@@ -1,16 +1,16 @@
 //! `medicalpro backup` and `medicalpro restore`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::ArgGroup;
 use uuid::Uuid;
 
 use super::output::{human_bytes, print_json, ProgressLine, Table};
-use super::{status, with_fleet, Connect};
+use super::{status, with_fleet, with_settings, Connect};
 use crate::config::DatabaseArgs;
-use crate::ops::backup;
 use crate::ops::restore::{self, NewIdentity, RestoreOptions};
+use crate::ops::{backup, recovery};
 use crate::tenancy::naming::ClinicId;
 
 #[derive(Debug, clap::Args)]
@@ -24,10 +24,11 @@ pub struct BackupArgs {
     /// The backup file (encrypted under a key derived from MASTER_KEY).
     #[arg(long, value_name = "FILE", requires = "clinic")]
     pub out: Option<PathBuf>,
-    /// Back up every clinic (with --dir).
+    /// Back up the whole platform: every clinic and central (with --dir).
     #[arg(long, requires = "dir")]
     pub all: bool,
-    /// Directory for `--all`: one `<clinic id>-<UTC time>.dump` per clinic.
+    /// Directory for `--all`: one `<clinic id>-<UTC time>.dump` per clinic,
+    /// `central-<UTC time>.dump` and the manifest `platform-<UTC time>.json`.
     #[arg(long, value_name = "DIR", requires = "all")]
     pub dir: Option<PathBuf>,
     /// Clinics backed up at once with --all.
@@ -59,23 +60,25 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     }
     let dir = args.dir.clone().unwrap_or_default();
     let jobs = usize::from(args.jobs);
-    let results = with_fleet(&args.db, Connect::Attach, |fleet| async move {
+    let platform = with_fleet(&args.db, Connect::Attach, |fleet| async move {
         let mut line = ProgressLine::new("backups");
-        let results = backup::backup_all(&fleet, &dir, jobs, |done, total| {
+        let platform = recovery::backup_platform(&fleet, &dir, jobs, |done, total| {
             line.show(&format!("{done}/{total}"));
         })
         .await;
         line.finish();
-        results
+        platform
     })
     .await?;
+    let results = &platform.clinics;
     let failed = results.iter().filter(|r| r.error.is_some()).count();
+    let ok = failed == 0 && platform.central_error.is_none();
     if args.json {
-        print_json(&results)?;
-        return Ok(status(failed == 0));
+        print_json(&platform)?;
+        return Ok(status(ok));
     }
     let mut table = Table::new(&["CLINIC", "FILE", "SIZE", "RESULT"]);
-    for result in &results {
+    for result in results {
         let (file, size) = match &result.backup {
             Some(b) => (
                 b.file.display().to_string(),
@@ -95,8 +98,21 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     table.print();
-    println!("{} backed up, {failed} failed", results.len() - failed);
-    Ok(status(failed == 0))
+    println!(
+        "{} clinic(s) backed up, {failed} failed",
+        results.len() - failed
+    );
+    match (&platform.manifest, &platform.central_error) {
+        (Some(manifest), _) => println!(
+            "central backed up; the platform backup's manifest is {}",
+            manifest.display()
+        ),
+        (None, Some(error)) => {
+            println!("central FAILED: {error} (this directory is no platform backup)")
+        }
+        (None, None) => {}
+    }
+    Ok(status(ok))
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,11 +120,21 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// The clinic to restore into; with --as-new-clinic, the clinic the backup must be of.
-    #[arg(long, required_unless_present = "as_new_clinic")]
+    #[arg(long, required_unless_present_any = ["as_new_clinic", "platform"], conflicts_with = "platform")]
     pub clinic: Option<Uuid>,
     /// The backup file (made by `medicalpro backup`, opened with MASTER_KEY or MASTER_KEY_PREVIOUS).
-    #[arg(long, value_name = "FILE")]
-    pub from: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "platform",
+        conflicts_with = "platform"
+    )]
+    pub from: Option<PathBuf>,
+    /// Rebuild the whole platform on an empty server from a `backup --all`
+    /// directory (its newest manifest): central, then every clinic with new
+    /// roles and passwords.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["as_new_clinic", "force"])]
+    pub platform: Option<PathBuf>,
     /// Replace the clinic's database even though it holds patients.
     #[arg(long)]
     pub force: bool,
@@ -127,9 +153,12 @@ pub struct RestoreArgs {
 }
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.platform {
+        return restore_platform(&args, dir).await;
+    }
     let options = RestoreOptions {
         clinic: args.clinic.map(ClinicId),
-        from: args.from.clone(),
+        from: args.from.clone().unwrap_or_default(),
         force: args.force,
         as_new_clinic: args.as_new_clinic.then(|| NewIdentity {
             name: args.name.clone(),
@@ -154,4 +183,35 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn restore_platform(args: &RestoreArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let dir = dir.to_owned();
+    let restored = with_settings(&args.db, |settings| async move {
+        recovery::restore_platform(&settings, &dir).await
+    })
+    .await?;
+    let failed = restored.failed();
+    if args.json {
+        print_json(&restored)?;
+        return Ok(status(failed == 0));
+    }
+    for clinic in &restored.clinics {
+        match &clinic.error {
+            None => println!("{} restored", clinic.clinic_id),
+            Some(error) => println!("{} FAILED: {error}", clinic.clinic_id),
+        }
+    }
+    println!(
+        "platform restored from {}: {} clinic(s), {failed} failed, in {:.1} s",
+        restored.manifest.display(),
+        restored.clinics.len(),
+        restored.seconds
+    );
+    if failed > 0 {
+        println!(
+            "finish a failed clinic with `medicalpro restore --clinic ID --from FILE --force`"
+        );
+    }
+    Ok(status(failed == 0))
 }

@@ -123,18 +123,52 @@ pub async fn backup_all(
 
 async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Result<Backup> {
     let started = Instant::now();
+    let database = Database {
+        host: &clinic.db_host,
+        port: clinic.db_port,
+        name: &clinic.db_name,
+    };
+    let bytes = dump_database(fleet, &database, out)
+        .await
+        .with_context(|| format!("backing up clinic {}", clinic.id))?;
+    tracing::info!(clinic.id = %clinic.id, bytes, duration_ms = started.elapsed().as_millis() as u64, "clinic backed up");
+    Ok(Backup {
+        clinic_id: clinic.id,
+        file: out.to_owned(),
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A database to dump, and its server.
+pub struct Database<'a> {
+    pub host: &'a str,
+    pub port: i32,
+    pub name: &'a str,
+}
+
+/// Dumps `database` as the admin role, encrypted, into `out` (written as
+/// `out.partial`, mode 0600, renamed once whole); returns its size.
+pub async fn dump_database(
+    fleet: &Fleet,
+    database: &Database<'_>,
+    out: &Path,
+) -> anyhow::Result<u64> {
     let mut conn = connect(&ddl::admin_session(
-        fleet.admin_options_on(clinic, &clinic.db_name),
+        fleet
+            .databases
+            .admin_on_server(database.host, database.port)
+            .database(database.name),
     ))
     .await
-    .with_context(|| format!("connecting to the database of clinic {}", clinic.id))?;
+    .with_context(|| format!("connecting to the database {}", database.name))?;
     let tools = PgTools::for_server(&mut conn).await?;
     drop(conn);
     let target = Target::admin_on(
         &fleet.settings.admin_url,
-        &clinic.db_host,
-        u16::try_from(clinic.db_port).unwrap_or(5432),
-        &clinic.db_name,
+        database.host,
+        u16::try_from(database.port).unwrap_or(5432),
+        database.name,
     )?;
     let partial = with_suffix(out, ".partial");
     let (key, path) = (fleet.settings.keys.current(), partial.clone());
@@ -153,15 +187,8 @@ async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Resul
         fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
         Ok(bytes)
     });
-    let bytes = result.inspect_err(|_| {
+    result.inspect_err(|_| {
         let _ = fs::remove_file(&partial);
-    })?;
-    tracing::info!(clinic.id = %clinic.id, bytes, duration_ms = started.elapsed().as_millis() as u64, "clinic backed up");
-    Ok(Backup {
-        clinic_id: clinic.id,
-        file: out.to_owned(),
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
     })
 }
 

@@ -13,6 +13,7 @@ pub mod erasures;
 pub mod keys;
 pub mod migrate;
 pub mod pgtools;
+pub mod recovery;
 pub mod restore;
 
 use std::str::FromStr;

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
-use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
@@ -429,11 +428,23 @@ async fn stage(
             .database(&database);
         let mut as_owner = connect(&ddl::owner_session(in_database, &roles.owner)).await?;
         let loaded = async {
-            migrations::run_on(&migrations_up_to(version), &mut as_owner)
-                .await
-                .map_err(anyhow::Error::from)?;
+            migrations::run_on(
+                &migrations::up_to(&migrations::CLINIC, version),
+                &mut as_owner,
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
             ddl::install_audit_trail(&mut as_owner).await?;
-            load_rows(&tools, &target, &path, &roles.owner).await?;
+            let order = tables_in_load_order(&mut as_owner).await?;
+            load_rows(
+                &tools,
+                &target,
+                &path,
+                Some(&roles.owner),
+                clinic_rows,
+                &order,
+            )
+            .await?;
             migrations::run_on(&migrations::CLINIC, &mut as_owner)
                 .await
                 .map_err(anyhow::Error::from)?;
@@ -472,21 +483,9 @@ async fn stage(
     staged
 }
 
-/// The clinic migrations up to `version`, the schema the backup's rows fit.
-fn migrations_up_to(version: i64) -> Migrator {
-    Migrator {
-        migrations: migrations::CLINIC
-            .iter()
-            .filter(|m| m.version <= version)
-            .cloned()
-            .collect(),
-        ..Migrator::DEFAULT
-    }
-}
-
 /// The newest migration the backup's ledger records (its rows, read from
 /// the file without running anything).
-async fn backup_version(tools: &PgTools, file: &str) -> anyhow::Result<i64> {
+pub(super) async fn backup_version(tools: &PgTools, file: &str) -> anyhow::Result<i64> {
     let ledger = tools
         .read_archive(&[
             "--data-only",
@@ -520,65 +519,118 @@ fn ledger_versions(copy: &str) -> impl Iterator<Item = i64> + '_ {
         })
 }
 
-/// Loads the rows of the product's tables (and the pending trail's
-/// sequence position) from the backup, as the owner, in one transaction:
-/// `pg_restore` is handed a list of exactly those entries of the archive,
-/// so that none of the file's definitions runs.
-async fn load_rows(
+/// Loads the entries of the archive `wanted` keeps (rows, sequence
+/// positions), as `role` (else the connecting role), in one transaction:
+/// `pg_restore` is handed a list of exactly those entries, so that none of
+/// the file's definitions runs. Tables are loaded in `order` (see
+/// [`tables_in_load_order`]): the archive's order may put a row before the
+/// one it references.
+pub(super) async fn load_rows(
     tools: &PgTools,
     target: &Target,
     file: &str,
-    owner: &str,
+    role: Option<&str>,
+    wanted: fn(&[&str]) -> bool,
+    order: &[String],
 ) -> anyhow::Result<()> {
     let contents = tools.read_archive(&["--list", "--file=-", file]).await?;
-    let list = rows_only(&String::from_utf8_lossy(&contents));
+    let list = in_order(entries(&String::from_utf8_lossy(&contents), wanted), order);
     let list_file =
         std::env::temp_dir().join(format!("medicalpro-restore-{}.list", Uuid::new_v4()));
     std::fs::write(&list_file, list)?;
     let list_arg = format!("--use-list={}", list_file.to_string_lossy());
-    let role_arg = format!("--role={owner}");
-    let loaded = tools
-        .run(
-            &tools.pg_restore,
-            target,
-            &[
-                "--data-only",
-                &role_arg,
-                &list_arg,
-                "--single-transaction",
-                "--exit-on-error",
-                "--no-password",
-                file,
-            ],
-        )
-        .await;
+    let role_arg = role.map(|role| format!("--role={role}"));
+    let mut args = vec!["--data-only"];
+    args.extend(role_arg.as_deref());
+    args.extend([
+        list_arg.as_str(),
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-password",
+        file,
+    ]);
+    let loaded = tools.run(&tools.pg_restore, target, &args).await;
     let _ = std::fs::remove_file(&list_file);
     loaded.map(drop)
 }
 
-/// The entries of an archive's table of contents (`pg_restore --list`)
-/// that hold the rows of the product's tables in `public` (the migration
-/// ledger excepted: the product writes its own), and the position of the
-/// pending trail's identity.
-fn rows_only(contents: &str) -> String {
-    let wanted = |line: &str| {
-        let Some((_, entry)) = line.split_once("; ") else {
-            return false;
-        };
-        let words: Vec<&str> = entry.split(' ').collect();
-        match words.as_slice() {
-            [_, _, "TABLE", "DATA", "public", table, _] => ddl::TABLE_GRANTS
-                .iter()
-                .any(|(known, _)| known == table && *known != "_sqlx_migrations"),
-            [_, _, "SEQUENCE", "SET", "public", "audit_events_pending_id_seq", _] => true,
-            _ => false,
-        }
-    };
+/// The lines of an archive's table of contents (`pg_restore --list`)
+/// whose entry (its words after `; `) `wanted` keeps.
+fn entries(contents: &str, wanted: fn(&[&str]) -> bool) -> String {
     contents
         .lines()
-        .filter(|line| !line.starts_with(';') && wanted(line))
+        .filter(|line| !line.starts_with(';'))
+        .filter(|line| {
+            line.split_once("; ")
+                .is_some_and(|(_, entry)| wanted(&entry.split(' ').collect::<Vec<_>>()))
+        })
         .map(|line| format!("{line}\n"))
         .collect()
+}
+
+/// The tables of `public`, each after every table its foreign keys
+/// reference (a table referencing itself aside).
+pub(super) async fn tables_in_load_order(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class
+          WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY relname",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let references: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT c.conrelid::regclass::text, c.confrelid::regclass::text
+           FROM pg_constraint c
+          WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+            AND c.conrelid <> c.confrelid",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut placed: Vec<String> = Vec::with_capacity(tables.len());
+    let mut left = tables;
+    while !left.is_empty() {
+        let ready = |table: &String| {
+            references
+                .iter()
+                .filter(|(child, _)| child == table)
+                .all(|(_, parent)| placed.contains(parent) || !left.contains(parent))
+        };
+        let Some(next) = left.iter().position(ready) else {
+            anyhow::bail!("the tables' foreign keys form a cycle: {left:?}");
+        };
+        placed.push(left.remove(next));
+    }
+    Ok(placed)
+}
+
+/// `list`'s lines with the rows of each table in `order` first, in that
+/// order; every other line after them, as it came.
+fn in_order(list: String, order: &[String]) -> String {
+    let position = |line: &&str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            [_, _, _, "TABLE", "DATA", "public", table, _] => {
+                order.iter().position(|known| known == table)
+            }
+            _ => None,
+        }
+        .unwrap_or(order.len())
+    };
+    let mut lines: Vec<&str> = list.lines().collect();
+    lines.sort_by_key(position);
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// A clinic archive's rows of the product's tables in `public` (the
+/// migration ledger excepted: the product writes its own), and the
+/// position of the pending trail's identity.
+fn clinic_rows(entry: &[&str]) -> bool {
+    match entry {
+        [_, _, "TABLE", "DATA", "public", table, _] => ddl::TABLE_GRANTS
+            .iter()
+            .any(|(known, _)| known == table && *known != "_sqlx_migrations"),
+        [_, _, "SEQUENCE", "SET", "public", "audit_events_pending_id_seq", _] => true,
+        _ => false,
+    }
 }
 
 /// Puts `staging` in the place of `target`: no new connections to the
@@ -744,7 +796,7 @@ mod tests {
 3500; 0 0 ACL public TABLE patients medicalpro_owner_x
 ";
         assert_eq!(
-            rows_only(contents),
+            entries(contents, clinic_rows),
             "3390; 0 16390 TABLE DATA public patients medicalpro_owner_x\n\
              3393; 0 16420 TABLE DATA public audit_events medicalpro_owner_x\n\
              3401; 0 0 SEQUENCE SET public audit_events_pending_id_seq medicalpro_owner_x\n"

@@ -15,6 +15,7 @@ use medicalpro::ops::backup::{backup_all, backup_clinic};
 use medicalpro::ops::doctor::{self, Severity};
 use medicalpro::ops::keys;
 use medicalpro::ops::migrate::{self, MigrateOptions};
+use medicalpro::ops::recovery;
 use medicalpro::ops::restore::{restore, NewIdentity, RestoreError, RestoreOptions};
 use medicalpro::ops::Fleet;
 use medicalpro::platform::{self, ChangedBy};
@@ -901,5 +902,96 @@ async fn an_erasure_survives_the_restore_of_an_older_backup() {
     new_db.close().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     fleet.close().await;
+    app.cleanup().await;
+}
+
+/// `backup --all` then `restore --platform` on an empty server (here
+/// another DB_PREFIX on the test cluster: nothing of the first platform is
+/// used, its clinic roles included): every clinic serves its rows to its
+/// staff, logging in with the same passwords, every audit chain verifies,
+/// and the files are readable by their owner only.
+#[tokio::test]
+async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let app = spawn_app().await;
+    let a = app.register_clinic("Clinic A").await;
+    let b = app.register_clinic("Clinic B").await;
+    app.create_patient(&a.token, "Marie", "Curie").await;
+    app.create_patient(&b.token, "Louis", "Pasteur").await;
+    let fleet = fleet(&app).await;
+    let dir = scratch_dir().join("platform");
+    let made = recovery::backup_platform(&fleet, &dir, 2, |_, _| {})
+        .await
+        .unwrap();
+    assert!(made.central_error.is_none(), "{:?}", made.central_error);
+    assert!(made.manifest.is_some());
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        4,
+        "two clinics, central, the manifest: {files:?}"
+    );
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    fleet.close().await;
+
+    let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let settings = medicalpro::config::Settings {
+        prefix: medicalpro::config::DbPrefix::parse(&prefix).unwrap(),
+        ..app.settings.clone()
+    };
+    let restored = recovery::restore_platform(&settings, &dir).await.unwrap();
+    assert_eq!(
+        (restored.clinics.len(), restored.failed()),
+        (2, 0),
+        "{restored:?}"
+    );
+    let rebuilt = TestApp {
+        state: build_state(&settings).await.unwrap(),
+        router: axum::Router::new(),
+        settings: settings.clone(),
+        prefix: prefix.clone(),
+    };
+    let rebuilt = TestApp {
+        router: medicalpro::http::router(rebuilt.state.clone()),
+        ..rebuilt
+    };
+    for (clinic, name) in [(&a, "Curie"), (&b, "Pasteur")] {
+        let login = rebuilt.login(&clinic.email, &clinic.password).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        let token = login.data()["accessToken"].as_str().unwrap().to_owned();
+        let listed = rebuilt.get("/api/v1/patients", &token).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+        assert_eq!(listed.body["data"][0]["lastName"], name);
+        let report = verify_clinic(&rebuilt.state.databases, ClinicId(clinic.id))
+            .await
+            .unwrap();
+        assert_eq!(report.broken, None);
+        // On its own new database, with a new role and password.
+        assert_eq!(
+            sqlx::query_scalar::<_, String>("SELECT db_name FROM companies WHERE id = $1")
+                .bind(clinic.id)
+                .fetch_one(&rebuilt.state.databases.central)
+                .await
+                .unwrap(),
+            rebuilt.clinic_database(clinic.id)
+        );
+    }
+    // A populated central is never overwritten.
+    let refused = recovery::restore_platform(&settings, &dir)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("already holds"), "{refused}");
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    rebuilt.cleanup().await;
     app.cleanup().await;
 }
