@@ -196,6 +196,12 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
         state.databases.central.clone(),
         settings.refresh_family_max_days,
     ));
+    tokio::spawn(crate::ops::offboarding::destroy_periodically(
+        crate::ops::Fleet {
+            settings: settings.clone(),
+            databases: state.databases.clone(),
+        },
+    ));
     let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
     shut_down(&state).await;
     result

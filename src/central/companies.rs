@@ -188,11 +188,14 @@ pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placemen
 }
 
 /// Suspends (`false`) or reactivates (`true`) a live clinic; `false` when no
-/// such clinic exists. Callers also clear the state cache and record the
-/// platform audit event.
+/// such clinic exists. Reactivating cancels a closure (`clinic close`).
+/// Callers also clear the state cache and record the platform audit event.
 pub async fn set_active(central: &PgPool, id: ClinicId, active: bool) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE companies SET is_active = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE companies
+            SET is_active = $2, updated_at = now(),
+                destroy_after = CASE WHEN $2 THEN NULL ELSE destroy_after END
+          WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id.0)
     .bind(active)

@@ -1,4 +1,5 @@
-//! `medicalpro clinic ...`: create, list, show, suspend, activate, delete.
+//! `medicalpro clinic ...`: create, list, show, suspend, activate, delete
+//! (export, close and destroy-closed are in [`offboarding`]).
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use clap::Subcommand;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::offboarding;
 use super::output::{human_bytes, print_json, Table};
 use super::{with_fleet, Connect};
 use crate::app::{self, Environment};
@@ -34,6 +36,15 @@ pub enum ClinicCommand {
     /// roles, deletes its staff accounts, keeps a tombstone without personal
     /// data. Refused for a clinic with patient data.
     Delete(ClinicArgs),
+    /// Write all of a clinic's data in open formats (JSON per table, staff,
+    /// erasure ledger) into a new directory.
+    Export(offboarding::ExportArgs),
+    /// Suspend a clinic, export it, and destroy its database and roles
+    /// after a delay (reactivating it cancels the destruction).
+    Close(offboarding::CloseArgs),
+    /// Destroy the closed clinics whose delay has passed (`serve` also does
+    /// it every hour).
+    DestroyClosed(ListArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +75,9 @@ pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
         ClinicCommand::Suspend(args) => set_active(args, false).await,
         ClinicCommand::Activate(args) => set_active(args, true).await,
         ClinicCommand::Delete(args) => delete(args).await,
+        ClinicCommand::Export(args) => offboarding::export(args).await,
+        ClinicCommand::Close(args) => offboarding::close(args).await,
+        ClinicCommand::DestroyClosed(args) => offboarding::destroy_closed(args).await,
     }
 }
 

@@ -14,6 +14,7 @@ mod clinic;
 mod doctor;
 mod keys;
 mod migrate;
+mod offboarding;
 mod output;
 mod user;
 

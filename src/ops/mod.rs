@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod erasures;
 pub mod keys;
 pub mod migrate;
+pub mod offboarding;
 pub mod pgtools;
 pub mod recovery;
 pub mod restore;

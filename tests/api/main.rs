@@ -18,6 +18,7 @@ mod hostile_tenant;
 mod isolation;
 mod medical_records;
 mod metrics;
+mod offboarding;
 mod open_internet;
 mod openapi;
 mod ops;

@@ -19,3 +19,8 @@ CREATE TABLE erasures (
     erased_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (company_id, patient_key)
 );
+
+-- A clinic closed by `medicalpro clinic close` (suspended and exported):
+-- its database and roles are destroyed once this time has passed (see
+-- src/ops/offboarding.rs); reactivating it cancels the closure.
+ALTER TABLE companies ADD COLUMN destroy_after timestamptz;
