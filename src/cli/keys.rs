@@ -10,6 +10,7 @@ use super::output::print_json;
 use super::{with_fleet, Connect};
 use crate::config::DatabaseArgs;
 use crate::crypto::MasterKey;
+use crate::embedded;
 use crate::ops::keys::{self, KeyFile};
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +44,10 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     // The embedded mode keeps its key in DATA_DIR: it is replaced too.
     let key_file = (args.db.database_url.is_none() && args.db.master_key.is_none())
         .then(|| args.db.data_dir.join("master_key"));
+    if key_file.is_some() {
+        // Nothing is staged beside a key that does not exist.
+        embedded::require(&args.db.data_dir, &["master_key"])?;
+    }
     let staged = key_file
         .as_deref()
         .map(|path| KeyFile::prepare(path, &new_key))

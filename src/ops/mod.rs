@@ -52,7 +52,7 @@ pub struct ClinicRecord {
 
 /// The central database of these settings does not exist yet.
 #[derive(Debug, thiserror::Error)]
-#[error("the central database {0} does not exist yet (`medicalpro migrate` or `medicalpro serve` creates it)")]
+#[error("the central database {0} does not exist yet (`medicalpro init`, `medicalpro migrate` or `medicalpro serve` creates it)")]
 pub struct CentralMissing(pub String);
 
 impl Fleet {
