@@ -102,7 +102,11 @@ impl Environment {
             ];
             let files: Vec<&str> = embedded::CLUSTER_FILES
                 .into_iter()
-                .chain(keys.iter().filter(|(_, given)| given.is_none()).map(|(name, _)| *name))
+                .chain(
+                    keys.iter()
+                        .filter(|(_, given)| given.is_none())
+                        .map(|(name, _)| *name),
+                )
                 .collect();
             embedded::require(dir, &files)?;
         }
@@ -181,6 +185,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         trusted_proxies: Arc::new(settings.serving.trusted_proxies.clone()),
         request_timeout: settings.serving.request_timeout,
         registration: settings.serving.registration,
+        login_limits: settings.serving.login,
     })
 }
 
@@ -221,6 +226,7 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
     tokio::spawn(crate::central::purge_periodically(
         state.databases.central.clone(),
         settings.refresh_family_max_days,
+        settings.serving.login,
     ));
     let result = serve_until(listener, state.clone(), shutdown_signal(), DRAIN_TIMEOUT).await;
     shut_down(&state).await;

@@ -158,8 +158,15 @@ fn operations_commands_never_create_a_platform() {
             said.contains(&data_dir.display().to_string()),
             "{args:?} does not say where it looked: {said}"
         );
-        assert!(said.contains("DATA_DIR") && said.contains("DATABASE_URL"), "{said}");
-        assert!(!data_dir.exists(), "{args:?} created {}", data_dir.display());
+        assert!(
+            said.contains("DATA_DIR") && said.contains("DATABASE_URL"),
+            "{said}"
+        );
+        assert!(
+            !data_dir.exists(),
+            "{args:?} created {}",
+            data_dir.display()
+        );
     }
     // An empty data directory is not a platform either; it stays empty.
     std::fs::create_dir(&data_dir).unwrap();
