@@ -13,6 +13,7 @@ pub mod keys;
 pub mod migrate;
 pub mod pgtools;
 pub mod restore;
+pub mod safety;
 
 use std::str::FromStr;
 use std::time::Duration;
