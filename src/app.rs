@@ -32,10 +32,34 @@ pub struct Environment {
     pub cluster: Option<RunningCluster>,
 }
 
+/// Whether a process may make the embedded cluster and its keys when
+/// `DATA_DIR` has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// `serve` and `init`: create what is missing.
+    Create,
+    /// Every other command: use what exists, refuse (saying where it
+    /// looked) when there is nothing.
+    Existing,
+}
+
 impl Environment {
-    /// Checks the configuration; with no `DATABASE_URL`, starts (creating on
-    /// first use) the embedded cluster and loads or generates its keys.
+    /// Checks the configuration; with no `DATABASE_URL`, starts the
+    /// embedded cluster of `DATA_DIR` and loads its keys. Creates nothing:
+    /// with no cluster or key there, fails with
+    /// [`embedded::EmbeddedError::NotInitialised`].
     pub async fn resolve(args: &DatabaseArgs) -> anyhow::Result<Self> {
+        Self::open(args, Setup::Existing).await
+    }
+
+    /// [`resolve`](Self::resolve) for `serve` and `init`: with no
+    /// `DATABASE_URL`, creates the embedded cluster and generates its keys
+    /// on first use.
+    pub async fn initialise(args: &DatabaseArgs) -> anyhow::Result<Self> {
+        Self::open(args, Setup::Create).await
+    }
+
+    async fn open(args: &DatabaseArgs, setup: Setup) -> anyhow::Result<Self> {
         let prefix = DbPrefix::parse(&args.db_prefix)?;
         let pool = args.pool_settings()?;
         let master_key_previous = args
@@ -73,25 +97,39 @@ impl Environment {
                 cluster: None,
             });
         }
-        let dir = args.data_dir.clone();
+        let dir = &args.data_dir;
+        if setup == Setup::Existing {
+            let keys = [
+                ("master_key", &args.master_key),
+                ("jwt_secret", &args.jwt_secret),
+            ];
+            let files: Vec<&str> = embedded::CLUSTER_FILES
+                .into_iter()
+                .chain(
+                    keys.iter()
+                        .filter(|(_, given)| given.is_none())
+                        .map(|(name, _)| *name),
+                )
+                .collect();
+            embedded::require(dir, &files)?;
+        }
+        let owned = dir.clone();
         let cluster =
-            tokio::task::spawn_blocking(move || RunningCluster::start(&dir, Durability::Durable))
+            tokio::task::spawn_blocking(move || RunningCluster::start(&owned, Durability::Durable))
                 .await??;
         let jwt_secret = match &args.jwt_secret {
             Some(secret) => secret.clone(),
-            None => {
-                embedded::read_or_create(&args.data_dir.join("jwt_secret"), JwtSecret::generate)?
-            }
+            None => embedded::read_or_create(&dir.join("jwt_secret"), JwtSecret::generate)?,
         };
         let keys = match &args.master_key {
             Some(key) => {
                 MasterKeys::fixed(Keyring::new(MasterKey::parse(key)?, master_key_previous))
             }
             None => {
-                embedded::read_or_create(&args.data_dir.join("master_key"), || {
+                embedded::read_or_create(&dir.join("master_key"), || {
                     MasterKey::generate().to_base64()
                 })?;
-                MasterKeys::from_files(KeyFiles::in_dir(&args.data_dir))?
+                MasterKeys::from_files(KeyFiles::in_dir(dir))?
             }
         };
         Ok(Self {
@@ -155,6 +193,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         trusted_proxies: Arc::new(settings.serving.trusted_proxies.clone()),
         request_timeout: settings.serving.request_timeout,
         registration: settings.serving.registration,
+        login_limits: settings.serving.login,
     })
 }
 
@@ -162,7 +201,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
 /// closes the pools and stops the embedded cluster.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let serving = args.serve_settings()?;
-    let mut environment = Environment::resolve(&args.db).await?;
+    let mut environment = Environment::initialise(&args.db).await?;
     environment.settings.serving = serving;
     let result = run_server(&environment.settings, args.listen_addr).await;
     environment.stop();
@@ -195,6 +234,7 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
     tokio::spawn(crate::central::purge_periodically(
         state.databases.central.clone(),
         settings.refresh_family_max_days,
+        settings.serving.login,
     ));
     tokio::spawn(crate::ops::offboarding::destroy_periodically(
         crate::ops::Fleet {

@@ -25,6 +25,9 @@
 //! | `REGISTRATION` | `serve`: `open` (anyone may register a clinic) or `closed` (403 `registration_closed`) | `open` |
 //! | `REGISTRATIONS_PER_ADDRESS_PER_HOUR` | `serve`: registrations admitted from one client address in any hour (429 beyond) | `5` |
 //! | `REGISTRATIONS_PER_HOUR` | `serve`: registrations admitted from all addresses together in any hour (429 beyond) | `100` |
+//! | `LOGIN_ATTEMPTS_PER_ACCOUNT` | `serve`: login attempts of one email whose password is checked in any window (429 beyond) | `5` |
+//! | `LOGIN_ATTEMPTS_PER_ADDRESS` | `serve`: login attempts from one client address whose password is checked in any window (429 beyond) | `20` |
+//! | `LOGIN_WINDOW_SECS` | `serve`: the login throttling window: a counted attempt holds its place this long | `900` |
 //!
 //! The connection budget: a PostgreSQL server with its default
 //! `max_connections = 100` keeps 3 slots for superusers, leaving 97. One
@@ -40,6 +43,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::central::login_failures::LoginLimits;
 use crate::crypto::{BearerToken, JwtSecret, Keyring};
 use crate::http::proxies::TrustedProxies;
 use crate::master_keys::MasterKeys;
@@ -121,6 +125,15 @@ pub struct ServeArgs {
     /// Registrations admitted from all client addresses together in any hour.
     #[arg(long, env = "REGISTRATIONS_PER_HOUR", default_value_t = 100)]
     pub registrations_per_hour: u32,
+    /// Login attempts of one email whose password is checked in any window.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 5)]
+    pub login_attempts_per_account: u32,
+    /// Login attempts from one client address whose password is checked in any window.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_ADDRESS", default_value_t = 20)]
+    pub login_attempts_per_address: u32,
+    /// Seconds a counted login attempt holds its place (the throttling window).
+    #[arg(long, env = "LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
 }
 
 /// Who may register a clinic through `POST /auth/register`.
@@ -180,6 +193,26 @@ impl ServeArgs {
                 return Err(ConfigError::new(setting, "must be between 1 and 1000000"));
             }
         }
+        for (setting, value) in [
+            (
+                "LOGIN_ATTEMPTS_PER_ACCOUNT",
+                self.login_attempts_per_account,
+            ),
+            (
+                "LOGIN_ATTEMPTS_PER_ADDRESS",
+                self.login_attempts_per_address,
+            ),
+        ] {
+            if !(1..=10_000).contains(&value) {
+                return Err(ConfigError::new(setting, "must be between 1 and 10000"));
+            }
+        }
+        if !(1..=86_400).contains(&self.login_window_secs) {
+            return Err(ConfigError::new(
+                "LOGIN_WINDOW_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(ServeSettings {
             trusted_proxies,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
@@ -188,6 +221,11 @@ impl ServeArgs {
                 registration: self.registration,
                 per_address_per_hour: self.registrations_per_address_per_hour,
                 per_hour: self.registrations_per_hour,
+            },
+            login: LoginLimits {
+                per_account: i64::from(self.login_attempts_per_account),
+                per_address: i64::from(self.login_attempts_per_address),
+                window: Duration::from_secs(self.login_window_secs),
             },
         })
     }
@@ -275,6 +313,8 @@ pub struct ServeSettings {
     pub statement_timeout: Duration,
     /// Whether and how often clinics may register.
     pub registration: RegistrationSettings,
+    /// How many login attempts are checked, in what window.
+    pub login: LoginLimits,
 }
 
 impl Default for ServeSettings {
@@ -284,6 +324,7 @@ impl Default for ServeSettings {
             request_timeout: Duration::from_secs(30),
             statement_timeout: Duration::from_secs(15),
             registration: RegistrationSettings::default(),
+            login: LoginLimits::default(),
         }
     }
 }
@@ -472,6 +513,15 @@ mod tests {
                 defaults.registration.per_hour
             )
         );
+        assert_eq!(settings.login, defaults.login);
+        assert_eq!(
+            (
+                settings.login.per_account,
+                settings.login.per_address,
+                settings.login.window
+            ),
+            (5, 20, Duration::from_secs(900))
+        );
         let closed = serve(&["--registration", "closed"])
             .serve_settings()
             .unwrap();
@@ -495,6 +545,18 @@ mod tests {
                 "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
             ),
             ("--registrations-per-hour", "0", "REGISTRATIONS_PER_HOUR"),
+            (
+                "--login-attempts-per-account",
+                "0",
+                "LOGIN_ATTEMPTS_PER_ACCOUNT",
+            ),
+            (
+                "--login-attempts-per-address",
+                "0",
+                "LOGIN_ATTEMPTS_PER_ADDRESS",
+            ),
+            ("--login-window-secs", "0", "LOGIN_WINDOW_SECS"),
+            ("--login-window-secs", "86401", "LOGIN_WINDOW_SECS"),
         ] {
             let error = serve(&[flag, value]).serve_settings().unwrap_err();
             assert_eq!(error.setting, setting);

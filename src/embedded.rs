@@ -1,6 +1,8 @@
 //! The embedded PostgreSQL cluster: with no `DATABASE_URL`, MedicalPro keeps
-//! its own cluster in `DATA_DIR/pg`, made with the machine's `initdb` on first
-//! use and run as a child `postgres` process on a loopback port.
+//! its own cluster in `DATA_DIR/pg`, made with the machine's `initdb` by the
+//! first `medicalpro init` or `medicalpro serve` (the other commands only
+//! use one that exists, see [`require`]) and run as a child `postgres`
+//! process on a loopback port.
 //!
 //! Every role, the admin one included, logs in with a SCRAM password. When the
 //! server runs as root, the cluster runs as the unprivileged `postgres` user.
@@ -36,6 +38,8 @@ pub enum EmbeddedError {
     ProgramFailed { program: String, output: String },
     #[error("embedded cluster did not become ready within {0:?}; its log says: {1}")]
     NotReady(Duration, String),
+    #[error("no MedicalPro data in {} ({missing}). Only `medicalpro init` and `medicalpro serve` create an embedded cluster and keys; to use an existing one, pass --data-dir DIR (or set DATA_DIR), or set DATABASE_URL and MASTER_KEY (and JWT_SECRET) for an external PostgreSQL server", dir.display())]
+    NotInitialised { dir: PathBuf, missing: String },
 }
 
 /// How the cluster trades durability for speed.
@@ -83,6 +87,25 @@ impl Programs {
     pub fn program(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
     }
+}
+
+/// The files of `DATA_DIR` that make an embedded cluster.
+pub const CLUSTER_FILES: [&str; 3] = ["pg/PG_VERSION", "pg_admin_password", "pg_port"];
+
+/// Checks, creating nothing, that `dir` holds each of `files` (made by
+/// `medicalpro init` or `medicalpro serve`); the first one missing is
+/// named by its absolute path.
+pub fn require(dir: &Path, files: &[&str]) -> Result<(), EmbeddedError> {
+    let Some(name) = files.iter().find(|name| !dir.join(name).exists()) else {
+        return Ok(());
+    };
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let missing = if dir.is_dir() {
+        format!("{} does not exist", dir.join(name).display())
+    } else {
+        "the directory does not exist".to_owned()
+    };
+    Err(EmbeddedError::NotInitialised { dir, missing })
 }
 
 /// A running embedded cluster. [`RunningCluster::stop`] shuts it down; if

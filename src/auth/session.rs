@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::jwt::{TokenKeys, ACCESS_TOKEN_SECONDS};
 use super::password::{HashError, Hasher};
 use crate::central::companies::ClinicState;
-use crate::central::login_failures::{self, Admission};
+use crate::central::login_failures::{self, Admission, LoginLimits};
 use crate::central::refresh_tokens::{self, Rotation};
 use crate::central::users::{self, UserRecord};
 use crate::central::{audit, Databases};
@@ -51,6 +51,8 @@ pub struct Sessions<'a> {
     /// A family older than this no longer refreshes (`REFRESH_FAMILY_MAX_DAYS`).
     pub refresh_family_max_days: i32,
     pub hasher: &'a Hasher,
+    /// How many attempts are checked, in what window.
+    pub login_limits: &'a LoginLimits,
 }
 
 impl Sessions<'_> {
@@ -77,14 +79,15 @@ impl Sessions<'_> {
         client_addr: &str,
     ) -> Result<(UserRecord, Tokens), SessionError> {
         let central = &self.databases.central;
-        let attempt = match login_failures::admit(central, email, client_addr).await? {
-            Admission::Counted(id) => id,
-            Admission::Refused { retry_after } => {
-                self.record("login.throttled", None, None, client_addr)
-                    .await;
-                return Err(SessionError::Throttled { retry_after });
-            }
-        };
+        let attempt =
+            match login_failures::admit(central, email, client_addr, self.login_limits).await? {
+                Admission::Counted(id) => id,
+                Admission::Refused { retry_after } => {
+                    self.record("login.throttled", None, None, client_addr)
+                        .await;
+                    return Err(SessionError::Throttled { retry_after });
+                }
+            };
         let user = users::find_by_email(central, email).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let matches = match self.hasher.verify(password, stored).await {

@@ -2,22 +2,56 @@
 //! the same counts. Each login attempt is counted *before* its password is
 //! checked, and the count and the decision are made under advisory locks on
 //! the normalised email and on the client address: however many attempts
-//! arrive at once, on however many instances, at most [`MAX_PER_EMAIL`] per
-//! account and [`MAX_PER_ADDRESS`] per address get their password checked in
-//! any [`WINDOW_MINUTES`]. A success forgives the account's attempts.
+//! arrive at once, on however many instances, at most
+//! [`LoginLimits::per_account`] per account and
+//! [`LoginLimits::per_address`] per address get their password checked in
+//! any [`LoginLimits::window`]. A success forgives the account's attempts.
 //!
 //! The limit slows guessing down rather than locking the account: refused
 //! attempts are not counted, and each counted attempt frees its place when it
-//! leaves the window; the refusal says how long until the next place frees.
+//! leaves the window; the refusal says how long until the next place frees:
+//! the real time, from the timestamps in central, not a fixed delay.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-/// Attempts within the window after which further attempts are refused.
+/// The default limits: attempts of one account (`LOGIN_ATTEMPTS_PER_ACCOUNT`)
+/// and of one client address (`LOGIN_ATTEMPTS_PER_ADDRESS`) checked in any
+/// window of `WINDOW_MINUTES` (`LOGIN_WINDOW_SECS`, 900).
 pub const MAX_PER_EMAIL: i64 = 5;
 pub const MAX_PER_ADDRESS: i64 = 20;
 pub const WINDOW_MINUTES: i32 = 15;
+
+/// How many login attempts are checked, and in what window. Every instance
+/// on one central database should use the same limits: each purges, by its
+/// own window, the failures it thinks are past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Attempts of one (lower-cased) email checked in any window.
+    pub per_account: i64,
+    /// Attempts from one client address checked in any window.
+    pub per_address: i64,
+    /// How long a counted attempt holds its place.
+    pub window: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            per_account: MAX_PER_EMAIL,
+            per_address: MAX_PER_ADDRESS,
+            window: Duration::from_secs(WINDOW_MINUTES as u64 * 60),
+        }
+    }
+}
+
+impl LoginLimits {
+    /// The window in seconds, as PostgreSQL's `make_interval` takes it.
+    fn window_secs(&self) -> f64 {
+        self.window.as_secs_f64()
+    }
+}
 
 /// Advisory lock classes (first key of `pg_advisory_xact_lock(int, int)`).
 /// A transaction takes the email lock before the address lock and holds one
@@ -39,7 +73,9 @@ impl Admission {
         match id {
             Some(id) => Admission::Counted(id),
             None => Admission::Refused {
-                retry_after: Duration::from_millis(wait_ms.unwrap_or(0.0).max(0.0) as u64),
+                // Whole microseconds as PostgreSQL measured them: rounded
+                // up to seconds later, never down.
+                retry_after: Duration::from_secs_f64(wait_ms.unwrap_or(0.0).max(0.0) / 1000.0),
             },
         }
     }
@@ -51,6 +87,7 @@ pub async fn admit(
     central: &PgPool,
     email: &str,
     client_addr: &str,
+    limits: &LoginLimits,
 ) -> Result<Admission, sqlx::Error> {
     let mut tx = central.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(lower($2)))")
@@ -68,7 +105,7 @@ pub async fn admit(
     // clock is read now, not at the transaction's start: the transaction
     // may have begun before the attempts it then waited for on the locks.
     let (id, wait_ms): (Option<i64>, Option<f64>) = sqlx::query_as(
-        "WITH window_start AS (SELECT clock_timestamp() - make_interval(mins => $3) AS at),
+        "WITH window_start AS (SELECT clock_timestamp() - make_interval(secs => $3) AS at),
               wait AS (
                 SELECT GREATEST(
                   (SELECT failed_at FROM login_failures, window_start
@@ -77,7 +114,7 @@ pub async fn admit(
                   (SELECT failed_at FROM login_failures, window_start
                     WHERE client_addr = $2 AND failed_at > window_start.at
                     ORDER BY failed_at DESC OFFSET $5 - 1 LIMIT 1)
-                ) + make_interval(mins => $3) - clock_timestamp() AS remaining),
+                ) + make_interval(secs => $3) - clock_timestamp() AS remaining),
               counted AS (
                 INSERT INTO login_failures (email, client_addr)
                 SELECT lower($1), $2 FROM wait WHERE wait.remaining IS NULL
@@ -87,9 +124,9 @@ pub async fn admit(
     )
     .bind(email)
     .bind(client_addr)
-    .bind(WINDOW_MINUTES)
-    .bind(MAX_PER_EMAIL)
-    .bind(MAX_PER_ADDRESS)
+    .bind(limits.window_secs())
+    .bind(limits.per_account)
+    .bind(limits.per_address)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -117,12 +154,34 @@ pub async fn clear(central: &PgPool, email: &str) -> Result<(), sqlx::Error> {
 
 /// Deletes the failures older than the window: they no longer count.
 /// Returns the number deleted.
-pub async fn purge_expired(central: &PgPool) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired(central: &PgPool, limits: &LoginLimits) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(mins => $1)",
+        "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(secs => $1)",
     )
-    .bind(WINDOW_MINUTES)
+    .bind(limits.window_secs())
     .execute(central)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_the_wait_to_the_microsecond() {
+        let Admission::Refused { retry_after } = Admission::from_query(None, Some(3000.0004))
+        else {
+            panic!("refused");
+        };
+        assert!(retry_after > Duration::from_secs(3), "{retry_after:?}");
+        assert!(matches!(
+            Admission::from_query(None, Some(-5.0)),
+            Admission::Refused { retry_after } if retry_after.is_zero()
+        ));
+        assert!(matches!(
+            Admission::from_query(Some(7), None),
+            Admission::Counted(7)
+        ));
+    }
 }

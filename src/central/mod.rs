@@ -31,21 +31,26 @@ pub const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub async fn purge_expired(
     central: &PgPool,
     refresh_family_max_days: i32,
+    login_limits: &login_failures::LoginLimits,
 ) -> Result<(u64, u64, u64), sqlx::Error> {
     let tokens = refresh_tokens::purge_expired(central, refresh_family_max_days).await?;
-    let failures = login_failures::purge_expired(central).await?;
+    let failures = login_failures::purge_expired(central, login_limits).await?;
     let registrations = registrations::purge_expired(central).await?;
     Ok((tokens, failures, registrations))
 }
 
 /// [`purge_expired`] at start, then every [`PURGE_INTERVAL`], for as long as
 /// the server runs. Several instances may purge at once: harmless.
-pub async fn purge_periodically(central: PgPool, refresh_family_max_days: i32) {
+pub async fn purge_periodically(
+    central: PgPool,
+    refresh_family_max_days: i32,
+    login_limits: login_failures::LoginLimits,
+) {
     let mut ticks = tokio::time::interval(PURGE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match purge_expired(&central, refresh_family_max_days).await {
+        match purge_expired(&central, refresh_family_max_days, &login_limits).await {
             Ok((tokens, failures, registrations)) => {
                 tracing::info!(
                     tokens,

@@ -9,8 +9,10 @@ use uuid::Uuid;
 use super::output::{human_bytes, print_json, ProgressLine, Table};
 use super::{status, with_fleet, with_settings, Connect};
 use crate::config::DatabaseArgs;
+use crate::ops::backup::{self, FileExists, WhenExists};
+use crate::ops::recovery;
 use crate::ops::restore::{self, NewIdentity, RestoreOptions};
-use crate::ops::{backup, recovery};
+use crate::ops::safety::{self, Replacement};
 use crate::tenancy::naming::ClinicId;
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +33,9 @@ pub struct BackupArgs {
     /// `central-<UTC time>.dump` and the manifest `platform-<UTC time>.json`.
     #[arg(long, value_name = "DIR", requires = "all")]
     pub dir: Option<PathBuf>,
+    /// Replace backup files that already exist (refused otherwise).
+    #[arg(long)]
+    pub force: bool,
     /// Clinics backed up at once with --all.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub jobs: u16,
@@ -40,10 +45,19 @@ pub struct BackupArgs {
 }
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let when_exists = if args.force {
+        WhenExists::Replace
+    } else {
+        WhenExists::Refuse
+    };
     if let (Some(id), Some(out)) = (args.clinic, args.out.clone()) {
+        if when_exists == WhenExists::Refuse && out.symlink_metadata().is_ok() {
+            // Refused before the platform is even started.
+            return Err(FileExists(out).into());
+        }
         let id = ClinicId(id);
         let done = with_fleet(&args.db, Connect::Attach, |fleet| async move {
-            backup::backup_clinic(&fleet, id, &out).await
+            backup::backup_clinic(&fleet, id, &out, when_exists).await
         })
         .await?;
         if args.json {
@@ -62,7 +76,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let jobs = usize::from(args.jobs);
     let platform = with_fleet(&args.db, Connect::Attach, |fleet| async move {
         let mut line = ProgressLine::new("backups");
-        let platform = recovery::backup_platform(&fleet, &dir, jobs, |done, total| {
+        let platform = recovery::backup_platform(&fleet, &dir, jobs, when_exists, |done, total| {
             line.show(&format!("{done}/{total}"));
         })
         .await;
@@ -165,8 +179,19 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             email: args.email.clone(),
         }),
     };
+    // People see what is discarded before it is; scripts get it in the
+    // JSON too, and the table on standard error.
+    let json = args.json;
+    let announce = move |replacement: &Replacement| {
+        let text = replacement_text(replacement);
+        if json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
     let restored = with_fleet(&args.db, Connect::Open, |fleet| async move {
-        Ok(restore::restore(&fleet, &options).await?)
+        Ok(restore::restore_announcing(&fleet, &options, &announce).await?)
     })
     .await?;
     if args.json {
@@ -214,4 +239,37 @@ async fn restore_platform(args: &RestoreArgs, dir: &Path) -> anyhow::Result<Exit
         );
     }
     Ok(status(failed == 0))
+}
+
+/// What replacing a clinic's live database discards: rows per table, live
+/// against the backup, and where the live database's safety backup goes.
+fn replacement_text(replacement: &Replacement) -> String {
+    let mut text = format!(
+        "restoring replaces the live database of clinic {}:\n",
+        replacement.clinic_id
+    );
+    if !replacement.live_exists {
+        text.push_str("it does not exist: nothing is lost\n");
+    }
+    let count = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let mut table = Table::new(&["TABLE", "LIVE", "BACKUP", "LOST"]);
+    for row in &replacement.tables {
+        let lost = row.live.unwrap_or(0) - row.backup.unwrap_or(0);
+        table.row(vec![
+            row.table.clone(),
+            count(row.live),
+            count(row.backup),
+            lost.max(0).to_string(),
+        ]);
+    }
+    text.push_str(&table.render());
+    text.push_str("(LOST counts rows only: a row changed since the backup loses its change too)\n");
+    if let Some(file) = &replacement.safety_backup {
+        text.push_str(&format!(
+            "safety backup of the live database: {} (kept {} days)\n",
+            file.display(),
+            safety::KEEP_DAYS
+        ));
+    }
+    text
 }

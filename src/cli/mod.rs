@@ -2,7 +2,9 @@
 //! (`app::serve`, `ops::*`), so tests run them as the command line does.
 //! Commands read the same configuration as `serve` (`DatabaseArgs`); with
 //! no `DATABASE_URL` they use the embedded cluster in `DATA_DIR`, attaching
-//! to it when a running server already has it up.
+//! to it when a running server already has it up. Only `serve` and `init`
+//! create that cluster and its keys: every other command, finding none,
+//! fails and says where it looked.
 //!
 //! People get aligned tables; `--json` prints one JSON document for
 //! scripts. Commands that find problems (a failed migration, a sick
@@ -12,6 +14,7 @@ mod audit;
 mod backup;
 mod clinic;
 mod doctor;
+mod init;
 mod keys;
 mod migrate;
 mod offboarding;
@@ -42,6 +45,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (embedded PostgreSQL cluster unless DATABASE_URL is set).
     Serve(ServeArgs),
+    /// Create the embedded cluster and its keys (unless DATABASE_URL is set) and the central database, then exit.
+    Init(init::InitArgs),
     /// Create, list, inspect, suspend, reactivate and delete clinics.
     #[command(subcommand)]
     Clinic(clinic::ClinicCommand),
@@ -67,6 +72,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => app::serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Init(args) => init::run(args).await,
         Command::Clinic(command) => clinic::run(command).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Backup(args) => backup::backup(args).await,
@@ -78,8 +84,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolves the configuration (starting the embedded cluster if needed),
-/// runs `work`, then stops the cluster if this process started it.
+/// Resolves the configuration (starting the existing embedded cluster if
+/// needed, never creating one), runs `work`, then stops the cluster if this
+/// process started it.
 async fn with_settings<T, F, Fut>(db: &DatabaseArgs, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(Settings) -> Fut,

@@ -241,10 +241,13 @@ pub struct LoginResponse {
     clinic: Option<Company>,
 }
 
-/// Exchanges email and password for tokens.
+/// Exchanges email and password for tokens. Throttled per account and per
+/// client address (`LOGIN_ATTEMPTS_PER_ACCOUNT`, `LOGIN_ATTEMPTS_PER_ADDRESS`
+/// in `LOGIN_WINDOW_SECS`): `Retry-After` is the real time, in seconds
+/// rounded up, until an attempt is checked again.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, description = "invalid_credentials"),
-        (status = 429, description = "too_many_attempts"), (status = 503, description = "server_busy")))]
+        (status = 429, description = "too_many_attempts; `Retry-After`: the seconds (rounded up) until the attempt that reached the limit leaves the window"), (status = 503, description = "server_busy")))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client_addr): ClientAddr,
@@ -344,6 +347,7 @@ fn sessions(state: &AppState) -> Sessions<'_> {
         states: &state.states,
         refresh_family_max_days: state.refresh_family_max_days,
         hasher: &state.hasher,
+        login_limits: &state.login_limits,
     }
 }
 

@@ -11,6 +11,7 @@ use super::proxies::TrustedProxies;
 use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::auth::password::Hasher;
+use crate::central::login_failures::LoginLimits;
 use crate::central::Databases;
 use crate::config::RegistrationSettings;
 use crate::crypto::BearerToken;
@@ -47,4 +48,6 @@ pub struct AppState {
     pub hasher: Hasher,
     /// `REGISTRATION` and the registration rate limits.
     pub registration: RegistrationSettings,
+    /// The login throttling limits (`LOGIN_ATTEMPTS_PER_*`, `LOGIN_WINDOW_SECS`).
+    pub login_limits: LoginLimits,
 }

@@ -1,7 +1,8 @@
 //! `medicalpro backup`: one clinic's database in `pg_dump`'s custom format,
 //! dumped as the admin role and encrypted as it streams out of `pg_dump`
 //! (the plain dump never reaches the disk), written to a temporary file
-//! (mode 0600) that is renamed into place only once complete.
+//! (mode 0600) that is put in place only once complete. An existing file is
+//! never replaced unless asked ([`WhenExists::Replace`]).
 //!
 //! The file: a 28-byte header (`MPBACKUP`, format version 1, a random
 //! 19-byte STREAM nonce prefix), then the dump in chunks of 64 KiB, each
@@ -12,7 +13,7 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,19 +67,39 @@ const CHUNK: usize = 64 * 1024;
 /// The Poly1305 tag closing each sealed chunk.
 const TAG_LEN: usize = 16;
 
+/// What a backup does when its file already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenExists {
+    /// Fail, leaving the file as it is (the default of the command line).
+    Refuse,
+    /// Replace it (`--force`), once the new backup is complete.
+    Replace,
+}
+
+/// An existing backup file that was not replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("{} already exists: it is not overwritten (use --force to replace it)", .0.display())]
+pub struct FileExists(pub PathBuf);
+
 /// Backs up one clinic to `out`.
-pub async fn backup_clinic(fleet: &Fleet, id: ClinicId, out: &Path) -> anyhow::Result<Backup> {
+pub async fn backup_clinic(
+    fleet: &Fleet,
+    id: ClinicId,
+    out: &Path,
+    when_exists: WhenExists,
+) -> anyhow::Result<Backup> {
     let clinic = fleet.clinic(id).await?;
-    dump(fleet, &clinic, out).await
+    dump(fleet, &clinic, out, when_exists).await
 }
 
 /// Backs up every provisioned clinic into `dir` as
-/// `<clinic id>-<UTC time>.dump`, `jobs` at once; a failure does not stop
-/// the others.
+/// `<clinic id>-<UTC time>.dump`, `jobs` at once; a failure (an existing
+/// file, with [`WhenExists::Refuse`]) does not stop the others.
 pub async fn backup_all(
     fleet: &Fleet,
     dir: &Path,
     jobs: usize,
+    when_exists: WhenExists,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<Vec<BackupResult>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -98,7 +119,7 @@ pub async fn backup_all(
                 dir.join(format!("{}-{stamp}.dump", clinic.id)),
             );
             async move {
-                match dump(&fleet, &clinic, &out).await {
+                match dump(&fleet, &clinic, &out, when_exists).await {
                     Ok(backup) => BackupResult {
                         clinic_id: clinic.id,
                         backup: Some(backup),
@@ -121,14 +142,19 @@ pub async fn backup_all(
     Ok(results)
 }
 
-async fn dump(fleet: &Fleet, clinic: &ClinicRecord, out: &Path) -> anyhow::Result<Backup> {
+async fn dump(
+    fleet: &Fleet,
+    clinic: &ClinicRecord,
+    out: &Path,
+    when_exists: WhenExists,
+) -> anyhow::Result<Backup> {
     let started = Instant::now();
     let database = Database {
         host: &clinic.db_host,
         port: clinic.db_port,
         name: &clinic.db_name,
     };
-    let bytes = dump_database(fleet, &database, out)
+    let bytes = dump_database(fleet, &database, out, when_exists)
         .await
         .with_context(|| format!("backing up clinic {}", clinic.id))?;
     tracing::info!(clinic.id = %clinic.id, bytes, duration_ms = started.elapsed().as_millis() as u64, "clinic backed up");
@@ -148,12 +174,17 @@ pub struct Database<'a> {
 }
 
 /// Dumps `database` as the admin role, encrypted, into `out` (written as
-/// `out.partial`, mode 0600, renamed once whole); returns its size.
+/// `out.partial`, mode 0600, put in place once whole, an existing `out`
+/// replaced only with [`WhenExists::Replace`]); returns its size.
 pub async fn dump_database(
     fleet: &Fleet,
     database: &Database<'_>,
     out: &Path,
+    when_exists: WhenExists,
 ) -> anyhow::Result<u64> {
+    if when_exists == WhenExists::Refuse && out.symlink_metadata().is_ok() {
+        return Err(FileExists(out.to_owned()).into());
+    }
     let mut conn = connect(&ddl::admin_session(
         fleet
             .databases
@@ -184,7 +215,7 @@ pub async fn dump_database(
     .map_err(anyhow::Error::from)
     .and_then(|bytes| {
         let bytes = bytes?;
-        fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
+        put_in_place(&partial, out, when_exists)?;
         Ok(bytes)
     });
     result.inspect_err(|_| {
@@ -331,15 +362,36 @@ fn read_full(input: &mut (impl Read + ?Sized), buffer: &mut [u8]) -> std::io::Re
     Ok(filled)
 }
 
-/// An empty file only its owner can read (for `pg_dump`, or a copy).
+/// Moves the complete `partial` file to `out`: atomically replacing what
+/// is there, or (with [`WhenExists::Refuse`]) only if nothing is, even a
+/// file that appeared while the dump ran.
+fn put_in_place(partial: &Path, out: &Path, when_exists: WhenExists) -> anyhow::Result<()> {
+    let writing = || format!("writing {}", out.display());
+    match when_exists {
+        WhenExists::Replace => fs::rename(partial, out).with_context(writing),
+        WhenExists::Refuse => match fs::hard_link(partial, out) {
+            Ok(()) => fs::remove_file(partial).with_context(writing),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(FileExists(out.to_owned()).into())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(writing())),
+        },
+    }
+}
+
+/// An empty file only its owner can read and write (for `pg_dump`, or a
+/// copy): mode 0600 whatever the umask, or a leftover file of that name.
 fn create_private(path: &Path) -> anyhow::Result<fs::File> {
-    fs::OpenOptions::new()
+    let file = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("securing {}", path.display()))?;
+    Ok(file)
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -16,6 +16,7 @@ pub mod offboarding;
 pub mod pgtools;
 pub mod recovery;
 pub mod restore;
+pub mod safety;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -55,7 +56,7 @@ pub struct ClinicRecord {
 
 /// The central database of these settings does not exist yet.
 #[derive(Debug, thiserror::Error)]
-#[error("the central database {0} does not exist yet (`medicalpro migrate` or `medicalpro serve` creates it)")]
+#[error("the central database {0} does not exist yet (`medicalpro init`, `medicalpro migrate` or `medicalpro serve` creates it)")]
 pub struct CentralMissing(pub String);
 
 impl Fleet {

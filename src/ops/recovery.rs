@@ -38,7 +38,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
 
-use super::backup::{backup_all, decrypted_copy, dump_database, BackupResult, Database};
+use super::backup::{
+    backup_all, decrypted_copy, dump_database, BackupResult, Database, WhenExists,
+};
 use super::pgtools::{PgTools, Target};
 use super::restore::{self, backup_version, load_rows, tables_in_load_order, RestoreOptions};
 use super::{connect, Fleet};
@@ -87,6 +89,7 @@ pub async fn backup_platform(
     fleet: &Fleet,
     dir: &Path,
     jobs: usize,
+    when_exists: WhenExists,
     progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<PlatformBackup> {
     fs::DirBuilder::new()
@@ -94,7 +97,7 @@ pub async fn backup_platform(
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let clinics = backup_all(fleet, dir, jobs, progress).await?;
+    let clinics = backup_all(fleet, dir, jobs, when_exists, progress).await?;
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let central = format!("central-{stamp}.dump");
     let admin = &fleet.databases.admin_options;
@@ -103,7 +106,7 @@ pub async fn backup_platform(
         port: i32::from(admin.get_port()),
         name: &fleet.settings.prefix.central_database(),
     };
-    if let Err(error) = dump_database(fleet, &database, &dir.join(&central)).await {
+    if let Err(error) = dump_database(fleet, &database, &dir.join(&central), when_exists).await {
         return Ok(PlatformBackup {
             manifest: None,
             central_error: Some(format!("{error:#}")),

@@ -11,7 +11,8 @@
 //! those entries), then it is migrated forward and the login role's grants
 //! applied, as for any clinic. No statement of the file other than its
 //! rows ever runs. A backup newer than the binary, or of another clinic,
-//! is refused.
+//! is refused. Before a live database is replaced, what it holds is
+//! compared with the backup and it is itself backed up ([`safety`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use super::backup::decrypted_copy;
 use super::erasures;
 use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
+use super::safety::{self, Replacement};
 use super::{connect, ClinicRecord, Fleet};
 use crate::central::companies::{self, NewCompany, Placement};
 use crate::central::{audit, servers};
@@ -67,6 +69,9 @@ pub struct Restored {
     /// ledger), erased again before the clinic served.
     pub erasures_reapplied: usize,
     pub seconds: f64,
+    /// Restoring over the clinic: what its live database held, and its
+    /// safety backup.
+    pub replaced: Option<Replacement>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +93,16 @@ impl From<sqlx::Error> for RestoreError {
 }
 
 pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored, RestoreError> {
+    restore_announcing(fleet, options, &|_| {}).await
+}
+
+/// [`restore`], telling `announce` what replacing a live database discards
+/// before anything is changed (see [`safety`]).
+pub async fn restore_announcing(
+    fleet: &Fleet,
+    options: &RestoreOptions,
+    announce: &(dyn Fn(&Replacement) + Sync),
+) -> Result<Restored, RestoreError> {
     let started = Instant::now();
     // What is restored is a private copy of exactly the bytes authenticated.
     let copy = std::env::temp_dir().join(format!("medicalpro-restore-{}", Uuid::new_v4()));
@@ -96,14 +111,18 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
         .await
         .map_err(anyhow::Error::from)??;
     let file = AuthenticatedFile(copy);
-    let (clinic_id, loaded) = match &options.as_new_clinic {
+    let (clinic_id, loaded, replaced) = match &options.as_new_clinic {
         None => {
             let id = options
                 .clinic
                 .ok_or_else(|| anyhow::anyhow!("which clinic to restore into: --clinic ID"))?;
-            (id, into_existing(fleet, id, options, &file).await?)
+            let (loaded, replaced) = into_existing(fleet, id, options, &file, announce).await?;
+            (id, loaded, Some(replaced))
         }
-        Some(identity) => into_new(fleet, identity, options, &file).await?,
+        Some(identity) => {
+            let (id, loaded) = into_new(fleet, identity, options, &file).await?;
+            (id, loaded, None)
+        }
     };
     drop(file);
     let schema_version = migrations::latest_version(&migrations::CLINIC);
@@ -132,6 +151,7 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
         schema_version,
         erasures_reapplied: loaded.erasures_reapplied,
         seconds: started.elapsed().as_secs_f64(),
+        replaced,
     })
 }
 
@@ -161,13 +181,15 @@ struct Staged {
     settings: Option<(Uuid, String, String)>,
 }
 
-/// Restores over an existing clinic; returns the backup's schema version.
+/// Restores over an existing clinic, its live database first backed up;
+/// returns the backup's schema version and what was replaced.
 async fn into_existing(
     fleet: &Fleet,
     id: ClinicId,
     options: &RestoreOptions,
     file: &AuthenticatedFile,
-) -> Result<Loaded, RestoreError> {
+    announce: &(dyn Fn(&Replacement) + Sync),
+) -> Result<(Loaded, Replacement), RestoreError> {
     let clinic = fleet.clinic(id).await?;
     if !options.force && has_patients(fleet, &clinic).await? {
         return Err(RestoreError::HasPatients(id));
@@ -202,9 +224,18 @@ async fn into_existing(
         drop_database(&mut admin, &staged.database).await;
         return Err(error);
     }
+    let replaced =
+        safety::before_replacing(fleet, &clinic, &staged.database, &options.from, announce).await;
+    let replaced = match replaced {
+        Ok(replaced) => replaced,
+        Err(error) => {
+            drop_database(&mut admin, &staged.database).await;
+            return Err(error.into());
+        }
+    };
     swap(fleet, &mut admin, &clinic.db_name, &staged.database).await?;
     let _ = admin.close().await;
-    Ok(staged.loaded)
+    Ok((staged.loaded, replaced))
 }
 
 /// Restores as a new clinic; returns its id and the backup's schema version.

@@ -3,7 +3,7 @@ use futures::future::join_all;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, unique_email};
+use crate::helpers::{spawn_app, spawn_app_with, unique_email, TestResponse};
 
 #[tokio::test]
 async fn registration_makes_a_usable_clinic_and_admin() {
@@ -179,6 +179,64 @@ async fn a_success_clears_failures_and_the_window_ends() {
         app.login(&clinic.email, &clinic.password).await.status,
         StatusCode::OK
     );
+    app.cleanup().await;
+}
+
+fn retry_after(response: &TestResponse) -> u64 {
+    response.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Once the account's limit is reached, the right password is refused with
+/// a `Retry-After` that is the real time left, as central's failure
+/// timestamps and the window give it (rounded up to a second), and a login
+/// after that time succeeds.
+#[tokio::test]
+async fn a_locked_account_is_told_the_real_time_left_and_is_let_in_after_it() {
+    let window = std::time::Duration::from_secs(4);
+    let app = spawn_app_with(|settings| settings.serving.login.window = window).await;
+    let limits = app.state.login_limits;
+    let clinic = app.register_clinic("Honest lock").await;
+    for _ in 0..limits.per_account {
+        assert_eq!(
+            app.login(&clinic.email, "wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let blocked = app.login(&clinic.email, &clinic.password).await;
+    let answered = std::time::Instant::now();
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        blocked.body
+    );
+    assert_eq!(blocked.code(), "too_many_attempts");
+    let wait = retry_after(&blocked);
+    // The place that frees first: the oldest of the counted attempts.
+    let remaining: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM failed_at + make_interval(secs => $2) - clock_timestamp())::float8
+           FROM login_failures WHERE email = lower($1)
+          ORDER BY failed_at DESC OFFSET $3 - 1 LIMIT 1",
+    )
+    .bind(&clinic.email)
+    .bind(window.as_secs_f64())
+    .bind(limits.per_account)
+    .fetch_one(&app.state.databases.central)
+    .await
+    .unwrap();
+    assert!(
+        (wait as f64 - remaining).abs() <= 1.0,
+        "Retry-After {wait}, real remaining {remaining:.3} s"
+    );
+    assert!((1..=window.as_secs()).contains(&wait), "Retry-After {wait}");
+    tokio::time::sleep(std::time::Duration::from_secs(wait).saturating_sub(answered.elapsed()))
+        .await;
+    let back = app.login(&clinic.email, &clinic.password).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
     app.cleanup().await;
 }
 
@@ -444,9 +502,10 @@ async fn expired_refresh_families_and_old_login_failures_are_purged() {
     .execute(&mut central)
     .await
     .unwrap();
-    let purged = medicalpro::central::purge_expired(&app.state.databases.central, 30)
-        .await
-        .unwrap();
+    let purged =
+        medicalpro::central::purge_expired(&app.state.databases.central, 30, &Default::default())
+            .await
+            .unwrap();
     assert_eq!(purged, (2, 1, 1));
     let families: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT DISTINCT family_id FROM refresh_tokens")

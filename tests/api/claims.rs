@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use axum::http::{Method, StatusCode};
-use medicalpro::ops::backup::{backup_all, backup_clinic};
+use medicalpro::ops::backup::{backup_all, backup_clinic, WhenExists};
 use medicalpro::ops::doctor::{self, Severity};
 use medicalpro::ops::restore::{restore, RestoreError, RestoreOptions};
 use medicalpro::ops::Fleet;
@@ -195,7 +195,9 @@ async fn backups_are_private_and_all_goes_on_past_a_failure() {
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = scratch_dir();
     let file = dir.join("a.dump");
-    backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+    backup_clinic(&fleet, ClinicId(a.id), &file, WhenExists::Refuse)
+        .await
+        .unwrap();
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let names: Vec<String> = std::fs::read_dir(&dir)
@@ -206,7 +208,9 @@ async fn backups_are_private_and_all_goes_on_past_a_failure() {
 
     app.drop_clinic_database(b.id).await;
     let all = dir.join("all");
-    let results = backup_all(&fleet, &all, 2, |_, _| {}).await.unwrap();
+    let results = backup_all(&fleet, &all, 2, WhenExists::Refuse, |_, _| {})
+        .await
+        .unwrap();
     let failed: Vec<Uuid> = results
         .iter()
         .filter(|r| r.error.is_some())
@@ -242,7 +246,7 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = scratch_dir();
     let older = dir.join("older.dump");
-    backup_clinic(&fleet, ClinicId(clinic.id), &older)
+    backup_clinic(&fleet, ClinicId(clinic.id), &older, WhenExists::Refuse)
         .await
         .unwrap();
     // A newer one: its ledger names a version this binary does not know.
@@ -256,7 +260,7 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
     .unwrap();
     admin.close().await.unwrap();
     let newer = dir.join("newer.dump");
-    backup_clinic(&fleet, ClinicId(clinic.id), &newer)
+    backup_clinic(&fleet, ClinicId(clinic.id), &newer, WhenExists::Refuse)
         .await
         .unwrap();
     let options = |from: std::path::PathBuf| RestoreOptions {
@@ -502,7 +506,7 @@ async fn requests_during_a_restore_are_served_or_told_to_retry() {
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = scratch_dir();
     let file = dir.join("swap.dump");
-    backup_clinic(&fleet, ClinicId(clinic.id), &file)
+    backup_clinic(&fleet, ClinicId(clinic.id), &file, WhenExists::Refuse)
         .await
         .unwrap();
     app.create_patient(&clinic.token, "Lost", "Afterwards")

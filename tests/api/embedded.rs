@@ -1,8 +1,9 @@
 //! `medicalpro serve` with no configuration: its own cluster under
-//! DATA_DIR, kept with its keys across restarts, stopped on SIGTERM.
+//! DATA_DIR, kept with its keys across restarts, stopped on SIGTERM. The
+//! other commands never make one: only `init` and `serve` do.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -213,5 +214,106 @@ fn a_key_rotation_in_the_embedded_default_loses_no_clinic() {
     assert!(again.status.success());
     served(&tokens);
     stop(server, &data_dir);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `medicalpro <args>` run in `dir`, with nothing configured but `PATH`
+/// and `extra`.
+fn command_in(dir: &Path, args: &[&str], extra: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_medicalpro"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir);
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command.output().expect("running medicalpro")
+}
+
+#[test]
+fn operations_commands_never_create_a_platform() {
+    let root = scratch_root();
+    let data_dir = root.join("data");
+    for args in [
+        &["clinic", "list"][..],
+        &["migrate"],
+        &["backup", "--all", "--dir", "backups"],
+        &["keys", "rotate"],
+        &["doctor"],
+    ] {
+        let output = command_in(&root, args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{args:?} succeeded: {stdout}");
+        let said = format!("{stdout}{stderr}");
+        assert!(
+            said.contains(&data_dir.display().to_string()),
+            "{args:?} does not say where it looked: {said}"
+        );
+        assert!(
+            said.contains("DATA_DIR") && said.contains("DATABASE_URL"),
+            "{said}"
+        );
+        assert!(
+            !data_dir.exists(),
+            "{args:?} created {}",
+            data_dir.display()
+        );
+    }
+    // An empty data directory is not a platform either; it stays empty.
+    std::fs::create_dir(&data_dir).unwrap();
+    let output = command_in(&root, &["clinic", "list"], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&data_dir.join("pg/PG_VERSION").display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&data_dir).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn init_makes_the_platform_the_commands_then_use() {
+    let root = scratch_root();
+    let data_dir = root.join("data");
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let init = command_in(&elsewhere, &["init"], &[("DATA_DIR", &data_dir)]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(said.contains(&data_dir.display().to_string()), "{said}");
+    assert!(said.contains("medicalpro_central"), "{said}");
+    for made in ["pg/PG_VERSION", "master_key", "jwt_secret"] {
+        assert!(data_dir.join(made).exists(), "{made}");
+    }
+    assert!(
+        !data_dir.join("pg/postmaster.pid").exists(),
+        "init leaves the cluster stopped"
+    );
+    let key = std::fs::read(data_dir.join("master_key")).unwrap();
+    let listed = command_in(
+        &elsewhere,
+        &["clinic", "list", "--json"],
+        &[("DATA_DIR", &data_dir)],
+    );
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let clinics: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(clinics, json!([]));
+    // A second init changes nothing it made.
+    let again = command_in(&elsewhere, &["init"], &[("DATA_DIR", &data_dir)]);
+    assert!(again.status.success());
+    assert_eq!(std::fs::read(data_dir.join("master_key")).unwrap(), key);
+    assert!(!elsewhere.join("data").exists());
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -5,7 +5,7 @@
 //! survive an upgrade or a restore with planted code.
 
 use axum::http::StatusCode;
-use medicalpro::ops::backup::backup_clinic;
+use medicalpro::ops::backup::{backup_clinic, WhenExists};
 use medicalpro::ops::migrate::{self, MigrateOptions};
 use medicalpro::ops::restore::{restore, NewIdentity, RestoreOptions};
 use medicalpro::ops::Fleet;
@@ -566,7 +566,7 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
     let dir = std::env::temp_dir().join(format!("medicalpro-hostile-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("clinic.dump");
-    backup_clinic(&fleet, ClinicId(clinic.id), &file)
+    backup_clinic(&fleet, ClinicId(clinic.id), &file, WhenExists::Refuse)
         .await
         .unwrap();
 

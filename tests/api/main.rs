@@ -29,6 +29,7 @@ mod proxies;
 mod read_trail;
 mod registration;
 mod roles;
+mod safe_backups;
 mod scale;
 mod settings;
 mod users;

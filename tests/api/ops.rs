@@ -11,7 +11,7 @@ use medicalpro::app::build_state;
 use medicalpro::compliance::verify_clinic;
 use medicalpro::crypto::MasterKey;
 use medicalpro::migrations;
-use medicalpro::ops::backup::{backup_all, backup_clinic};
+use medicalpro::ops::backup::{backup_all, backup_clinic, WhenExists};
 use medicalpro::ops::doctor::{self, Severity};
 use medicalpro::ops::keys;
 use medicalpro::ops::migrate::{self, MigrateOptions};
@@ -180,7 +180,9 @@ async fn a_fleet_is_migrated_despite_one_failing_clinic_and_finished_by_a_second
 
     let dir = scratch_dir();
     let started = Instant::now();
-    let backups = backup_all(&fleet, &dir, 2, |_, _| {}).await.unwrap();
+    let backups = backup_all(&fleet, &dir, 2, WhenExists::Refuse, |_, _| {})
+        .await
+        .unwrap();
     eprintln!(
         "backup --all over 20 clinics (2 jobs): {:?}",
         started.elapsed()
@@ -252,7 +254,9 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     let fleet = fleet(&app).await;
     let dir = scratch_dir();
     let file = dir.join("a.dump");
-    let made = backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+    let made = backup_clinic(&fleet, ClinicId(a.id), &file, WhenExists::Refuse)
+        .await
+        .unwrap();
     let sealed = std::fs::read(&file).unwrap();
     assert_eq!(made.bytes, sealed.len() as u64);
     assert!(sealed.starts_with(b"MPBACKUP\x01"));
@@ -279,7 +283,7 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     ));
     // Another clinic's backup is refused too.
     let b_file = dir.join("b.dump");
-    backup_clinic(&fleet, ClinicId(b.id), &b_file)
+    backup_clinic(&fleet, ClinicId(b.id), &b_file, WhenExists::Refuse)
         .await
         .unwrap();
     let wrong = RestoreOptions {
@@ -401,7 +405,9 @@ async fn a_backup_restored_as_a_new_clinic_is_a_separate_clinic() {
     let fleet = fleet(&app).await;
     let dir = scratch_dir();
     let file = dir.join("a.dump");
-    backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+    backup_clinic(&fleet, ClinicId(a.id), &file, WhenExists::Refuse)
+        .await
+        .unwrap();
 
     let restored = restore(
         &fleet,
@@ -818,7 +824,9 @@ async fn an_erasure_survives_the_restore_of_an_older_backup() {
     let fleet = fleet(&app).await;
     let dir = scratch_dir();
     let file = dir.join("before-erasure.dump");
-    backup_clinic(&fleet, ClinicId(a.id), &file).await.unwrap();
+    backup_clinic(&fleet, ClinicId(a.id), &file, WhenExists::Refuse)
+        .await
+        .unwrap();
 
     let erased = app
         .post(
@@ -921,7 +929,7 @@ async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
     app.create_patient(&b.token, "Louis", "Pasteur").await;
     let fleet = fleet(&app).await;
     let dir = scratch_dir().join("platform");
-    let made = recovery::backup_platform(&fleet, &dir, 2, |_, _| {})
+    let made = recovery::backup_platform(&fleet, &dir, 2, WhenExists::Refuse, |_, _| {})
         .await
         .unwrap();
     assert!(made.central_error.is_none(), "{:?}", made.central_error);
