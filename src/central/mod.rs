@@ -8,6 +8,7 @@ pub mod companies;
 pub mod login_failures;
 pub mod refresh_tokens;
 pub mod registrations;
+pub mod restores;
 pub mod servers;
 pub mod users;
 

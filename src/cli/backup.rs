@@ -121,6 +121,9 @@ pub struct RestoreArgs {
     /// The new clinic's email (default: the backed-up one tagged +restored-<id>).
     #[arg(long, requires = "as_new_clinic")]
     pub email: Option<String>,
+    /// Who runs the restore, recorded with it (default: the operating-system user).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -135,6 +138,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             name: args.name.clone(),
             email: args.email.clone(),
         }),
+        operator: args.operator.clone(),
     };
     let restored = with_fleet(&args.db, Connect::Open, |fleet| async move {
         Ok(restore::restore(&fleet, &options).await?)
@@ -152,6 +156,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "restored into {what} {} (backup at schema version {}, now {}) in {:.1} s",
             restored.clinic_id, restored.backup_version, restored.schema_version, restored.seconds
         );
+        println!("audit trail {}", restored.audit_chain.describe());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ pub mod delete;
 pub mod doctor;
 pub mod keys;
 pub mod migrate;
+pub mod operator;
 pub mod pgtools;
 pub mod restore;
 

@@ -12,6 +12,11 @@
 //! applied, as for any clinic. No statement of the file other than its
 //! rows ever runs. A backup newer than the binary, or of another clinic,
 //! is refused.
+//!
+//! A restore records in central who ran it, the file's SHA-256 and the head
+//! of the audit chain it put in place (`compliance::record_restore`):
+//! `audit verify` continues the chain from there instead of reporting the
+//! rows anchored since the backup as tampering.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,12 +27,14 @@ use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::backup::decrypted_copy;
+use super::backup::{decrypted_copy, fingerprint};
 use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
-use super::{connect, ClinicRecord, Fleet};
+use super::{connect, operator, ClinicRecord, Fleet};
 use crate::central::companies::{self, NewCompany, Placement};
+use crate::central::restores::ChainRestore;
 use crate::central::{audit, servers};
+use crate::compliance;
 use crate::crypto::random_token;
 use crate::migrations;
 use crate::tenancy::ddl::{self, TenantRoles};
@@ -43,6 +50,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Restore as a new clinic instead.
     pub as_new_clinic: Option<NewIdentity>,
+    /// Who runs the restore, for its record (default: the OS user).
+    pub operator: Option<String>,
 }
 
 /// The central identity of a clinic restored as new. Defaults: the backed-up
@@ -63,6 +72,8 @@ pub struct Restored {
     pub backup_version: i64,
     /// The version after migrating forward.
     pub schema_version: i64,
+    /// The restored audit chain, from which `audit verify` continues it.
+    pub audit_chain: ChainRestore,
     pub seconds: f64,
 }
 
@@ -86,6 +97,8 @@ impl From<sqlx::Error> for RestoreError {
 
 pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored, RestoreError> {
     let started = Instant::now();
+    let operator = operator::operator(options.operator.as_deref())?;
+    let sha256 = fingerprint_of(&options.from).await?;
     // What is restored is a private copy of exactly the bytes authenticated.
     let copy = std::env::temp_dir().join(format!("medicalpro-restore-{}", Uuid::new_v4()));
     let (from, keyring, checked) = (options.from.clone(), fleet.settings.keyring(), copy.clone());
@@ -120,14 +133,32 @@ pub async fn restore(fleet: &Fleet, options: &RestoreOptions) -> Result<Restored
         },
     )
     .await?;
+    let audit_chain = compliance::record_restore(
+        &fleet.databases,
+        clinic_id,
+        &operator,
+        &options.from.display().to_string(),
+        &sha256,
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
     tracing::info!(clinic.id = %clinic_id, duration_ms = started.elapsed().as_millis() as u64, "clinic restored");
     Ok(Restored {
         clinic_id: clinic_id.0,
         new_clinic: options.as_new_clinic.is_some(),
         backup_version,
         schema_version,
+        audit_chain,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The backup file's SHA-256, its identity in the restore's record.
+async fn fingerprint_of(file: &std::path::Path) -> Result<String, RestoreError> {
+    let file = file.to_owned();
+    Ok(tokio::task::spawn_blocking(move || fingerprint(&file))
+        .await
+        .map_err(anyhow::Error::from)??)
 }
 
 /// The decrypted, authenticated private copy of the backup, removed when

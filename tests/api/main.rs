@@ -2,6 +2,7 @@
 //! started once per test run, each test with its own database prefix.
 
 mod appointments;
+mod audit_restores;
 mod auth;
 mod bounds;
 mod catalogue;

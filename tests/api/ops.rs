@@ -271,6 +271,7 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
         from: file.clone(),
         force: false,
         as_new_clinic: None,
+        operator: None,
     };
     assert!(matches!(
         restore(&fleet, &options).await,
@@ -359,6 +360,14 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     .unwrap();
     rotating.close().await;
     assert_eq!(restored.clinic_id, a.id);
+    // Recorded for `audit verify`, by the operating-system user.
+    assert!(!restored.audit_chain.operator.is_empty());
+    assert!(restored.audit_chain.head_id.is_some());
+    let verified = verify_clinic(&app.state.databases, ClinicId(a.id))
+        .await
+        .unwrap();
+    assert_eq!(verified.broken, None);
+    assert_eq!(verified.restored, Some(restored.audit_chain.clone()));
     assert_eq!(
         restored.schema_version,
         migrations::latest_version(&migrations::CLINIC)
@@ -410,6 +419,7 @@ async fn a_backup_restored_as_a_new_clinic_is_a_separate_clinic() {
             from: file,
             force: false,
             as_new_clinic: Some(NewIdentity::default()),
+            operator: None,
         },
     )
     .await
