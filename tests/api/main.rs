@@ -23,6 +23,7 @@ mod open_internet;
 mod openapi;
 mod ops;
 mod patients;
+mod platform_admin;
 mod practitioners;
 mod provisioning;
 mod proxies;

@@ -433,7 +433,11 @@ async fn a_backup_restored_as_a_new_clinic_is_a_separate_clinic() {
         .unwrap();
     assert_eq!(details.summary.status, "active");
     assert_eq!(details.summary.name, "Clinic A (restored)");
-    assert!(details.email.contains("+restored-"), "{}", details.email);
+    assert!(
+        details.summary.email.contains("+restored-"),
+        "{}",
+        details.summary.email
+    );
     assert_eq!(
         details.summary.database.as_deref(),
         Some(app.clinic_database(new).as_str())
@@ -640,7 +644,7 @@ async fn suspending_a_clinic_from_the_command_line_closes_it_and_is_audited() {
         app.get("/api/v1/patients", &b.token).await.status,
         StatusCode::OK
     );
-    let listed = platform::list_clinics(&fleet.databases.central, None, 0)
+    let listed = platform::list_clinics(&fleet.databases.central, None, None, 0)
         .await
         .unwrap()
         .0;
