@@ -1,7 +1,8 @@
 //! Platform administration, for the API's `super_admin` and the command
 //! line alike: super admin accounts, the clinic directory (status,
-//! placement, schema version, size: never patient data), and suspending or
-//! reactivating a clinic.
+//! placement, schema version, size: never patient data), renaming a clinic
+//! or changing its email, suspending or reactivating it, and the staff
+//! accounts of every clinic.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,8 +15,9 @@ use crate::auth::password;
 use crate::auth::roles::Role;
 use crate::central::users::{self, NewUser, UserRecord};
 use crate::central::{audit, companies};
+use crate::clinic::{like_pattern, Page};
 use crate::tenancy::naming::ClinicId;
-use crate::validation;
+use crate::validation::{self, FieldErrors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -77,6 +79,7 @@ pub async fn create_super_admin(
 pub struct ClinicSummary {
     pub id: Uuid,
     pub name: String,
+    pub email: String,
     /// `active`, `suspended`, `pending` (not provisioned) or `deleted`.
     pub status: String,
     pub database: Option<String>,
@@ -96,7 +99,6 @@ pub struct ClinicDetails {
     #[sqlx(flatten)]
     #[serde(flatten)]
     pub summary: ClinicSummary,
-    pub email: String,
     pub phone: Option<String>,
     pub country: String,
     pub subscription_status: String,
@@ -109,7 +111,7 @@ pub struct ClinicDetails {
 }
 
 const SUMMARY_COLUMNS: &str = "
-    c.id, c.name,
+    c.id, c.name, c.email,
     CASE WHEN c.deleted_at IS NOT NULL THEN 'deleted'
          WHEN c.provisioning_status <> 'ready' THEN 'pending'
          WHEN c.is_active THEN 'active' ELSE 'suspended' END AS status,
@@ -118,21 +120,28 @@ const SUMMARY_COLUMNS: &str = "
       WHERE d.datname = c.db_name AND d.datallowconn) AS size_bytes,
     c.created_at";
 
-/// A page of clinics, oldest first, and how many there are in all; `limit`
-/// `None` lists every one.
+/// A page of clinics, oldest first, and how many match in all; `search`
+/// matches the name or the email (any case), `limit` `None` lists every one.
 pub async fn list_clinics(
     central: &PgPool,
+    search: Option<&str>,
     limit: Option<i64>,
     offset: i64,
 ) -> Result<(Vec<ClinicSummary>, i64), sqlx::Error> {
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM companies")
-        .fetch_one(central)
-        .await?;
+    let pattern = search.map(like_pattern);
+    let filter = "($1::text IS NULL OR c.name ILIKE $1 OR c.email ILIKE $1)";
+    let total: i64 =
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM companies c WHERE {filter}"))
+            .bind(&pattern)
+            .fetch_one(central)
+            .await?;
     let clinics = sqlx::query_as(&format!(
         "SELECT {SUMMARY_COLUMNS}
            FROM companies c LEFT JOIN db_servers s ON s.id = c.db_server_id
-          ORDER BY c.created_at, c.id LIMIT $1 OFFSET $2"
+          WHERE {filter}
+          ORDER BY c.created_at, c.id LIMIT $2 OFFSET $3"
     ))
+    .bind(&pattern)
     .bind(limit)
     .bind(offset)
     .fetch_all(central)
@@ -166,6 +175,22 @@ pub enum ChangedBy {
     CommandLine,
 }
 
+impl ChangedBy {
+    fn actor(self) -> Option<Uuid> {
+        match self {
+            ChangedBy::Admin(user) => Some(user),
+            ChangedBy::CommandLine => None,
+        }
+    }
+
+    fn via(self) -> &'static str {
+        match self {
+            ChangedBy::Admin(_) => "api",
+            ChangedBy::CommandLine => "command line",
+        }
+    }
+}
+
 /// Suspends (`active = false`) or reactivates a clinic and records the
 /// platform event `clinic.suspended` / `clinic.activated`; `false` when no
 /// such clinic exists. Running servers notice within their state cache's
@@ -180,21 +205,141 @@ pub async fn set_clinic_active(
     if !companies::set_active(central, id, active).await? {
         return Ok(false);
     }
-    let (actor_user_id, via) = match by {
-        ChangedBy::Admin(user) => (Some(user), "api"),
-        ChangedBy::CommandLine => (None, "command line"),
-    };
     let event = audit::PlatformEvent {
         action: if active {
             "clinic.activated"
         } else {
             "clinic.suspended"
         },
-        actor_user_id,
+        actor_user_id: by.actor(),
         company_id: Some(id.0),
         client_addr: None,
-        details: json!({ "via": via }),
+        details: json!({ "via": by.via() }),
     };
     audit::record(central, event).await?;
     Ok(true)
+}
+
+/// A clinic's new name and email (either or both), checked as at
+/// registration.
+#[derive(Debug, Clone, Default)]
+pub struct ClinicChange {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl ClinicChange {
+    /// Checks the given values: `name` (1 to 200 characters) and `email`
+    /// as at registration.
+    pub fn parse(name: Option<String>, email: Option<String>) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let name = validation::optional(name, validation::text(200), "name", &mut errors);
+        let email = validation::optional(email, validation::email, "email", &mut errors);
+        if name.is_none() && email.is_none() && errors.is_empty() {
+            errors.add("body", "give the new name, the new email, or both");
+        }
+        errors.finish(ClinicChange { name, email })
+    }
+
+    /// The names of the fields it changes, for the platform audit.
+    fn fields(&self) -> Vec<&'static str> {
+        validation::present_names([
+            ("name", self.name.is_some()),
+            ("email", self.email.is_some()),
+        ])
+    }
+}
+
+/// Renames a live clinic and/or changes its email, and records the platform
+/// event `clinic.updated` (the names of the changed fields only). `None`
+/// when no live clinic has this id; [`PlatformError::EmailTaken`] when
+/// another clinic, or an account that is not this clinic's, uses the
+/// email (any case): a clinic's own staff may share its address, as its
+/// first admin does.
+pub async fn update_clinic(
+    central: &PgPool,
+    id: ClinicId,
+    change: &ClinicChange,
+    by: ChangedBy,
+) -> Result<Option<ClinicDetails>, PlatformError> {
+    let mut tx = central.begin().await?;
+    if let Some(email) = &change.email {
+        if companies::email_used_elsewhere(&mut tx, id, email).await? {
+            return Err(PlatformError::EmailTaken);
+        }
+    }
+    let updated =
+        companies::update_identity(&mut tx, id, change.name.as_deref(), change.email.as_deref())
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.constraint() == Some("companies_email_key") => {
+                    PlatformError::EmailTaken
+                }
+                _ => PlatformError::Database(e),
+            })?;
+    if !updated {
+        return Ok(None);
+    }
+    let event = audit::PlatformEvent {
+        action: "clinic.updated",
+        actor_user_id: by.actor(),
+        company_id: Some(id.0),
+        client_addr: None,
+        details: json!({ "via": by.via(), "fields": change.fields() }),
+    };
+    audit::record(&mut *tx, event).await?;
+    tx.commit().await?;
+    Ok(show_clinic(central, id).await?)
+}
+
+/// A staff account as the platform sees it, whatever its clinic: no
+/// password hash, no patient data.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StaffAccount {
+    pub id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// `admin`, `doctor`, `secretary`, `readonly`, or `super_admin`.
+    pub role: String,
+    /// `None` for a platform `super_admin`.
+    pub clinic_id: Option<Uuid>,
+    pub clinic_name: Option<String>,
+    pub is_active: bool,
+    /// `None` until its first login.
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of live accounts of every clinic (and the platform's), by clinic
+/// then name, and how many match; `search` matches names, email and the
+/// clinic's name (any case).
+pub async fn list_staff(
+    central: &PgPool,
+    search: Option<&str>,
+    page: Page,
+) -> Result<(Vec<StaffAccount>, i64), sqlx::Error> {
+    let pattern = search.map(like_pattern);
+    let filter = "u.deleted_at IS NULL AND ($1::text IS NULL
+        OR u.first_name ILIKE $1 OR u.last_name ILIKE $1 OR u.email ILIKE $1
+        OR (u.first_name || ' ' || u.last_name) ILIKE $1 OR c.name ILIKE $1)";
+    let from = "users u LEFT JOIN companies c ON c.id = u.company_id";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {from} WHERE {filter}"))
+        .bind(&pattern)
+        .fetch_one(central)
+        .await?;
+    let staff = sqlx::query_as(&format!(
+        "SELECT u.id, u.email, u.first_name, u.last_name, u.role, u.company_id AS clinic_id,
+                c.name AS clinic_name, u.is_active, u.last_login_at, u.created_at
+           FROM {from} WHERE {filter}
+          ORDER BY c.name NULLS FIRST, c.id, lower(u.last_name), lower(u.first_name), u.id
+          LIMIT $2 OFFSET $3"
+    ))
+    .bind(&pattern)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(central)
+    .await?;
+    Ok((staff, total))
 }

@@ -203,3 +203,42 @@ pub async fn set_active(central: &PgPool, id: ClinicId, active: bool) -> Result<
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Whether another clinic, or a live account that is not one of this
+/// clinic's, uses `email` (any case).
+pub async fn email_used_elsewhere(
+    conn: &mut PgConnection,
+    id: ClinicId,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM companies WHERE lower(email) = lower($2) AND id <> $1)
+             OR EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2) AND deleted_at IS NULL
+                                              AND company_id IS DISTINCT FROM $1)",
+    )
+    .bind(id.0)
+    .bind(email)
+    .fetch_one(conn)
+    .await
+}
+
+/// Sets a live clinic's name and/or email (`None` keeps it); `false` when
+/// no live clinic has this id. Another clinic's email (any case) violates
+/// `companies_email_key`.
+pub async fn update_identity(
+    conn: &mut PgConnection,
+    id: ClinicId,
+    name: Option<&str>,
+    email: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE companies SET name = COALESCE($2, name), email = COALESCE($3, email), updated_at = now()
+          WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id.0)
+    .bind(name)
+    .bind(email)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -9,6 +9,7 @@ pub mod erasures;
 pub mod login_failures;
 pub mod refresh_tokens;
 pub mod registrations;
+pub mod restores;
 pub mod servers;
 pub mod users;
 

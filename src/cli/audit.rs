@@ -14,6 +14,8 @@ use crate::tenancy::naming::ClinicId;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Walk clinic audit chains; report the first broken link; exit 1 if any is broken.
+    /// A restore made by `medicalpro restore` is reported as such: the chain
+    /// continues from the head it put in place.
     Verify(VerifyArgs),
 }
 
@@ -69,6 +71,11 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             ]);
         }
         table.print();
+        for result in &results {
+            if let Some(restore) = &result.restored {
+                println!("clinic {}: {}", result.clinic_id, restore.describe());
+            }
+        }
     }
     Ok(status(intact))
 }

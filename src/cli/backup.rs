@@ -161,6 +161,9 @@ pub struct RestoreArgs {
     /// The new clinic's email (default: the backed-up one tagged +restored-<id>).
     #[arg(long, requires = "as_new_clinic")]
     pub email: Option<String>,
+    /// Who runs the restore, recorded with it (default: the operating-system user).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -178,6 +181,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             name: args.name.clone(),
             email: args.email.clone(),
         }),
+        operator: args.operator.clone(),
     };
     // People see what is discarded before it is; scripts get it in the
     // JSON too, and the table on standard error.
@@ -206,6 +210,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "restored into {what} {} (backup at schema version {}, now {}) in {:.1} s",
             restored.clinic_id, restored.backup_version, restored.schema_version, restored.seconds
         );
+        println!("audit trail {}", restored.audit_chain.describe());
     }
     Ok(ExitCode::SUCCESS)
 }

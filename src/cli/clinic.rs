@@ -1,5 +1,5 @@
-//! `medicalpro clinic ...`: create, list, show, suspend, activate, delete
-//! (export, close and destroy-closed are in [`offboarding`]).
+//! `medicalpro clinic ...`: create, list, show, update, suspend, activate,
+//! delete (export, close and destroy-closed are in [`offboarding`]).
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -28,6 +28,8 @@ pub enum ClinicCommand {
     List(ListArgs),
     /// Show one clinic in detail.
     Show(ClinicArgs),
+    /// Rename a clinic and/or change its email (recorded in the platform audit).
+    Update(UpdateClinicArgs),
     /// Suspend a clinic: its staff get 403 clinic_inactive until reactivated.
     Suspend(ClinicArgs),
     /// Reactivate a suspended clinic.
@@ -72,6 +74,7 @@ pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
         ClinicCommand::Create(args) => create_clinic(args).await,
         ClinicCommand::List(args) => list(args).await,
         ClinicCommand::Show(args) => show(args).await,
+        ClinicCommand::Update(args) => update(args).await,
         ClinicCommand::Suspend(args) => set_active(args, false).await,
         ClinicCommand::Activate(args) => set_active(args, true).await,
         ClinicCommand::Delete(args) => delete(args).await,
@@ -100,9 +103,11 @@ async fn delete(args: ClinicArgs) -> anyhow::Result<ExitCode> {
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let clinics = with_fleet(&args.db, Connect::Attach, |fleet| async move {
-        Ok(platform::list_clinics(&fleet.databases.central, None, 0)
-            .await?
-            .0)
+        Ok(
+            platform::list_clinics(&fleet.databases.central, None, None, 0)
+                .await?
+                .0,
+        )
     })
     .await?;
     if args.json {
@@ -147,7 +152,7 @@ async fn show(args: ClinicArgs) -> anyhow::Result<ExitCode> {
         ("id", s.id.to_string()),
         ("name", s.name.clone()),
         ("status", s.status.clone()),
-        ("email", details.email.clone()),
+        ("email", s.email.clone()),
         ("phone", or_dash(details.phone.clone())),
         ("country", details.country.clone()),
         ("subscription", details.subscription_status.clone()),
@@ -291,6 +296,57 @@ async fn create_clinic(args: CreateClinicArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("{}", provisioned.clinic_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["name", "email"])))]
+pub struct UpdateClinicArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The clinic's id.
+    pub id: Uuid,
+    /// The new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The new contact email (unique among clinics and other clinics' accounts).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn update(args: UpdateClinicArgs) -> anyhow::Result<ExitCode> {
+    let id = ClinicId(args.id);
+    let change = platform::ClinicChange::parse(args.name, args.email).map_err(|errors| {
+        let details = errors.into_details();
+        anyhow::anyhow!(
+            "{}",
+            details
+                .iter()
+                .map(|d| format!("--{} {}", d.field, d.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let details = with_fleet(&args.db, Connect::Attach, |fleet| async move {
+        let central = &fleet.databases.central;
+        match platform::update_clinic(central, id, &change, ChangedBy::CommandLine).await {
+            Ok(Some(details)) => Ok(details),
+            Ok(None) => anyhow::bail!("no clinic has the id {id}"),
+            Err(error) => Err(error.into()),
+        }
+    })
+    .await?;
+    if args.json {
+        print_json(&details)?;
+    } else {
+        println!(
+            "clinic {id}: name {}, email {}",
+            details.summary.name, details.summary.email
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -271,6 +271,17 @@ pub fn decrypted_copy(file: &Path, keyring: &Keyring, copy: &Path) -> anyhow::Re
     decrypted
 }
 
+/// The SHA-256 of a backup file's bytes, in hexadecimal: its identity in
+/// the record of a restore.
+pub fn fingerprint(file: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut input = fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut input, &mut hasher)
+        .with_context(|| format!("reading {}", file.display()))?;
+    Ok(crate::crypto::hex(&hasher.finalize()))
+}
+
 /// Decrypts `input` (the backup `file`, named in errors) into `out`.
 fn decrypt(
     file: &Path,

@@ -1,7 +1,8 @@
 //! `medicalpro doctor`: checks the configuration, the central database
 //! (reachable, at the binary's schema version), the backup tools, and every
 //! clinic database (its password opens, its role connects, its schema is
-//! current), and says what is wrong. It changes nothing.
+//! current, its audit chain still holds the head last recorded and links
+//! after it), and says what is wrong. It changes nothing.
 
 use std::sync::Arc;
 
@@ -11,8 +12,10 @@ use uuid::Uuid;
 
 use super::pgtools::{server_major, PgTools};
 use super::{applied_versions, connect, for_each_bounded, keys, ClinicRecord, Fleet};
+use crate::compliance;
 use crate::config::Settings;
 use crate::migrations;
+use crate::tenancy::naming::ClinicId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -228,8 +231,36 @@ async fn check_clinic(fleet: Arc<Fleet>, clinic: ClinicRecord) -> Vec<Finding> {
     };
     let mut findings = vec![check_version(&mut conn, &clinic).await];
     findings.extend(check_reach(&mut conn, &clinic).await);
+    findings.extend(check_audit_chain(&fleet, &mut conn, &clinic).await);
     let _ = conn.close().await;
     findings
+}
+
+/// A failure when the audit chain no longer holds the head central
+/// recorded last (at a verification or a restore) or a row after it does
+/// not link or hash: the cheap part of `audit verify`, read-only, as the
+/// login role (which may read its trail).
+async fn check_audit_chain(
+    fleet: &Fleet,
+    conn: &mut PgConnection,
+    clinic: &ClinicRecord,
+) -> Option<Finding> {
+    match compliance::check_recent(&fleet.databases.central, conn, ClinicId(clinic.id)).await {
+        Ok(None) => None,
+        Ok(Some(broken)) => Some(Finding::clinic(
+            clinic.id,
+            Severity::Failure,
+            format!(
+                "its audit chain is BROKEN at id {}: {}; `medicalpro audit verify --clinic {}` walks it all",
+                broken.id, broken.reason, clinic.id
+            ),
+        )),
+        Err(error) => Some(Finding::clinic(
+            clinic.id,
+            Severity::Warning,
+            format!("reading its audit chain: {error}"),
+        )),
+    }
 }
 
 /// A warning when the login role may connect to another database of its

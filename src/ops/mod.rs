@@ -13,6 +13,7 @@ pub mod erasures;
 pub mod keys;
 pub mod migrate;
 pub mod offboarding;
+pub mod operator;
 pub mod pgtools;
 pub mod recovery;
 pub mod restore;

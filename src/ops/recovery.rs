@@ -235,6 +235,7 @@ async fn recover_clinics(
                         from: file?,
                         force: true,
                         as_new_clinic: None,
+                        operator: None,
                     };
                     restore::restore(fleet, &options).await?;
                     anyhow::Ok(())

@@ -13,6 +13,11 @@
 //! rows ever runs. A backup newer than the binary, or of another clinic,
 //! is refused. Before a live database is replaced, what it holds is
 //! compared with the backup and it is itself backed up ([`safety`]).
+//!
+//! A restore records in central who ran it, the file's SHA-256 and the head
+//! of the audit chain it put in place (`compliance::record_restore`):
+//! `audit verify` continues the chain from there instead of reporting the
+//! rows anchored since the backup as tampering.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,14 +27,16 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::backup::decrypted_copy;
+use super::backup::{decrypted_copy, fingerprint};
 use super::erasures;
 use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
 use super::safety::{self, Replacement};
-use super::{connect, ClinicRecord, Fleet};
+use super::{connect, operator, ClinicRecord, Fleet};
 use crate::central::companies::{self, NewCompany, Placement};
+use crate::central::restores::ChainRestore;
 use crate::central::{audit, servers};
+use crate::compliance;
 use crate::crypto::random_token;
 use crate::migrations;
 use crate::tenancy::ddl::{self, TenantRoles};
@@ -45,6 +52,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Restore as a new clinic instead.
     pub as_new_clinic: Option<NewIdentity>,
+    /// Who runs the restore, for its record (default: the OS user).
+    pub operator: Option<String>,
 }
 
 /// The central identity of a clinic restored as new. Defaults: the backed-up
@@ -68,6 +77,8 @@ pub struct Restored {
     /// Patients of the backup erased since it was made (per the erasure
     /// ledger), erased again before the clinic served.
     pub erasures_reapplied: usize,
+    /// The restored audit chain, from which `audit verify` continues it.
+    pub audit_chain: ChainRestore,
     pub seconds: f64,
     /// Restoring over the clinic: what its live database held, and its
     /// safety backup.
@@ -104,6 +115,8 @@ pub async fn restore_announcing(
     announce: &(dyn Fn(&Replacement) + Sync),
 ) -> Result<Restored, RestoreError> {
     let started = Instant::now();
+    let operator = operator::operator(options.operator.as_deref())?;
+    let sha256 = fingerprint_of(&options.from).await?;
     // What is restored is a private copy of exactly the bytes authenticated.
     let copy = std::env::temp_dir().join(format!("medicalpro-restore-{}", Uuid::new_v4()));
     let (from, keyring, checked) = (options.from.clone(), fleet.settings.keyring(), copy.clone());
@@ -143,6 +156,15 @@ pub async fn restore_announcing(
         },
     )
     .await?;
+    let audit_chain = compliance::record_restore(
+        &fleet.databases,
+        clinic_id,
+        &operator,
+        &options.from.display().to_string(),
+        &sha256,
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
     tracing::info!(clinic.id = %clinic_id, duration_ms = started.elapsed().as_millis() as u64, "clinic restored");
     Ok(Restored {
         clinic_id: clinic_id.0,
@@ -150,6 +172,7 @@ pub async fn restore_announcing(
         backup_version: loaded.version,
         schema_version,
         erasures_reapplied: loaded.erasures_reapplied,
+        audit_chain,
         seconds: started.elapsed().as_secs_f64(),
         replaced,
     })
@@ -161,6 +184,14 @@ struct Loaded {
     version: i64,
     /// Patients erased again (see [`erasures::reapply`]).
     erasures_reapplied: usize,
+}
+
+/// The backup file's SHA-256, its identity in the restore's record.
+async fn fingerprint_of(file: &std::path::Path) -> Result<String, RestoreError> {
+    let file = file.to_owned();
+    Ok(tokio::task::spawn_blocking(move || fingerprint(&file))
+        .await
+        .map_err(anyhow::Error::from)??)
 }
 
 /// The decrypted, authenticated private copy of the backup, removed when

@@ -268,6 +268,7 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
         from,
         force: true,
         as_new_clinic: None,
+        operator: None,
     };
     let refused = restore(&fleet, &options(newer)).await;
     assert!(
@@ -562,6 +563,7 @@ async fn requests_during_a_restore_are_served_or_told_to_retry() {
                 from: file.clone(),
                 force: true,
                 as_new_clinic: None,
+                operator: None,
             },
         )
         .await;

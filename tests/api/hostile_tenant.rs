@@ -584,6 +584,7 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
             from: edited,
             force: true,
             as_new_clinic: None,
+            operator: None,
         },
     )
     .await
@@ -601,6 +602,7 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
             from: file.clone(),
             force: true,
             as_new_clinic: None,
+            operator: None,
         },
     )
     .await
@@ -632,6 +634,7 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
                 name: None,
                 email: Some(crate::helpers::unique_email()),
             }),
+            operator: None,
         },
     )
     .await

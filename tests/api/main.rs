@@ -2,6 +2,7 @@
 //! started once per test run, each test with its own database prefix.
 
 mod appointments;
+mod audit_restores;
 mod auth;
 mod bounds;
 mod catalogue;
@@ -23,6 +24,7 @@ mod open_internet;
 mod openapi;
 mod ops;
 mod patients;
+mod platform_admin;
 mod practitioners;
 mod provisioning;
 mod proxies;

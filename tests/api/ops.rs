@@ -276,6 +276,7 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
         from: file.clone(),
         force: false,
         as_new_clinic: None,
+        operator: None,
     };
     assert!(matches!(
         restore(&fleet, &options).await,
@@ -363,6 +364,14 @@ async fn a_damaged_clinic_is_restored_identical_from_its_backup() {
     .unwrap();
     rotating.close().await;
     assert_eq!(restored.clinic_id, a.id);
+    // Recorded for `audit verify`, by the operating-system user.
+    assert!(!restored.audit_chain.operator.is_empty());
+    assert!(restored.audit_chain.head_id.is_some());
+    let verified = verify_clinic(&app.state.databases, ClinicId(a.id))
+        .await
+        .unwrap();
+    assert_eq!(verified.broken, None);
+    assert_eq!(verified.restored, Some(restored.audit_chain.clone()));
     assert_eq!(
         restored.schema_version,
         migrations::latest_version(&migrations::CLINIC)
@@ -416,6 +425,7 @@ async fn a_backup_restored_as_a_new_clinic_is_a_separate_clinic() {
             from: file,
             force: false,
             as_new_clinic: Some(NewIdentity::default()),
+            operator: None,
         },
     )
     .await
@@ -429,7 +439,11 @@ async fn a_backup_restored_as_a_new_clinic_is_a_separate_clinic() {
         .unwrap();
     assert_eq!(details.summary.status, "active");
     assert_eq!(details.summary.name, "Clinic A (restored)");
-    assert!(details.email.contains("+restored-"), "{}", details.email);
+    assert!(
+        details.summary.email.contains("+restored-"),
+        "{}",
+        details.summary.email
+    );
     assert_eq!(
         details.summary.database.as_deref(),
         Some(app.clinic_database(new).as_str())
@@ -681,7 +695,7 @@ async fn suspending_a_clinic_from_the_command_line_closes_it_and_is_audited() {
         app.get("/api/v1/patients", &b.token).await.status,
         StatusCode::OK
     );
-    let listed = platform::list_clinics(&fleet.databases.central, None, 0)
+    let listed = platform::list_clinics(&fleet.databases.central, None, None, 0)
         .await
         .unwrap()
         .0;
@@ -866,6 +880,7 @@ async fn an_erasure_survives_the_restore_of_an_older_backup() {
             from: file.clone(),
             force: true,
             as_new_clinic: None,
+            operator: None,
         },
     )
     .await
@@ -893,6 +908,7 @@ async fn an_erasure_survives_the_restore_of_an_older_backup() {
             from: file,
             force: false,
             as_new_clinic: Some(NewIdentity::default()),
+            operator: None,
         },
     )
     .await
