@@ -11,6 +11,7 @@
 mod audit;
 mod backup;
 mod clinic;
+mod credentials;
 mod doctor;
 mod keys;
 mod migrate;
@@ -58,7 +59,7 @@ pub enum Command {
     /// Check the clinics' tamper-evident audit trails.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Manage platform accounts.
+    /// Manage super admins and clinic staff accounts: create, reset a password, unlock, deactivate.
     #[command(subcommand)]
     User(user::UserCommand),
 }
