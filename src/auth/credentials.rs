@@ -94,7 +94,14 @@ pub async fn change(
         }
     };
     if !matches {
-        record(central, "password.change_failed", user, client_addr, json!({})).await?;
+        record(
+            central,
+            "password.change_failed",
+            user,
+            client_addr,
+            json!({}),
+        )
+        .await?;
         return Err(CredentialError::InvalidCredentials);
     }
     let hash = hasher.hash(new_password).await?;

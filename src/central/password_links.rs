@@ -108,10 +108,9 @@ pub async fn consume(
 /// Deletes the links that can no longer be used (expired, used or
 /// voided). Returns the number deleted.
 pub async fn purge_expired(central: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM password_links WHERE expires_at <= now() OR used_at IS NOT NULL",
-    )
-    .execute(central)
-    .await?;
+    let done =
+        sqlx::query("DELETE FROM password_links WHERE expires_at <= now() OR used_at IS NOT NULL")
+            .execute(central)
+            .await?;
     Ok(done.rows_affected())
 }

@@ -271,7 +271,11 @@ pub async fn find_by_email_for_update(
 }
 
 /// Switches a live account on or off (nothing else changes).
-pub async fn set_active(conn: &mut PgConnection, id: Uuid, active: bool) -> Result<(), sqlx::Error> {
+pub async fn set_active(
+    conn: &mut PgConnection,
+    id: Uuid,
+    active: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE users SET is_active = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
     )

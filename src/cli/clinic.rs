@@ -23,7 +23,7 @@ use crate::validation::{self as v, FieldErrors};
 #[derive(Debug, Subcommand)]
 pub enum ClinicCommand {
     /// Provision a clinic (database, role, schema) and print its id.
-    Create(CreateClinicArgs),
+    Create(Box<CreateClinicArgs>),
     /// List every clinic: status, database, server, schema version, size.
     List(ListArgs),
     /// Show one clinic in detail.
@@ -60,7 +60,7 @@ pub struct ClinicArgs {
 
 pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ClinicCommand::Create(args) => create_clinic(args).await,
+        ClinicCommand::Create(args) => create_clinic(*args).await,
         ClinicCommand::List(args) => list(args).await,
         ClinicCommand::Show(args) => show(args).await,
         ClinicCommand::Suspend(args) => set_active(args, false).await,

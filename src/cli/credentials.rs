@@ -33,7 +33,12 @@ pub struct LinkArgs {
     #[arg(long, env = "PASSWORD_RESET_HOOK")]
     pub password_reset_hook: Option<PathBuf>,
     /// The server's address, for the default PUBLIC_URL.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080", hide = true)]
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        default_value = "127.0.0.1:8080",
+        hide = true
+    )]
     pub listen_addr: SocketAddr,
 }
 

@@ -194,9 +194,11 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     if args.json {
-        print_json(&json!({"id": user.id, "email": user.email, "role": user.role,
+        print_json(
+            &json!({"id": user.id, "email": user.email, "role": user.role,
             "clinicId": user.company_id, "setupLink": link.as_ref().map(|l| &l.link),
-            "setupLinkExpiresAt": link.as_ref().map(|l| l.expires_at)}))?;
+            "setupLinkExpiresAt": link.as_ref().map(|l| l.expires_at)}),
+        )?;
     } else {
         println!("{}", user.id);
     }

@@ -58,7 +58,12 @@ async fn change_password(
     Json(body): Json<ChangePasswordRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = FieldErrors::default();
-    let current = v::required(body.current_password, Ok::<String, String>, "currentPassword", &mut errors);
+    let current = v::required(
+        body.current_password,
+        Ok::<String, String>,
+        "currentPassword",
+        &mut errors,
+    );
     let new = v::required(body.new_password, v::password, "newPassword", &mut errors);
     let (Some(current), Some(new)) = (current, new) else {
         return Err(errors.into());

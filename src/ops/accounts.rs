@@ -142,8 +142,8 @@ pub async fn create_staff(central: &PgPool, account: NewAccount) -> anyhow::Resu
     let email = validation::email(account.email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
     let first_name = validation::text(100)(account.first_name)
         .map_err(|m| anyhow::anyhow!("--first-name {m}"))?;
-    let last_name = validation::text(100)(account.last_name)
-        .map_err(|m| anyhow::anyhow!("--last-name {m}"))?;
+    let last_name =
+        validation::text(100)(account.last_name).map_err(|m| anyhow::anyhow!("--last-name {m}"))?;
     anyhow::ensure!(
         account.role != Role::SuperAdmin,
         "--role super_admin is not a clinic role (use `medicalpro user create-super-admin`)"

@@ -196,7 +196,11 @@ async fn a_forgotten_password_is_reset_with_a_one_time_link() {
         "",
     );
     assert!(!unknown.status.success());
-    assert!(stderr(&unknown).contains("no account"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("no account"),
+        "{}",
+        stderr(&unknown)
+    );
     app.cleanup().await;
 }
 
@@ -272,7 +276,11 @@ async fn clinic_create_with_an_admin_email_makes_an_admin_who_can_log_in() {
         "",
     );
     assert!(bare.status.success(), "{}", stderr(&bare));
-    assert!(stderr(&bare).contains("no admin account"), "{}", stderr(&bare));
+    assert!(
+        stderr(&bare).contains("no admin account"),
+        "{}",
+        stderr(&bare)
+    );
     let bare: Uuid = String::from_utf8_lossy(&bare.stdout)
         .trim()
         .parse()
@@ -379,7 +387,11 @@ async fn user_create_makes_a_staff_account_with_a_password_or_a_sent_link() {
         "",
     );
     assert!(!taken.status.success());
-    assert!(stderr(&taken).contains("already exists"), "{}", stderr(&taken));
+    assert!(
+        stderr(&taken).contains("already exists"),
+        "{}",
+        stderr(&taken)
+    );
     let nowhere = medicalpro(
         &app,
         &[
@@ -396,7 +408,11 @@ async fn user_create_makes_a_staff_account_with_a_password_or_a_sent_link() {
         "",
     );
     assert!(!nowhere.status.success());
-    assert!(stderr(&nowhere).contains("no clinic"), "{}", stderr(&nowhere));
+    assert!(
+        stderr(&nowhere).contains("no clinic"),
+        "{}",
+        stderr(&nowhere)
+    );
     app.cleanup().await;
 }
 
@@ -450,11 +466,25 @@ async fn a_user_changes_their_own_password_and_other_sessions_end() {
     let renewed = refresh(&app, fresh).await;
     assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.body);
     let access = changed.data()["accessToken"].as_str().unwrap();
-    assert_eq!(app.get("/api/v1/auth/me", access).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/auth/me", access).await.status,
+        StatusCode::OK
+    );
     let old = app.login(&clinic.email, &clinic.password).await;
     assert_eq!(old.status, StatusCode::UNAUTHORIZED);
     let new = app.login(&clinic.email, "a changed password").await;
     assert_eq!(new.status, StatusCode::OK, "{}", new.body);
+    // An admin never sets a colleague's (or their own) password by PATCH.
+    let me = new.data()["user"]["id"].as_str().unwrap();
+    let patched = app
+        .patch(
+            &format!("/api/v1/users/{me}"),
+            new.data()["accessToken"].as_str().unwrap(),
+            json!({"password": "set by someone else"}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(patched.detail_fields(), ["password"]);
 
     // Wrong current passwords are throttled like logins.
     let mut statuses = Vec::new();
