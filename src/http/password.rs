@@ -20,6 +20,7 @@ use super::metrics::LoginFailure;
 use super::state::AppState;
 use crate::auth::credentials::{self, CredentialError};
 use crate::auth::session::Tokens;
+use crate::central::companies::ClinicState;
 use crate::central::users;
 use crate::validation::{self as v, FieldErrors};
 
@@ -49,6 +50,7 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses((status = 200, body = Tokens),
         (status = 401, description = "unauthorized (no valid token), invalid_credentials (wrong current password)"),
+        (status = 403, description = "clinic_inactive"),
         (status = 422, description = "validation_failed"), (status = 429, description = "too_many_attempts"),
         (status = 503, description = "server_busy")))]
 async fn change_password(
@@ -73,6 +75,12 @@ async fn change_password(
         .await?
         .filter(|u| u.is_active)
         .ok_or(ApiError::Unauthorized)?;
+    // No fresh tokens for the staff of a suspended clinic.
+    if let Some(clinic) = caller.clinic_id {
+        if state.states.state(central, clinic).await? != ClinicState::Active {
+            return Err(ApiError::ClinicInactive);
+        }
+    }
     credentials::change(central, &state.hasher, &user, current, new, &client_addr)
         .await
         .map_err(|error| {

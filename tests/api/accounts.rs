@@ -493,6 +493,31 @@ async fn a_user_changes_their_own_password_and_other_sessions_end() {
     }
     assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+
+    // The staff of a suspended clinic get no fresh tokens.
+    let other = app.register_clinic("Suspended").await;
+    let suspended = medicalpro(&app, &["clinic", "suspend", &other.id.to_string()], &[], "");
+    assert!(suspended.status.success(), "{}", stderr(&suspended));
+    let mut answer = None;
+    for _ in 0..50 {
+        let response = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&other.token),
+                Some(json!({"currentPassword": other.password, "newPassword": "never applied"})),
+            )
+            .await;
+        if response.status == StatusCode::FORBIDDEN {
+            answer = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answer.expect("refused within 5 s").code(),
+        "clinic_inactive"
+    );
     app.cleanup().await;
 }
 
