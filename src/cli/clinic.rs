@@ -22,7 +22,8 @@ use crate::validation::{self as v, FieldErrors};
 
 #[derive(Debug, Subcommand)]
 pub enum ClinicCommand {
-    /// Provision a clinic (database, role, schema) and print its id.
+    /// Provision a clinic (database, role, schema) and print its id;
+    /// --admin-email also makes its first admin.
     Create(Box<CreateClinicArgs>),
     /// List every clinic: status, database, server, schema version, size.
     List(ListArgs),
