@@ -7,6 +7,7 @@ pub mod audit;
 pub mod companies;
 pub mod erasures;
 pub mod login_failures;
+pub mod password_links;
 pub mod refresh_tokens;
 pub mod registrations;
 pub mod restores;
@@ -26,9 +27,10 @@ use crate::tenancy::naming::quote_ident;
 /// How often a server purges what the central database keeps for nothing.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// Deletes refresh-token families that can no longer refresh, and login
-/// failures and registration attempts past their windows: `(tokens,
-/// failures, registrations)` deleted.
+/// Deletes refresh-token families that can no longer refresh, login
+/// failures and registration attempts past their windows, and password
+/// links that can no longer be used: `(tokens, failures, registrations)`
+/// deleted (password links are few and not counted).
 pub async fn purge_expired(
     central: &PgPool,
     refresh_family_max_days: i32,
@@ -37,6 +39,7 @@ pub async fn purge_expired(
     let tokens = refresh_tokens::purge_expired(central, refresh_family_max_days).await?;
     let failures = login_failures::purge_expired(central, login_limits).await?;
     let registrations = registrations::purge_expired(central).await?;
+    password_links::purge_expired(central).await?;
     Ok((tokens, failures, registrations))
 }
 

@@ -241,3 +241,106 @@ pub async fn delete_all_of_clinic(
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Replaces an account's password hash.
+pub async fn set_password(
+    conn: &mut PgConnection,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The live account with this email, locked until the transaction ends.
+pub async fn find_by_email_for_update(
+    conn: &mut PgConnection,
+    email: &str,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users
+          WHERE lower(email) = lower($1) AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(email)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Switches a live account on or off (nothing else changes).
+pub async fn set_active(
+    conn: &mut PgConnection,
+    id: Uuid,
+    active: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET is_active = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(active)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the active super admins, in id order, and counts them: like
+/// [`lock_active_admins`], so that two deactivations never leave none.
+pub async fn lock_active_super_admins(conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM users
+          WHERE role = 'super_admin' AND is_active AND deleted_at IS NULL
+          ORDER BY id FOR UPDATE",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.len())
+}
+
+/// A live account as an operator lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSummary {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub clinic_id: Option<Uuid>,
+    pub is_active: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The live super admins (`clinic` `None`) or one clinic's live accounts,
+/// oldest first.
+pub async fn list_accounts(
+    central: &PgPool,
+    clinic: Option<Uuid>,
+) -> Result<Vec<AccountSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email, role, company_id AS clinic_id, is_active, last_login_at, created_at
+           FROM users
+          WHERE deleted_at IS NULL
+            AND CASE WHEN $1::uuid IS NULL THEN role = 'super_admin' ELSE company_id = $1 END
+          ORDER BY created_at, id",
+    )
+    .bind(clinic)
+    .fetch_all(central)
+    .await
+}
+
+/// Active, provisioned clinics with no active `admin` account: nobody can
+/// manage their staff.
+pub async fn clinics_without_admin(central: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.id FROM companies c
+          WHERE c.is_active AND c.deleted_at IS NULL AND c.provisioning_status = 'ready'
+            AND NOT EXISTS (SELECT 1 FROM users u
+                             WHERE u.company_id = c.id AND u.role = 'admin'
+                               AND u.is_active AND u.deleted_at IS NULL)
+          ORDER BY c.created_at, c.id",
+    )
+    .fetch_all(central)
+    .await
+}

@@ -1,20 +1,22 @@
 //! `medicalpro clinic ...`: create, list, show, update, suspend, activate,
 //! delete (export, close and destroy-closed are in [`offboarding`]).
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::credentials::{hand_out, read_password, LinkArgs};
 use super::offboarding;
 use super::output::{human_bytes, print_json, Table};
 use super::{with_fleet, Connect};
 use crate::app::{self, Environment};
+use crate::auth::credentials::unusable_hash;
 use crate::auth::password;
+use crate::central::password_links::Purpose;
 use crate::config::DatabaseArgs;
-use crate::ops::delete;
+use crate::ops::{accounts, delete};
 use crate::platform::{self, ChangedBy};
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::provisioning::{FirstAdmin, NewClinic, ProvisionError};
@@ -22,8 +24,9 @@ use crate::validation::{self as v, FieldErrors};
 
 #[derive(Debug, Subcommand)]
 pub enum ClinicCommand {
-    /// Provision a clinic (database, role, schema) and print its id.
-    Create(CreateClinicArgs),
+    /// Provision a clinic (database, role, schema) and print its id;
+    /// --admin-email also makes its first admin.
+    Create(Box<CreateClinicArgs>),
     /// List every clinic: status, database, server, schema version, size.
     List(ListArgs),
     /// Show one clinic in detail.
@@ -71,7 +74,7 @@ pub struct ClinicArgs {
 
 pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ClinicCommand::Create(args) => create_clinic(args).await,
+        ClinicCommand::Create(args) => create_clinic(*args).await,
         ClinicCommand::List(args) => list(args).await,
         ClinicCommand::Show(args) => show(args).await,
         ClinicCommand::Update(args) => update(args).await,
@@ -210,7 +213,7 @@ pub struct CreateClinicArgs {
     /// Clinic name.
     #[arg(long)]
     pub name: String,
-    /// Clinic contact email (also the first admin's login, if one is made).
+    /// Clinic contact email.
     #[arg(long)]
     pub email: String,
     #[arg(long)]
@@ -218,9 +221,17 @@ pub struct CreateClinicArgs {
     /// ISO 3166-1 alpha-2 country code.
     #[arg(long, default_value = "FR")]
     pub country: String,
-    /// Read the first admin's password from standard input and create that admin.
+    /// Create the clinic's first admin with this login: with
+    /// --admin-password-stdin its password, otherwise a one-time setup link
+    /// printed on standard output.
+    #[arg(long)]
+    pub admin_email: Option<String>,
+    /// Read the first admin's password from standard input (a prompt on a
+    /// terminal); without --admin-email the admin's login is --email.
     #[arg(long)]
     pub admin_password_stdin: bool,
+    #[command(flatten)]
+    pub links: LinkArgs,
     #[arg(long, default_value = "Clinic")]
     pub admin_first_name: String,
     #[arg(long, default_value = "Admin")]
@@ -247,19 +258,22 @@ async fn create_clinic(args: CreateClinicArgs) -> anyhow::Result<ExitCode> {
                 .join("; ")
         );
     };
-    let admin = if args.admin_password_stdin {
-        let mut password = String::new();
-        std::io::stdin().read_to_string(&mut password)?;
-        let password = v::password(password.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|m| anyhow::anyhow!("the admin password {m}"))?;
-        Some(FirstAdmin {
-            email: email.clone(),
-            password_hash: password::hash(password).await?,
-            first_name: args.admin_first_name,
-            last_name: args.admin_last_name,
-        })
-    } else {
-        None
+    let links = args.links.settings()?;
+    let admin_email = match args.admin_email {
+        Some(raw) => Some(v::email(raw).map_err(|m| anyhow::anyhow!("--admin-email {m}"))?),
+        None => args.admin_password_stdin.then(|| email.clone()),
+    };
+    let admin = match admin_email {
+        Some(admin_email) => Some(
+            first_admin(
+                admin_email,
+                args.admin_password_stdin,
+                args.admin_first_name,
+                args.admin_last_name,
+            )
+            .await?,
+        ),
+        None => None,
     };
     let environment = Environment::resolve(&args.db).await?;
     let result = async {
@@ -282,22 +296,64 @@ async fn create_clinic(args: CreateClinicArgs) -> anyhow::Result<ExitCode> {
                 }
                 other => other.into(),
             })?;
+        let link = match &provisioned.admin {
+            Some(admin) if !args.admin_password_stdin => Some(
+                accounts::issue_link(&state.databases.central, admin, Purpose::Setup, &links)
+                    .await?,
+            ),
+            _ => None,
+        };
         state.databases.close().await;
-        anyhow::Ok(provisioned)
+        anyhow::Ok((provisioned, link))
     }
     .await;
     environment.stop();
-    let provisioned = result?;
+    let (provisioned, link) = result?;
     if args.json {
         println!(
             "{}",
-            json!({"id": provisioned.clinic_id, "adminUserId": provisioned.admin.map(|a| a.id),
+            json!({"id": provisioned.clinic_id, "adminUserId": provisioned.admin.as_ref().map(|a| a.id),
+                   "setupLink": link.as_ref().map(|l| &l.link),
+                   "setupLinkExpiresAt": link.as_ref().map(|l| l.expires_at),
                    "provisioningMs": provisioned.elapsed_ms as u64})
         );
     } else {
         println!("{}", provisioned.clinic_id);
     }
-    Ok(ExitCode::SUCCESS)
+    if provisioned.admin.is_none() {
+        eprintln!(
+            "the clinic has no admin account yet: `medicalpro user create --clinic {} --email E --role admin`",
+            provisioned.clinic_id
+        );
+    }
+    Ok(match &link {
+        Some(link) => hand_out(link, &links, args.json).await,
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// The first admin: with the password read from standard input, or with
+/// an unusable one until the setup link is used.
+async fn first_admin(
+    email: String,
+    with_password: bool,
+    first_name: String,
+    last_name: String,
+) -> anyhow::Result<FirstAdmin> {
+    let password_hash = if with_password {
+        let password = read_password("Password for the clinic's first admin")?;
+        let password =
+            v::password(password).map_err(|m| anyhow::anyhow!("the admin password {m}"))?;
+        password::hash(password).await?
+    } else {
+        unusable_hash().await?
+    };
+    Ok(FirstAdmin {
+        email,
+        password_hash,
+        first_name,
+        last_name,
+    })
 }
 
 #[derive(Debug, clap::Args)]

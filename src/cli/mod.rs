@@ -13,6 +13,7 @@
 mod audit;
 mod backup;
 mod clinic;
+mod credentials;
 mod doctor;
 mod init;
 mod keys;
@@ -64,7 +65,7 @@ pub enum Command {
     /// Check the clinics' tamper-evident audit trails.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Manage platform accounts.
+    /// Manage super admins and clinic staff accounts: create, reset a password, unlock, deactivate.
     #[command(subcommand)]
     User(user::UserCommand),
 }

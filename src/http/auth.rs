@@ -340,7 +340,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<impl IntoRe
     }))
 }
 
-fn sessions(state: &AppState) -> Sessions<'_> {
+pub(super) fn sessions(state: &AppState) -> Sessions<'_> {
     Sessions {
         databases: &state.databases,
         keys: &state.keys,

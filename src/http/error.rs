@@ -23,6 +23,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// A password link that is unknown, expired or used: 401 `unauthorized`.
+    #[error("this link is invalid, has expired or was already used: ask for a new one")]
+    InvalidLink,
     #[error("your role may not do this")]
     Forbidden,
     /// `REGISTRATION=closed`.
@@ -108,7 +111,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::InvalidCredentials | ApiError::InvalidLink => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden | ApiError::ClinicInactive | ApiError::RegistrationClosed => {
                 StatusCode::FORBIDDEN
             }
@@ -130,7 +135,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::InvalidLink => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden => "forbidden",
             ApiError::RegistrationClosed => "registration_closed",

@@ -18,6 +18,7 @@ pub mod gdpr;
 pub mod list;
 pub mod medical_records;
 pub mod metrics;
+pub mod password;
 pub mod patient_data;
 pub mod patients;
 pub mod practitioners;
@@ -75,6 +76,7 @@ impl Modify for BearerAuth {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let resources = [
         auth::router(),
+        password::router(),
         patients::router(),
         gdpr::router(),
         users::router(),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::pgtools::{server_major, PgTools};
 use super::{applied_versions, connect, for_each_bounded, keys, ClinicRecord, Fleet};
+use crate::central::users;
 use crate::compliance;
 use crate::config::Settings;
 use crate::migrations;
@@ -29,7 +30,7 @@ pub enum Severity {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
-    /// `configuration`, `central`, `backup tools`, `provisioning` or `clinic`.
+    /// `configuration`, `central`, `backup tools`, `provisioning`, `staff` or `clinic`.
     pub subject: String,
     pub clinic_id: Option<Uuid>,
     pub severity: Severity,
@@ -193,6 +194,7 @@ async fn check_fleet(fleet: &Fleet, jobs: usize, report: &mut DoctorReport) -> a
             )
         });
     }
+    check_admins(fleet, report).await?;
     let clinics = fleet.clinics(None).await?;
     let fleet = Arc::new(fleet.clone());
     let findings = for_each_bounded(
@@ -203,6 +205,24 @@ async fn check_fleet(fleet: &Fleet, jobs: usize, report: &mut DoctorReport) -> a
     )
     .await;
     report.findings.extend(findings.into_iter().flatten());
+    Ok(())
+}
+
+/// Flags every active clinic without an active admin: nobody can manage
+/// its staff until the operator makes one.
+async fn check_admins(fleet: &Fleet, report: &mut DoctorReport) -> anyhow::Result<()> {
+    for id in users::clinics_without_admin(&fleet.databases.central).await? {
+        report.push(Finding {
+            clinic_id: Some(id),
+            ..Finding::new(
+                "staff",
+                Severity::Warning,
+                format!(
+                    "no active admin account: `medicalpro user create --clinic {id} --email E --role admin`"
+                ),
+            )
+        });
+    }
     Ok(())
 }
 

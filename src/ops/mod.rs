@@ -1,11 +1,12 @@
 //! Operations on the whole fleet of clinic databases: listing and
 //! suspending and deleting clinics, migrations, backups and restores, health checks and
-//! master key rotation. Each command of the `medicalpro` command line is a
+//! master key rotation; and the operator's side of staff accounts. Each command of the `medicalpro` command line is a
 //! function here, so tests call them as the command line does.
 //!
 //! Every operation goes through a [`Fleet`]: the settings `serve` uses and
 //! the admin and central connections.
 
+pub mod accounts;
 pub mod backup;
 pub mod delete;
 pub mod doctor;

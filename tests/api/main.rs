@@ -1,6 +1,7 @@
 //! End-to-end tests: the real router against a real PostgreSQL cluster
 //! started once per test run, each test with its own database prefix.
 
+mod accounts;
 mod appointments;
 mod audit_restores;
 mod auth;
