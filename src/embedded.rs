@@ -19,6 +19,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{geteuid, Pid, User};
+
 use crate::crypto::random_token;
 
 /// The superuser created by `initdb` in the embedded cluster.
@@ -207,8 +213,7 @@ impl RunningCluster {
 
     fn shutdown(&mut self) {
         if let Some(supervisor) = self.supervisor.take() {
-            // SAFETY: plain syscall on a pid this process started and still supervises.
-            unsafe { libc::kill(self.pid, libc::SIGINT) };
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGINT);
             let _ = supervisor.join();
         }
     }
@@ -223,7 +228,7 @@ impl Drop for RunningCluster {
 /// Holds `DATA_DIR/cluster.lock` (released when the file is dropped), so
 /// that of two processes starting at once (a server and a command), one
 /// creates and starts the cluster and the other then attaches to it.
-fn lock_data_dir(dir: &Path) -> Result<fs::File, EmbeddedError> {
+fn lock_data_dir(dir: &Path) -> Result<Flock<fs::File>, EmbeddedError> {
     let path = dir.join("cluster.lock");
     let io = |e| EmbeddedError::Io(format!("locking {}", path.display()), e);
     let file = fs::OpenOptions::new()
@@ -233,11 +238,8 @@ fn lock_data_dir(dir: &Path) -> Result<fs::File, EmbeddedError> {
         .mode(0o600)
         .open(&path)
         .map_err(io)?;
-    // SAFETY: flock on a descriptor this function owns; blocks until free.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
-        return Err(io(std::io::Error::last_os_error()));
-    }
-    Ok(file)
+    // Blocks until free.
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| io(errno.into()))
 }
 
 fn admin_url(password: &str, port: u16) -> String {
@@ -250,9 +252,8 @@ fn running_postmaster(pgdata: &Path) -> Option<i32> {
     let mut lines = text.lines();
     let pid: i32 = lines.next()?.trim().parse().ok()?;
     let ready = text.lines().nth(7).map(str::trim) == Some("ready");
-    // SAFETY: signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // No signal: only whether the process exists.
+    let alive = matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(Errno::EPERM));
     (ready && alive).then_some(pid)
 }
 
@@ -275,18 +276,13 @@ fn tuning(durability: Durability) -> Vec<&'static str> {
 /// The user the cluster runs as: `None` for the current (unprivileged) user,
 /// the `postgres` user's ids when running as root.
 fn cluster_owner() -> Result<Option<(u32, u32)>, EmbeddedError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         return Ok(None);
     }
-    // SAFETY: getpwnam reads a static entry; we copy the two ids out at once.
-    let entry = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
-    if entry.is_null() {
-        return Err(EmbeddedError::NoUnprivilegedUser);
+    match User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some((user.uid.as_raw(), user.gid.as_raw()))),
+        _ => Err(EmbeddedError::NoUnprivilegedUser),
     }
-    // SAFETY: entry is non-null and points to a valid passwd record.
-    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-    Ok(Some((uid, gid)))
 }
 
 fn as_owner(command: &mut Command, owner: Option<(u32, u32)>) {
@@ -300,12 +296,7 @@ fn stop_with_parent(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe; it runs in the child after fork,
     // after the uid change (which would otherwise reset it).
     unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        command.pre_exec(|| Ok(set_pdeathsig(Signal::SIGINT)?));
     }
 }
 

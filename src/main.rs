@@ -5,7 +5,6 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    return_large_allocations_to_the_system();
     let _ = dotenvy::dotenv();
     let cli = medicalpro::cli::Cli::parse();
     init_logs();
@@ -22,20 +21,6 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Password hashing (Argon2id) takes 19 MiB per hash. glibc raises its
-/// mmap threshold after the first such block is freed, so later ones come
-/// from per-thread heaps that keep the memory: the server grew by about
-/// 15 MiB per registration. A fixed threshold keeps every block of 1 MiB or
-/// more in its own mapping, given back on free.
-fn return_large_allocations_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

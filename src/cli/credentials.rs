@@ -7,7 +7,7 @@
 //! | `PASSWORD_LINK_TTL_HOURS` | hours a setup or reset link works (1 to 720) | `24` |
 //! | `PASSWORD_RESET_HOOK` | a program run for each link, to send it (see `ops::accounts::run_hook`) | none: the operator passes the link on |
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,46 +107,12 @@ pub async fn hand_out(link: &IssuedLink, settings: &LinkSettings, json: bool) ->
 /// One line from standard input; on a terminal, asks for it without echo.
 pub fn read_password(prompt: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    let on_terminal = stdin.is_terminal();
-    if on_terminal {
-        eprint!("{prompt}: ");
-        std::io::stderr().flush()?;
+    if stdin.is_terminal() {
+        return Ok(rpassword::prompt_password(format!("{prompt}: "))?);
     }
-    let echo = on_terminal.then(EchoOff::new).flatten();
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
-    drop(echo);
-    if on_terminal {
-        eprintln!();
-    }
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
-}
-
-/// Turns terminal echo off until dropped.
-struct EchoOff(libc::termios);
-
-impl EchoOff {
-    fn new() -> Option<Self> {
-        // SAFETY: termios is plain data; tcgetattr fills it for fd 0 or fails.
-        unsafe {
-            let mut saved: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut saved) != 0 {
-                return None;
-            }
-            let mut quiet = saved;
-            quiet.c_lflag &= !libc::ECHO;
-            (libc::tcsetattr(0, libc::TCSANOW, &quiet) == 0).then_some(EchoOff(saved))
-        }
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        // SAFETY: restores the settings read from the same descriptor.
-        unsafe {
-            libc::tcsetattr(0, libc::TCSANOW, &self.0);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -49,8 +49,11 @@ fn wait_healthy(port: u16, child: &mut Child) {
 }
 
 fn stop(mut child: Child, data_dir: &Path) {
-    // SAFETY: signalling a child we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(
