@@ -68,12 +68,19 @@ pub enum Command {
     /// Manage super admins and clinic staff accounts: create, reset a password, unlock, deactivate.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Print the HTTP API's OpenAPI document (as served at /api/v1/openapi.json).
+    Openapi,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => app::serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Init(args) => init::run(args).await,
+        Command::Openapi => {
+            let (_, openapi) = crate::http::api();
+            println!("{}", openapi.to_pretty_json()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Clinic(command) => clinic::run(command).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Backup(args) => backup::backup(args).await,

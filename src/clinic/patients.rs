@@ -84,8 +84,10 @@ pub struct PatientInput {
     #[serde(default)]
     #[schema(value_type = Option<AddressInput>)]
     pub address: Patch<Nested<AddressInput>>,
+    /// For a French patient, the NIR: 13 characters and a 2-digit key
+    /// (spaces ignored), checked; for others, at most 40 characters.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     pub national_id: Patch<String>,
     #[serde(default)]
     #[schema(schema_with = v::schema::text_or_null::<10_000>)]

@@ -84,7 +84,7 @@ pub struct PreferencesInput {
     pub currency: Patch<String>,
     /// A language tag, such as `fr-FR` or `en`.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = r"^\s*[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?\s*$")]
     pub locale: Patch<String>,
 }
 

@@ -72,6 +72,7 @@ async fn list_clinics(
     Ok(page(clinics, page_request.with_total(total)))
 }
 
+/// One clinic in detail: its central record, placement and staff count.
 #[utoipa::path(get, path = "/admin/clinics/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = ClinicDetails), (status = 404, description = "not_found")))]
 async fn show_clinic(
@@ -95,6 +96,7 @@ async fn suspend_clinic(
         .map(ok)
 }
 
+/// Reactivates a suspended clinic: its staff are served again from the next request.
 #[utoipa::path(post, path = "/admin/clinics/{id}/activate", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = ClinicDetails), (status = 404, description = "not_found")))]
 async fn activate_clinic(

@@ -177,6 +177,7 @@ async fn check_references(
     Ok(errors.finish(())?)
 }
 
+/// One appointment with its items.
 #[utoipa::path(get, path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Appointment),
         (status = 404, description = "not_found")))]

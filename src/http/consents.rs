@@ -53,6 +53,7 @@ async fn list_consents(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Records a patient's consent to a template's text (the text signed is kept with it).
 #[utoipa::path(post, path = "/consents", tag = "consents", security(("bearer" = [])),
     request_body = NewConsent, responses((status = 201, body = Consent),
         (status = 422, description = "validation_failed")))]
@@ -102,6 +103,7 @@ async fn check_template(
     Ok(())
 }
 
+/// One consent, with the text that was signed.
 #[utoipa::path(get, path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Consent),
         (status = 404, description = "not_found")))]

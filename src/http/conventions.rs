@@ -9,11 +9,15 @@ use utoipa::openapi::schema::{
     AdditionalProperties, ArrayItems, ObjectBuilder, Schema, SchemaType, Type,
 };
 use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::server::Server;
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::Modify;
 
 /// Applies the shared conventions to the merged document.
 pub fn describe(openapi: &mut OpenApi) {
+    Document.modify(openapi);
+    Exact.modify(openapi);
     Envelopes.modify(openapi);
     ErrorResponses.modify(openapi);
     NoNulStrings.modify(openapi);
@@ -36,6 +40,105 @@ fn operations(openapi: &mut OpenApi) -> impl Iterator<Item = (&String, &mut Oper
         .flatten()
         .map(move |operation| (path, operation))
     })
+}
+
+/// What the document says of itself: its server (this one: the paths are
+/// absolute), every tag an operation uses declared with what it groups,
+/// public operations marked so (`security: []`, no credentials), and a
+/// description on every success response.
+struct Document;
+
+/// The tags of the operations and what each groups.
+const TAGS: &[(&str, &str)] = &[
+    (
+        "auth",
+        "Registration, login, token refresh, logout and passwords",
+    ),
+    (
+        "admin",
+        "The platform's super admins: clinics, staff across clinics, platform audit",
+    ),
+    ("users", "The staff accounts of the caller's clinic"),
+    ("clinic", "The caller's clinic and its preferences"),
+    ("patients", "Patients of the clinic"),
+    ("gdpr", "A patient's GDPR rights: export and erasure"),
+    ("practitioners", "The clinic's practitioners"),
+    ("catalogue", "Acts, products and their categories"),
+    ("appointments", "The agenda: appointments and their items"),
+    ("medical records", "Medical records (doctor and admin only)"),
+    ("consents", "Consent templates and patients' consents"),
+    ("documents", "Quotes, invoices and credit notes"),
+    ("audit", "The clinic's audit trail"),
+];
+
+impl Modify for Document {
+    fn modify(&self, openapi: &mut OpenApi) {
+        openapi.servers = Some(vec![Server::builder()
+            .url("/")
+            .description(Some("this server"))
+            .build()]);
+        let mut used = BTreeSet::new();
+        for (_, operation) in operations(openapi) {
+            used.extend(operation.tags.iter().flatten().cloned());
+            if operation.security.is_none() {
+                operation.security = Some(Vec::new());
+            }
+            for (status, response) in &mut operation.responses.responses {
+                if let RefOr::T(response) = response {
+                    if response.description.is_empty() {
+                        response.description = match status.as_str() {
+                            "201" => "created: `data` is the new resource",
+                            "204" => "done: no content",
+                            _ => "success: `data` is the answer",
+                        }
+                        .to_owned();
+                    }
+                }
+            }
+        }
+        openapi.tags = Some(
+            used.into_iter()
+                .map(|name| {
+                    let description = TAGS
+                        .iter()
+                        .find(|(tag, _)| *tag == name)
+                        .map(|(_, description)| *description);
+                    TagBuilder::new()
+                        .name(name)
+                        .description(description)
+                        .build()
+                })
+                .collect(),
+        );
+    }
+}
+
+/// Where one input type serves both creation and change, what the server
+/// refuses in one of them, said in the document: an update cannot move a
+/// record to another patient (`patientId` is refused), and a new consent is
+/// pending or signed, never revoked.
+struct Exact;
+
+/// Update bodies that may not name a patient.
+const PATIENT_SET_ON_CREATION: &[&str] =
+    &["AppointmentInput", "ConsentInput", "MedicalRecordInput"];
+
+impl Modify for Exact {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in PATIENT_SET_ON_CREATION {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(*name) {
+                object.properties.remove("patientId");
+            }
+        }
+        if let Some(RefOr::T(Schema::Object(consent))) = components.schemas.get_mut("NewConsent") {
+            if let Some(RefOr::T(Schema::Object(status))) = consent.properties.get_mut("status") {
+                status.enum_values = Some(vec!["pending".into(), "signed".into()]);
+            }
+        }
+    }
 }
 
 /// Handlers document the `data` they answer; `extract::{ok, created, page}`

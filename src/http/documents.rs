@@ -143,6 +143,7 @@ async fn create_document(
     Ok(created(changed.document))
 }
 
+/// One quote, invoice or credit note, with its lines and totals.
 #[utoipa::path(get, path = "/documents/{id}", tag = "documents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Document), (status = 404, description = "not_found")))]
 async fn get_document(

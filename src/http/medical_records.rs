@@ -46,6 +46,7 @@ async fn list_records(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Writes a medical record for a patient (doctor and admin only).
 #[utoipa::path(post, path = "/medical-records", tag = "medical records", security(("bearer" = [])),
     request_body = NewMedicalRecord, responses((status = 201, body = MedicalRecord),
         (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
@@ -91,6 +92,7 @@ async fn check_references(
     Ok(errors.finish(())?)
 }
 
+/// One medical record (doctor and admin only).
 #[utoipa::path(get, path = "/medical-records/{id}", tag = "medical records",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found")))]

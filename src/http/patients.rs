@@ -59,6 +59,7 @@ async fn list_patients(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Creates a patient (the national id, when given, is checked and unique in the clinic).
 #[utoipa::path(post, path = "/patients", tag = "patients", security(("bearer" = [])),
     request_body = NewPatient, responses((status = 201, body = Patient),
         (status = 422, description = "validation_failed"), (status = 409, description = "conflict")))]
@@ -83,6 +84,7 @@ async fn create_patient(
     Ok(created(patient))
 }
 
+/// One patient.
 #[utoipa::path(get, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Patient), (status = 404, description = "not_found")))]
 async fn get_patient(
@@ -148,6 +150,7 @@ async fn update(
     Ok(ok(patient))
 }
 
+/// Soft-deletes a patient: hidden from lists, data kept until erased (see `/patients/{id}/erase`).
 #[utoipa::path(delete, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, description = "not_found")))]
 async fn delete_patient(

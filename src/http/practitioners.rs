@@ -51,6 +51,7 @@ async fn list_practitioners(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Creates a practitioner.
 #[utoipa::path(post, path = "/practitioners", tag = "practitioners", security(("bearer" = [])),
     request_body = NewPractitioner, responses((status = 201, body = Practitioner),
         (status = 409, description = "conflict: account already linked"),
@@ -69,6 +70,7 @@ async fn create_practitioner(
     Ok(created(practitioner))
 }
 
+/// One practitioner.
 #[utoipa::path(get, path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Practitioner), (status = 404, description = "not_found")))]
 async fn get_practitioner(
@@ -131,6 +133,7 @@ async fn update(
     Ok(ok(practitioner))
 }
 
+/// Soft-deletes a practitioner: hidden from lists, past appointments kept.
 #[utoipa::path(delete, path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, description = "not_found")))]
 async fn delete_practitioner(

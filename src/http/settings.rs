@@ -65,6 +65,7 @@ impl ClinicView {
     }
 }
 
+/// The caller's clinic: its central record and its preferences (timezone, currency, locale).
 #[utoipa::path(get, path = "/clinic", tag = "clinic", security(("bearer" = [])),
     responses((status = 200, body = ClinicView)))]
 async fn get_clinic(

@@ -178,6 +178,7 @@ async fn list_users(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Creates a staff account of the caller's clinic (admin only).
 #[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])),
     request_body = NewStaffRequest, responses((status = 201, body = UserView),
         (status = 409, description = "email_taken"), (status = 422, description = "validation_failed"),
@@ -227,6 +228,7 @@ async fn create_user(
     Ok(created(UserView::from(user)))
 }
 
+/// One staff account of the caller's clinic.
 #[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = UserView), (status = 404, description = "not_found")))]
 async fn get_user(

@@ -47,6 +47,7 @@ async fn list_categories(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Creates a catalogue category.
 #[utoipa::path(post, path = "/categories", tag = "catalogue", security(("bearer" = [])),
     request_body = NewCategory, responses((status = 201, body = Category),
         (status = 409, description = "conflict: name taken"), (status = 422, description = "validation_failed")))]
@@ -63,6 +64,7 @@ async fn create_category(
     Ok(created(category))
 }
 
+/// One catalogue category.
 #[utoipa::path(get, path = "/categories/{id}", tag = "catalogue", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Category), (status = 404, description = "not_found")))]
 async fn get_category(

@@ -50,6 +50,7 @@ async fn list_products(
     Ok(page(rows, page_request.with_total(total)))
 }
 
+/// Creates a catalogue act or product with its price and VAT rate.
 #[utoipa::path(post, path = "/products-services", tag = "catalogue", security(("bearer" = [])),
     request_body = NewProduct, responses((status = 201, body = ProductService),
         (status = 409, description = "conflict: code taken"), (status = 422, description = "validation_failed")))]
@@ -67,6 +68,7 @@ async fn create_product(
     Ok(created(product))
 }
 
+/// One catalogue act or product.
 #[utoipa::path(get, path = "/products-services/{id}", tag = "catalogue", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = ProductService), (status = 404, description = "not_found")))]
 async fn get_product(
@@ -125,6 +127,7 @@ async fn update(
     Ok(ok(product))
 }
 
+/// Soft-deletes a catalogue act or product: no longer offered, past lines kept.
 #[utoipa::path(delete, path = "/products-services/{id}", tag = "catalogue", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404, description = "not_found")))]
 async fn delete_product(
