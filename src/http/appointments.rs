@@ -111,7 +111,7 @@ async fn list_appointments(
 ) -> Result<impl IntoResponse, ApiError> {
     let page_request = patient_data::page(query.limit, query.offset)?;
     let filter = query.filter()?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let (rows, total) = appointments::list(&mut tx, &filter, page_request).await?;
     let mut entry = Entry::new(Action::List, RESOURCE).details(json!({
         "limit": page_request.limit, "offset": page_request.offset,
@@ -136,7 +136,7 @@ async fn create_appointment(
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let fields = input.apply(None)?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     appointments::lock_schedule(&mut tx, fields.practitioner_id).await?;
     check_references(&mut tx, None, &fields).await?;
     let appointment = appointments::insert(&mut tx, &fields)
@@ -148,8 +148,7 @@ async fn create_appointment(
         .resource(appointment.id)
         .patient(fields.patient_id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(appointment))
 }
 
@@ -185,7 +184,7 @@ async fn get_appointment(
     clinic: Clinic<Appointments>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let appointment = appointments::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -232,7 +231,7 @@ async fn update(
     id: Uuid,
     input: AppointmentInput,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let current = appointments::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -253,8 +252,7 @@ async fn update(
         .resource(id)
         .patient(fields.patient_id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(ok(appointment))
 }
 
@@ -265,15 +263,14 @@ async fn delete_appointment(
     clinic: Clinic<Appointments>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let patient = appointments::soft_delete(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(patient);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -285,7 +282,7 @@ async fn list_items(
     clinic: Clinic<Appointments>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let appointment = appointments::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -312,7 +309,7 @@ async fn add_item(
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let item = input.check()?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let appointment = items_appointment(&mut tx, id).await?;
     let entry = items::catalogue_entry(&mut tx, item.product_service_id)
         .await?
@@ -332,8 +329,7 @@ async fn add_item(
         .patient(appointment.fields.patient_id)
         .fields(changed)
         .details(json!({ "appointmentId": id }));
-    clinic.audit(&mut tx, audit).await?;
-    tx.commit().await?;
+    tx.commit(audit).await?;
     Ok(created(added))
 }
 
@@ -346,7 +342,7 @@ async fn delete_item(
     clinic: Clinic<Appointments>,
     Path((id, item_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let appointment = items_appointment(&mut tx, id).await?;
     if !items::soft_delete(&mut tx, id, item_id).await? {
         return Err(ApiError::NotFound);
@@ -355,8 +351,7 @@ async fn delete_item(
         .resource(item_id)
         .patient(appointment.fields.patient_id)
         .details(json!({ "appointmentId": id }));
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

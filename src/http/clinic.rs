@@ -3,6 +3,13 @@
 //! accounts, checks the role against the SPEC's table for the route's
 //! resource, checks the clinic is active, and hands over that clinic's pool.
 //! No handler can name a clinic of its own choosing.
+//!
+//! It also makes the audit trail hold by construction: a handler of an
+//! audited resource (patients, appointments, consents and their templates,
+//! documents, medical records) changes data only in an
+//! [`AuditedTransaction`], whose one way to commit writes the event in the
+//! same transaction, and reads in a transaction PostgreSQL keeps read-only;
+//! it has no plain transaction to commit.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,26 +39,40 @@ pub trait ClinicResource: Send + Sync + 'static {
     const RESOURCE: Resource;
 }
 
+/// A resource every change of which is recorded in the audit trail: its
+/// handlers write through [`AuditedTransaction`], which cannot commit
+/// without its event, and read through [`Clinic::begin_read`].
+pub trait AuditedResource: ClinicResource {}
+
+/// A resource whose changes the trail does not record (the clinic's
+/// staff directory, catalogue, settings, and the trail itself): plain
+/// transactions.
+pub trait UnauditedResource: ClinicResource {}
+
 macro_rules! clinic_resources {
-    ($($name:ident),* $(,)?) => {$(
+    ($kind:ident: $($name:ident),* $(,)?) => {$(
         #[doc = concat!("Marker for [`Resource::", stringify!($name), "`].")]
         pub struct $name;
         impl ClinicResource for $name {
             const RESOURCE: Resource = Resource::$name;
         }
+        impl $kind for $name {}
     )*};
 }
 
 clinic_resources!(
-    Patients,
+    AuditedResource: Patients,
     Appointments,
     Consents,
     Documents,
     MedicalRecords,
-    Practitioners,
+    ConsentTemplates,
+);
+
+clinic_resources!(
+    UnauditedResource: Practitioners,
     ProductsServices,
     Categories,
-    ConsentTemplates,
     ClinicSettings,
     Users,
     Audit,
@@ -160,25 +181,76 @@ impl<R: ClinicResource> FromRequestParts<AppState> for Clinic<R> {
     }
 }
 
-impl<R> Clinic<R> {
+impl<R: UnauditedResource> Clinic<R> {
     /// A transaction on the clinic's database (`&mut tx` is a
     /// `&mut PgConnection`); 503 when no connection can be had in time.
     pub async fn begin(&self) -> Result<ClinicTransaction, ApiError> {
         Ok(self.pool.begin().await?)
     }
+}
 
-    /// Records an access in the clinic's audit trail, inside `conn`'s
-    /// transaction: commit the change and its event together. An event left
-    /// pending is sealed into the chain after the request.
-    pub async fn audit(
-        &self,
-        conn: &mut PgConnection,
-        entry: audit::Entry,
-    ) -> Result<(), ApiError> {
+impl<R: AuditedResource> Clinic<R> {
+    /// A change of the clinic's data: it commits only with its event (see
+    /// [`AuditedTransaction`]).
+    pub async fn begin_write(&self) -> Result<AuditedTransaction<'_, R>, ApiError> {
+        Ok(AuditedTransaction {
+            tx: self.pool.begin().await?,
+            clinic: self,
+        })
+    }
+}
+
+impl<R> Clinic<R> {
+    /// A transaction PostgreSQL keeps from writing (a read of several
+    /// statements; its event goes through [`Clinic::record_read`]).
+    pub async fn begin_read(&self) -> Result<ClinicTransaction, ApiError> {
+        Ok(self.pool.begin_read_only().await?)
+    }
+
+    /// Records an event inside `conn`'s transaction. An event left pending
+    /// is sealed into the chain after the request.
+    async fn audit(&self, conn: &mut PgConnection, entry: audit::Entry) -> Result<(), ApiError> {
         if !audit::record(conn, &self.actor, &entry).await? {
             self.left_pending.store(true, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// A transaction changing an audited resource. The only way to commit it
+/// is [`AuditedTransaction::commit`], which writes the change's event in
+/// the same transaction: a change is never committed without its event.
+/// Dropped, it rolls back.
+pub struct AuditedTransaction<'a, R> {
+    tx: ClinicTransaction,
+    clinic: &'a Clinic<R>,
+}
+
+impl<R> AuditedTransaction<'_, R> {
+    /// Records one more event in this transaction (a change that is two
+    /// events, such as a quote converted into an invoice).
+    pub async fn record(&mut self, entry: Entry) -> Result<(), ApiError> {
+        self.clinic.audit(&mut self.tx, entry).await
+    }
+
+    /// Records `entry`, then commits the change and its events together.
+    pub async fn commit(mut self, entry: Entry) -> Result<(), ApiError> {
+        self.clinic.audit(&mut self.tx, entry).await?;
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl<R> std::ops::Deref for AuditedTransaction<'_, R> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl<R> std::ops::DerefMut for AuditedTransaction<'_, R> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
     }
 }
 

@@ -51,7 +51,7 @@ async fn list_templates(
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page_request = query.page()?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let (rows, total) = templates::list_current(&mut tx, query.search(), page_request).await?;
     let entry = Entry::new(Action::List, RESOURCE).details(json!({
         "limit": page_request.limit, "offset": page_request.offset, "search": query.search().is_some(),
@@ -71,13 +71,12 @@ async fn create_template(
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let text = input.apply(None)?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let template = templates::insert(&mut tx, &text).await?;
     let entry = Entry::new(Action::Create, RESOURCE)
         .resource(template.id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(template))
 }
 
@@ -89,7 +88,7 @@ async fn get_template(
     clinic: Clinic<ConsentTemplates>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let template = templates::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -136,7 +135,7 @@ async fn update(
     id: Uuid,
     input: ConsentTemplateInput,
 ) -> Result<Response, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     // Locked: a consent being signed on this version waits, or is seen.
     let current = templates::find_for_update(&mut tx, id)
         .await?
@@ -160,8 +159,7 @@ async fn update(
         .resource(template.id)
         .fields(changed)
         .details(json!({ "editedVersion": id, "version": template.version }));
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(if is_new_version {
         created(template).into_response()
     } else {
@@ -178,7 +176,7 @@ async fn delete_template(
     clinic: Clinic<ConsentTemplates>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let current = templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -186,9 +184,7 @@ async fn delete_template(
         return Err(not_current());
     }
     templates::soft_delete(&mut tx, id).await?;
-    clinic
-        .audit(&mut tx, Entry::new(Action::Delete, RESOURCE).resource(id))
+    tx.commit(Entry::new(Action::Delete, RESOURCE).resource(id))
         .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -45,7 +45,7 @@ async fn list_consents(
     Query(query): Query<PatientQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page_request = query.page()?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let (rows, total) = consents::list(&mut tx, query.patient_id, page_request).await?;
     let entry = query.audit_entry(RESOURCE, page_request);
     tx.commit().await?;
@@ -63,7 +63,7 @@ async fn create_consent(
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let fields = input.apply(None)?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let mut errors = FieldErrors::default();
     references::check_patient(&mut tx, fields.patient_id, "patientId", &mut errors).await?;
     check_template(&mut tx, fields.template_id, &mut errors).await?;
@@ -79,8 +79,7 @@ async fn create_consent(
         .resource(id)
         .patient(fields.patient_id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(consent))
 }
 
@@ -111,7 +110,7 @@ async fn get_consent(
     clinic: Clinic<Consents>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let consent = consents::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -155,7 +154,7 @@ async fn update(
     id: Uuid,
     input: ConsentInput,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let current = consents::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -196,8 +195,7 @@ async fn update(
         .resource(id)
         .patient(consent.patient_id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(ok(consent))
 }
 
@@ -209,7 +207,7 @@ async fn delete_consent(
     clinic: Clinic<Consents>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let consent = consents::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -222,7 +220,6 @@ async fn delete_consent(
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(consent.patient_id);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -96,7 +96,7 @@ async fn list_documents(
         patient_id: query.patient_id,
         search: list.search(),
     };
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let (rows, total) = store::list(&mut tx, &filter, page_request).await?;
     let mut entry = Entry::new(Action::List, RESOURCE).details(json!({
         "limit": page_request.limit, "offset": page_request.offset,
@@ -131,15 +131,14 @@ async fn create_document(
     clinic: Clinic<Documents>,
     Json(input): Json<DocumentInput>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let changed = workflow::create(&mut tx, input).await?;
     let document = &changed.document;
     let entry = Entry::new(Action::Create, RESOURCE)
         .resource(document.id)
         .patient(document.patient_id)
         .fields(changed.fields);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(changed.document))
 }
 
@@ -150,7 +149,7 @@ async fn get_document(
     clinic: Clinic<Documents>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let document = store::find(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
@@ -194,25 +193,28 @@ async fn update(
     id: Uuid,
     input: DocumentInput,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let Changed {
         document,
         fields,
         credit_note,
     } = workflow::update(&mut tx, id, input).await?;
-    let entry = Entry::new(Action::Update, RESOURCE)
+    let updated = Entry::new(Action::Update, RESOURCE)
         .resource(id)
         .patient(document.patient_id)
         .fields(fields);
-    clinic.audit(&mut tx, entry).await?;
-    if let Some(credit_note) = &credit_note {
-        let entry = Entry::new(Action::Create, RESOURCE)
-            .resource(credit_note.id)
-            .patient(credit_note.patient_id)
-            .details(json!({ "sourceDocumentId": id }));
-        clinic.audit(&mut tx, entry).await?;
+    match &credit_note {
+        // The invoice's change, then the credit note it made.
+        Some(credit_note) => {
+            tx.record(updated).await?;
+            let created = Entry::new(Action::Create, RESOURCE)
+                .resource(credit_note.id)
+                .patient(credit_note.patient_id)
+                .details(json!({ "sourceDocumentId": id }));
+            tx.commit(created).await?;
+        }
+        None => tx.commit(updated).await?,
     }
-    tx.commit().await?;
     Ok(ok(document))
 }
 
@@ -224,13 +226,12 @@ async fn delete_document(
     clinic: Clinic<Documents>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let deleted = workflow::delete(&mut tx, id).await?;
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(deleted.patient_id);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,13 +245,12 @@ async fn convert_document(
     clinic: Clinic<Documents>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let invoice = workflow::convert(&mut tx, id).await?;
     let entry = Entry::new(Action::Create, RESOURCE)
         .resource(invoice.id)
         .patient(invoice.patient_id)
         .details(json!({ "sourceDocumentId": id }));
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(invoice))
 }

@@ -33,20 +33,17 @@ async fn export_patient(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     if !gdpr::lock_patient(&mut tx, id).await? {
         return Err(ApiError::NotFound);
     }
     let held = gdpr::export(&mut tx, id).await?;
-    clinic
-        .audit(
-            &mut tx,
-            Entry::new(Action::Export, "patient")
-                .resource(id)
-                .patient(id),
-        )
-        .await?;
-    tx.commit().await?;
+    tx.commit(
+        Entry::new(Action::Export, "patient")
+            .resource(id)
+            .patient(id),
+    )
+    .await?;
     Ok(ok(held))
 }
 
@@ -63,7 +60,7 @@ async fn erase_patient(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     if !gdpr::lock_patient(&mut tx, id).await? {
         return Err(ApiError::NotFound);
     }
@@ -77,16 +74,15 @@ async fn erase_patient(
         .resource(id)
         .patient(id)
         .details(json!(erased));
-    clinic.audit(&mut tx, entry).await?;
     // In the ledger before the commit: an erasure that commits is always in
     // it, so no restore brings the patient back.
     let central = &state.databases.central;
     erasures::record(central, &state.master_keys, clinic.id, id).await?;
-    if let Err(error) = tx.commit().await {
+    if let Err(error) = tx.commit(entry).await {
         if let Err(error) = erasures::unrecord(central, &state.master_keys, clinic.id, id).await {
             tracing::error!(%error, "an erasure that did not commit stays in the ledger");
         }
-        return Err(error.into());
+        return Err(error);
     }
     Ok(ok(erased))
 }

@@ -38,7 +38,7 @@ async fn list_records(
     Query(query): Query<PatientQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page_request = query.page()?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let (rows, total) = records::list(&mut tx, query.patient_id, page_request).await?;
     let entry = query.audit_entry(RESOURCE, page_request);
     tx.commit().await?;
@@ -56,7 +56,7 @@ async fn create_record(
 ) -> Result<impl IntoResponse, ApiError> {
     let changed = input.present_fields();
     let fields = input.apply(None, Utc::now())?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     check_references(&mut tx, None, &fields).await?;
     let record = records::insert(&mut tx, &fields)
         .await
@@ -66,8 +66,7 @@ async fn create_record(
         .resource(record.id)
         .patient(fields.patient_id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(record))
 }
 
@@ -100,7 +99,7 @@ async fn get_record(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let record = records::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -144,7 +143,7 @@ async fn update(
     id: Uuid,
     input: MedicalRecordInput,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let current = records::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -158,8 +157,7 @@ async fn update(
         .resource(id)
         .patient(fields.patient_id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(ok(record))
 }
 
@@ -172,14 +170,13 @@ async fn delete_record(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let patient = records::soft_delete(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(patient);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }

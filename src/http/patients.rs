@@ -49,7 +49,7 @@ async fn list_patients(
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page_request = query.page()?;
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_read().await?;
     let (rows, total) = patients::list(&mut tx, query.search(), page_request).await?;
     let entry = Entry::new(Action::List, RESOURCE).details(json!({
         "limit": page_request.limit, "offset": page_request.offset, "search": query.search().is_some(),
@@ -67,7 +67,7 @@ async fn create_patient(
     clinic: Clinic<Patients>,
     Json(input): Json<PatientInput>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let country = settings::country(&mut tx).await?;
     let changed = input.present_fields();
     let fields = input.apply(PatientFields::default(), &country)?;
@@ -79,8 +79,7 @@ async fn create_patient(
         .resource(patient.id)
         .patient(patient.id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(created(patient))
 }
 
@@ -130,7 +129,7 @@ async fn update(
     id: Uuid,
     input: PatientInput,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     let current = patients::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -145,8 +144,7 @@ async fn update(
         .resource(id)
         .patient(id)
         .fields(changed);
-    clinic.audit(&mut tx, entry).await?;
-    tx.commit().await?;
+    tx.commit(entry).await?;
     Ok(ok(patient))
 }
 
@@ -157,18 +155,15 @@ async fn delete_patient(
     clinic: Clinic<Patients>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = clinic.begin().await?;
+    let mut tx = clinic.begin_write().await?;
     if !patients::soft_delete(&mut tx, id).await? {
         return Err(ApiError::NotFound);
     }
-    clinic
-        .audit(
-            &mut tx,
-            Entry::new(Action::Delete, RESOURCE)
-                .resource(id)
-                .patient(id),
-        )
-        .await?;
-    tx.commit().await?;
+    tx.commit(
+        Entry::new(Action::Delete, RESOURCE)
+            .resource(id)
+            .patient(id),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

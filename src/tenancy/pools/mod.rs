@@ -442,12 +442,28 @@ impl ClinicPool {
 
     /// A transaction on the clinic's database, within the checkout timeout.
     pub async fn begin(&self) -> Result<ClinicTransaction, PoolError> {
+        self.begin_with(None).await
+    }
+
+    /// A transaction that PostgreSQL keeps from writing anything.
+    pub async fn begin_read_only(&self) -> Result<ClinicTransaction, PoolError> {
+        self.begin_with(Some("BEGIN READ ONLY")).await
+    }
+
+    async fn begin_with(
+        &self,
+        statement: Option<&'static str>,
+    ) -> Result<ClinicTransaction, PoolError> {
         let (mut lease, deadline) = self.lease().await?;
         let unavailable = |reason| PoolError::Unavailable(self.clinic.id, reason);
         loop {
             let (live, fresh) = self.connection(deadline).await.map_err(unavailable)?;
             lease.live = Some(live);
-            let begun = timeout_at(deadline, PgTransactionManager::begin(lease.conn(), None)).await;
+            let begun = timeout_at(
+                deadline,
+                PgTransactionManager::begin(lease.conn(), statement.map(Into::into)),
+            )
+            .await;
             let error = match begun {
                 Ok(Ok(())) => return Ok(ClinicTransaction { lease, open: true }),
                 Ok(Err(error)) => Unavailable::Connect(error),
