@@ -7,6 +7,7 @@
 //! batches ([`record_all`], by `tenancy::read_trail`), pending, before
 //! their answer leaves. [`verify_chain`] recomputes the chain.
 
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -253,13 +254,14 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, sqlx::
 
 /// Walks the rows after `after` (a row's id and hash, known good), or the
 /// whole chain, in order, recomputing every hash; `events` counts the rows
-/// walked.
+/// walked. The rows are streamed, one at a time: a long trail is never held
+/// in memory.
 pub async fn verify_chain_after(
     conn: &mut PgConnection,
     after: Option<(i64, Vec<u8>)>,
 ) -> Result<ChainReport, sqlx::Error> {
     let (start, mut previous) = after.unwrap_or((0, Vec::new()));
-    let rows: Vec<ChainRow> = sqlx::query_as(
+    let mut rows = sqlx::query_as::<_, ChainRow>(
         "SELECT id, (extract(epoch FROM occurred_at) * 1000000)::bigint AS occurred_micros,
                 actor_user_id::text, actor_role, action, resource_type, resource_id::text,
                 patient_id::text, request_id, client_addr,
@@ -268,9 +270,11 @@ pub async fn verify_chain_after(
            FROM public.audit_events WHERE id > $1 ORDER BY id",
     )
     .bind(start)
-    .fetch_all(conn)
-    .await?;
-    for (expected_id, row) in (start + 1..).zip(rows.iter()) {
+    .fetch(conn);
+    let mut events = 0;
+    let mut expected_id = start + 1;
+    while let Some(row) = rows.try_next().await? {
+        events += 1;
         let broken = |reason: &str| {
             Some(BrokenLink {
                 id: row.id,
@@ -292,14 +296,15 @@ pub async fn verify_chain_after(
         };
         if failure.is_some() {
             return Ok(ChainReport {
-                events: rows.len() as i64,
+                events,
                 broken: failure,
             });
         }
-        previous = row.hash.clone();
+        previous = row.hash;
+        expected_id += 1;
     }
     Ok(ChainReport {
-        events: rows.len() as i64,
+        events,
         broken: None,
     })
 }
