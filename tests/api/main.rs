@@ -32,3 +32,4 @@ mod roles;
 mod scale;
 mod settings;
 mod users;
+mod web;
