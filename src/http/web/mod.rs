@@ -43,6 +43,7 @@ pub const ASSETS: &[(&str, &[u8])] = assets![
     "agenda.js",
     "documents.js",
     "admin.js",
+    "icon.svg",
 ];
 
 pub fn router() -> Router<AppState> {
@@ -61,6 +62,7 @@ fn content_type(name: &str) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
         _ => "application/octet-stream",
     }
 }

@@ -54,7 +54,7 @@ function shell() {
     h('div', { class: 'who' },
       h('span', {}, `${user.firstName} ${user.lastName} (${t(`role.${user.role}`)})`),
       h('button', { type: 'button', class: 'link', onclick: switchLang, lang: t('lang.other') }, t('lang.switch')),
-      h('button', { type: 'button', id: 'logout', onclick: async () => { await logout(); notice = t('session.ended'); location.hash = ''; render(); } }, t('nav.logout'))));
+      h('button', { type: 'button', id: 'logout', onclick: async () => { await logout(); notice = t('session.ended'); history.replaceState(null, '', location.pathname); render(); } }, t('nav.logout'))));
   const main = h('main', { id: 'main', tabindex: '-1' });
   clear(root, header, main);
   return main;
