@@ -63,7 +63,14 @@ async fn web_logins_keep_the_refresh_token_in_an_http_only_cookie() {
     let body = json!({"email": clinic.email, "password": clinic.password});
 
     let web = app
-        .call_from([127, 0, 0, 1], &[WEB], Method::POST, "/api/v1/auth/login", None, Some(body.clone()))
+        .call_from(
+            [127, 0, 0, 1],
+            &[WEB],
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(body.clone()),
+        )
         .await;
     assert_eq!(web.status, StatusCode::OK, "{}", web.body);
     refresh_cookie(&web);
@@ -85,11 +92,18 @@ async fn web_logins_keep_the_refresh_token_in_an_http_only_cookie() {
             Method::POST,
             "/api/v1/auth/register",
             None,
-            Some(json!({"clinicName": "Web", "email": format!("web-{}@example.fr", app.prefix),
-                "password": "correct horse battery", "firstName": "A", "lastName": "B"})),
+            Some(
+                json!({"clinicName": "Web", "email": format!("web-{}@example.fr", app.prefix),
+                "password": "correct horse battery", "firstName": "A", "lastName": "B"}),
+            ),
         )
         .await;
-    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.body);
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
     refresh_cookie(&registered);
     assert!(registered.data().get("refreshToken").is_none());
     app.cleanup().await;
@@ -115,7 +129,10 @@ async fn a_cookie_refresh_without_the_csrf_header_or_from_another_site_is_refuse
         &[],
         &[CSRF, ("origin", b"https://evil.example")],
         &[CSRF, ("sec-fetch-site", b"cross-site")],
-        &[("x-medicalpro-csrf", b"0"), ("sec-fetch-site", b"same-origin")],
+        &[
+            ("x-medicalpro-csrf", b"0"),
+            ("sec-fetch-site", b"same-origin"),
+        ],
     ];
     for extra in refusals {
         let refused = web_refresh(&app, &token, extra).await;
@@ -135,7 +152,12 @@ async fn a_cookie_refresh_without_the_csrf_header_or_from_another_site_is_refuse
     let next = refresh_cookie(&refreshed);
     assert_ne!(next, token);
     assert!(refreshed.data().get("refreshToken").is_none());
-    let me = app.get("/api/v1/auth/me", refreshed.data()["accessToken"].as_str().unwrap()).await;
+    let me = app
+        .get(
+            "/api/v1/auth/me",
+            refreshed.data()["accessToken"].as_str().unwrap(),
+        )
+        .await;
     assert_eq!(me.status, StatusCode::OK);
 
     // A refused cookie is cleared; reusing a rotated one ends the family.
@@ -147,7 +169,14 @@ async fn a_cookie_refresh_without_the_csrf_header_or_from_another_site_is_refuse
 
     // No cookie at all.
     let none = app
-        .call_from([127, 0, 0, 1], &[WEB, CSRF], Method::POST, "/api/v1/auth/refresh", None, None)
+        .call_from(
+            [127, 0, 0, 1],
+            &[WEB, CSRF],
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            None,
+        )
         .await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     app.cleanup().await;
@@ -173,7 +202,11 @@ async fn web_logout_revokes_the_family_and_clears_the_cookie() {
     let cross_site = app
         .call_from(
             [127, 0, 0, 1],
-            &[("cookie", cookie.as_bytes()), CSRF, ("sec-fetch-site", b"cross-site")],
+            &[
+                ("cookie", cookie.as_bytes()),
+                CSRF,
+                ("sec-fetch-site", b"cross-site"),
+            ],
             Method::DELETE,
             "/api/v1/auth/refresh",
             None,
@@ -185,7 +218,12 @@ async fn web_logout_revokes_the_family_and_clears_the_cookie() {
     let logout = app
         .call_from(
             [127, 0, 0, 1],
-            &[("cookie", cookie.as_bytes()), CSRF, HOST, ("origin", b"http://clinic.example")],
+            &[
+                ("cookie", cookie.as_bytes()),
+                CSRF,
+                HOST,
+                ("origin", b"http://clinic.example"),
+            ],
             Method::DELETE,
             "/api/v1/auth/refresh",
             None,
@@ -209,7 +247,9 @@ async fn the_app_is_served_by_the_binary_under_a_strict_policy() {
     let app = spawn_app().await;
     let page = app.call(Method::GET, "/", None, None).await;
     assert_eq!(page.status, StatusCode::OK);
-    let policy = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    let policy = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
     for directive in [
         "default-src 'self'",
         "script-src 'self'",
@@ -224,15 +264,29 @@ async fn the_app_is_served_by_the_binary_under_a_strict_policy() {
     assert!(!html.contains("<script>") && !html.contains("style="));
     assert!(!html.contains("http://") && !html.contains("https://"));
     for (name, _) in medicalpro::http::web::ASSETS {
-        let asset = app.call(Method::GET, &format!("/app/{name}"), None, None).await;
+        let asset = app
+            .call(Method::GET, &format!("/app/{name}"), None, None)
+            .await;
         assert_eq!(asset.status, StatusCode::OK, "{name}");
         assert_eq!(asset.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-        assert!(asset.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap() == policy);
+        assert!(
+            asset.headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                == policy
+        );
         if name.ends_with(".svg") {
             continue;
         }
         let text = asset.body.as_str().map(str::to_owned).unwrap_or_default();
-        for forbidden in ["localStorage", "sessionStorage", "innerHTML", "eval(", "https://", "http://"] {
+        for forbidden in [
+            "localStorage",
+            "sessionStorage",
+            "innerHTML",
+            "eval(",
+            "https://",
+            "http://",
+        ] {
             assert!(!text.contains(forbidden), "{name} uses {forbidden}");
         }
     }

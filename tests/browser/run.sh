@@ -19,7 +19,13 @@ ensure_browser() {
   fi
   if ! python3 -c 'import playwright' 2>/dev/null; then
     echo "Playwright is missing: pip install playwright" >&2
-    python3 -m pip install -q playwright
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    fi
+    # A Debian system Python refuses pip installs unless told otherwise.
+    python3 -m pip install -q playwright 2>/dev/null \
+      || python3 -m pip install -q --break-system-packages playwright
   fi
 }
 

@@ -45,7 +45,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMode {
             .headers
             .get(CLIENT_HEADER)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"web"));
-        Ok(if web { ClientMode::Web } else { ClientMode::Api })
+        Ok(if web {
+            ClientMode::Web
+        } else {
+            ClientMode::Api
+        })
     }
 }
 
@@ -170,6 +174,9 @@ mod tests {
     fn the_cookie_is_found_among_others() {
         let map = headers(&[("cookie", "a=1; medicalpro_refresh=tok-en_1; b=2")]);
         assert_eq!(cookie(&map, COOKIE_NAME).as_deref(), Some("tok-en_1"));
-        assert_eq!(cookie(&headers(&[("cookie", "medicalpro_refresh=")]), COOKIE_NAME), None);
+        assert_eq!(
+            cookie(&headers(&[("cookie", "medicalpro_refresh=")]), COOKIE_NAME),
+            None
+        );
     }
 }

@@ -117,7 +117,7 @@ export async function render(main) {
       grid.append(cell);
     }
   }
-  clear(panel, h('p', { class: 'muted' }, can('write') ? t('agenda.book') + ' : +' : ''));
+  clear(panel, h('p', { class: 'muted' }, can('write') ? t('agenda.hint') : ''));
   return done();
 
   function done() {

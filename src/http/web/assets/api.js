@@ -4,7 +4,7 @@
 // never reaches page scripts: the server keeps it in an HttpOnly cookie
 // (`X-MedicalPro-Client: web`) sent only to /api/v1/auth/refresh. A session
 // idle for IDLE_MINUTES ends here (and on the server); nothing is written
-// to localStorage or sessionStorage.
+// to the browser's storage.
 
 export const IDLE_MINUTES = 30;
 const WEB = { 'X-MedicalPro-Client': 'web' };
