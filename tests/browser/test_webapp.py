@@ -127,6 +127,15 @@ def main():
         form.get_by_role("button", name="Enregistrer").click()
         expect(page.get_by_role("heading", name="DUPONT Jean")).to_be_visible()
         assert "Dupont" not in page.url and "Jean" not in page.url, page.url
+        # Edit: a 422 next to its field, then saved.
+        page.get_by_role("button", name="Modifier").click()
+        form = page.locator("#patient-form")
+        form.get_by_label("E-mail").fill("not-an-email")
+        form.get_by_role("button", name="Enregistrer").click()
+        expect(page.locator("#patient-form [name=email] ~ .field-error")).not_to_be_empty()
+        form.get_by_label("E-mail").fill("jean.dupont@example.fr")
+        form.get_by_role("button", name="Enregistrer").click()
+        expect(page.locator("#identity")).to_contain_text("jean.dupont@example.fr")
         record = page.locator("#patient-records")
         record.get_by_label("Titre").fill("Consultation initiale")
         record.get_by_label("Contenu").fill("Tension normale.")
@@ -254,6 +263,12 @@ def main():
         page.get_by_role("button", name="Se connecter").click()
         expect(page.locator(".banner.error")).to_have_text("E-mail ou mot de passe incorrect.")
         shot(page, "login-wrong-password")
+        # Throttled, with its wait.
+        for _ in range(5):
+            page.get_by_role("button", name="Se connecter").click()
+            page.wait_for_timeout(300)
+        expect(page.locator(".banner.error")).to_contain_text(re.compile(r"Trop de tentatives. Réessayez dans \d+ (min|s)"))
+        shot(page, "login-throttled")
         context.close()
 
         # The secretary sees no medical records, and the API refuses them.
