@@ -83,6 +83,9 @@ async fn web_logins_keep_the_refresh_token_in_an_http_only_cookie() {
     assert!(api.data()["refreshToken"].is_string());
     assert!(api.headers.get(header::SET_COOKIE).is_none());
     assert_eq!(api.headers[header::CACHE_CONTROL], "no-store");
+    let refused = app.get("/api/v1/patients", "not a token").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers[header::CACHE_CONTROL], "no-store");
 
     // Registration too.
     let registered = app

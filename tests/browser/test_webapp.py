@@ -22,6 +22,8 @@ from playwright.sync_api import expect, sync_playwright
 BASE = sys.argv[1].rstrip("/")
 SHOTS = Path(__file__).parent / "screenshots"
 SHOTS.mkdir(exist_ok=True)
+for old in SHOTS.glob("*.png"):
+    old.unlink()
 EMAIL = f"claire-{uuid.uuid4().hex[:8]}@cabinet-pasteur.fr"
 SECRETARY = f"sophie-{uuid.uuid4().hex[:8]}@cabinet-pasteur.fr"
 PASSWORD = "correct horse battery"
@@ -224,6 +226,30 @@ def main():
         page.locator("#credit-note a").click()
         expect(page.locator("#doc-number")).to_have_text(re.compile(r"^AV-\d{4}-0001$"))
         shot(page, "credit-note")
+
+        # Quote: issue (its number), accepted, converted into an invoice.
+        page.get_by_role("link", name=re.compile("Devis et factures")).first.click()
+        page.get_by_role("button", name="Nouveau document").click()
+        form = page.locator("#document-form")
+        form.locator("#document-type").select_option("quote")
+        form.get_by_label("Patient").fill("Dupont")
+        page.get_by_role("option", name=re.compile("DUPONT Jean")).click()
+        form.get_by_label("Désignation").fill("Bilan de santé")
+        form.get_by_label("Prix unitaire HT (€)").fill("80")
+        form.get_by_role("button", name="Créer").click()
+        expect(page.locator("#doc-number")).to_have_text(re.compile("Brouillon"))
+        page.get_by_role("button", name="Émettre").click()
+        expect(page.locator("#doc-number")).to_have_text(re.compile(r"^Q-\d{4}-0001$"))
+        page.get_by_role("button", name="Accepté par le patient").click()
+        page.get_by_role("button", name="Convertir en facture").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Facture Brouillon")
+        page.get_by_role("button", name="Émettre").click()
+        expect(page.locator("#doc-number")).to_have_text(re.compile(r"^INV-\d{4}-0002$"))
+        expect(page.get_by_text(re.compile(r"Devis Q-\d{4}-0001"))).to_be_visible()
+        shot(page, "quote-converted")
+        page.get_by_role("link", name=re.compile("← Devis et factures")).click()
+        expect(page.locator("table.table tbody tr")).to_have_count(4)
+        shot(page, "documents-list")
 
         # GDPR: the export downloads as a file; erasure is refused, explained.
         page.get_by_role("link", name="Patients", exact=True).click()
