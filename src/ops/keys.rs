@@ -115,7 +115,10 @@ async fn not_sealed_with(fleet: &Fleet, key: &MasterKey) -> Result<Vec<Sealed>, 
             let opens = |sealed: &[u8]| key.open(sealed, clinic.id.as_bytes()).is_ok();
             clinic.db_password_next_sealed.is_some()
                 || !opens(&clinic.db_password_sealed)
-                || clinic.erasure_key_sealed.as_deref().is_some_and(|key| !opens(key))
+                || clinic
+                    .erasure_key_sealed
+                    .as_deref()
+                    .is_some_and(|key| !opens(key))
         })
         .collect())
 }
