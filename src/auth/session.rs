@@ -22,6 +22,10 @@ use crate::tenancy::state::StateCache;
 #[serde(rename_all = "camelCase")]
 pub struct Tokens {
     pub access_token: String,
+    /// Absent for a browser in cookie mode (`X-MedicalPro-Client: web`),
+    /// which gets it in an `HttpOnly` cookie instead.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[schema(required = false)]
     pub refresh_token: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,

@@ -1,8 +1,8 @@
 //! `/auth`: register a clinic, log in, refresh, log out, who am I.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::extract::{created, ok, ClientAddr, Json};
 use super::metrics::LoginFailure;
 use super::state::AppState;
+use super::web::session::{self as web_session, ClientMode, RefreshCookie};
 use crate::auth::roles::Role;
 use crate::auth::session::{SessionError, Sessions, Tokens};
 use crate::central::companies::{self, Company};
@@ -30,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
-        .routes(routes!(refresh))
+        .routes(routes!(refresh, end_web_session))
         .routes(routes!(logout))
         .routes(routes!(me))
 }
@@ -98,15 +99,18 @@ pub struct RegisterResponse {
 /// Creates a clinic (its own database and role) and its first admin. Refused
 /// when registration is closed; counted against the registration rate
 /// limits before anything costly (an attempt the server fails, 5xx, is
-/// given back).
+/// given back). With `X-MedicalPro-Client: web` the refresh token comes in
+/// an `HttpOnly` cookie, not in the body.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = RegisterResponse),
+    params(WebClientHeader),
+    responses((status = 201, body = RegisterResponse, headers(("Set-Cookie" = String, description = "web mode: the refresh cookie"))),
         (status = 403, description = "registration_closed"), (status = 409, description = "email_taken"),
         (status = 422, description = "validation_failed"), (status = 429, description = "too_many_attempts"),
         (status = 503, description = "server_busy, no_capacity")))]
 async fn register(
     State(state): State<AppState>,
     ClientAddr(client_addr): ClientAddr,
+    mode: ClientMode,
     body: Result<Json<RegisterRequest>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     if state.registration.registration == Registration::Closed {
@@ -129,7 +133,9 @@ async fn register(
             }
         }
     }
-    Ok(created(registered?))
+    let mut registered = registered?;
+    let cookie = mode.hand_over(&mut registered.tokens);
+    Ok((cookie, created(registered)))
 }
 
 /// A registration whose fields passed their checks; the admin's email is
@@ -244,13 +250,17 @@ pub struct LoginResponse {
 /// Exchanges email and password for tokens. Throttled per account and per
 /// client address (`LOGIN_ATTEMPTS_PER_ACCOUNT`, `LOGIN_ATTEMPTS_PER_ADDRESS`
 /// in `LOGIN_WINDOW_SECS`): `Retry-After` is the real time, in seconds
-/// rounded up, until an attempt is checked again.
+/// rounded up, until an attempt is checked again. With
+/// `X-MedicalPro-Client: web` the refresh token comes in an `HttpOnly`
+/// cookie, not in the body.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, description = "invalid_credentials"),
+    params(WebClientHeader),
+    responses((status = 200, body = LoginResponse, headers(("Set-Cookie" = String, description = "web mode: the refresh cookie"))), (status = 401, description = "invalid_credentials"),
         (status = 429, description = "too_many_attempts; `Retry-After`: the seconds (rounded up) until the attempt that reached the limit leaves the window"), (status = 503, description = "server_busy")))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(client_addr): ClientAddr,
+    mode: ClientMode,
     Json(body): Json<LoginRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = FieldErrors::default();
@@ -264,7 +274,7 @@ async fn login(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(errors.into());
     };
-    let (user, tokens) = sessions(&state)
+    let (user, mut tokens) = sessions(&state)
         .login(&email, password, &client_addr)
         .await
         .inspect_err(|e| count_login_failure(&state, e))
@@ -273,11 +283,15 @@ async fn login(
         Some(id) => companies::find(&state.databases.central, ClinicId(id)).await?,
         None => None,
     };
-    Ok(ok(LoginResponse {
-        tokens,
-        user: user.into(),
-        clinic,
-    }))
+    let cookie = mode.hand_over(&mut tokens);
+    Ok((
+        cookie,
+        ok(LoginResponse {
+            tokens,
+            user: user.into(),
+            clinic,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -286,18 +300,67 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-/// Rotates a refresh token: the old one stops working.
+/// `X-MedicalPro-Client: web` asks for the cookie mode (see
+/// `http::web::session`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "describes a header for the OpenAPI document")]
+struct WebClientHeader {
+    /// `web`: the refresh token travels in an `HttpOnly` cookie, never in
+    /// a body.
+    #[param(rename = "X-MedicalPro-Client", value_type = Option<String>)]
+    client: Option<String>,
+}
+
+/// Rotates a refresh token: the old one stops working. With
+/// `X-MedicalPro-Client: web` the token is the refresh cookie (the body is
+/// ignored), the request must carry `X-MedicalPro-CSRF: 1` and come from
+/// this site (403 otherwise), and the new token replaces the cookie.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = Tokens), (status = 401, description = "unauthorized")))]
+    params(WebClientHeader),
+    responses((status = 200, body = Tokens, headers(("Set-Cookie" = String, description = "web mode: the new refresh cookie"))),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden: a web-mode request without the CSRF header or from another site")))]
 async fn refresh(
     State(state): State<AppState>,
-    Json(body): Json<RefreshRequest>,
+    mode: ClientMode,
+    headers: HeaderMap,
+    body: Result<Json<RefreshRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let presented = match mode {
+        ClientMode::Api => body?.0.refresh_token,
+        ClientMode::Web => match web_session::same_site_cookie(&headers)? {
+            Some(token) => token,
+            None => return Err(ApiError::Unauthorized),
+        },
+    };
+    match sessions(&state).refresh(&presented).await {
+        Ok(mut tokens) => {
+            let cookie = mode.hand_over(&mut tokens);
+            Ok((cookie, ok(tokens)).into_response())
+        }
+        // A refused cookie is cleared, so the page asks for a password.
+        Err(error) if mode == ClientMode::Web => {
+            Ok((RefreshCookie::Clear, session_error(error)).into_response())
+        }
+        Err(error) => Err(session_error(error)),
+    }
+}
+
+/// Ends a browser session: revokes the refresh cookie's family and clears
+/// the cookie (the web client's logout). Requires `X-MedicalPro-CSRF: 1`
+/// from this site's own pages; without a cookie there is nothing to end.
+#[utoipa::path(delete, path = "/auth/refresh", tag = "auth",
+    responses((status = 204, headers(("Set-Cookie" = String, description = "clears the refresh cookie"))),
+        (status = 403, description = "forbidden: without the CSRF header or from another site")))]
+async fn end_web_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tokens = sessions(&state)
-        .refresh(&body.refresh_token)
-        .await
-        .map_err(session_error)?;
-    Ok(ok(tokens))
+    if let Some(token) = web_session::same_site_cookie(&headers)? {
+        sessions(&state).logout(&token).await?;
+    }
+    Ok((RefreshCookie::Clear, StatusCode::NO_CONTENT))
 }
 
 /// Revokes a refresh token and its family.

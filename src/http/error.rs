@@ -33,6 +33,10 @@ pub enum ApiError {
     RegistrationClosed,
     #[error("this clinic is suspended or closed")]
     ClinicInactive,
+    /// A cookie-based session request that may come from another site
+    /// (`http::web::session`).
+    #[error("refused: a browser session request must come from this site's own pages")]
+    CrossSite,
     #[error("not found")]
     NotFound,
     #[error("{message}")]
@@ -114,9 +118,10 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::InvalidCredentials | ApiError::InvalidLink => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden | ApiError::ClinicInactive | ApiError::RegistrationClosed => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Forbidden
+            | ApiError::ClinicInactive
+            | ApiError::RegistrationClosed
+            | ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::RetentionApplies(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -137,7 +142,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized | ApiError::InvalidLink => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden | ApiError::CrossSite => "forbidden",
             ApiError::RegistrationClosed => "registration_closed",
             ApiError::ClinicInactive => "clinic_inactive",
             ApiError::NotFound => "not_found",

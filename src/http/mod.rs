@@ -27,6 +27,7 @@ pub mod settings;
 pub mod state;
 pub mod system;
 pub mod users;
+pub mod web;
 
 use std::time::Duration;
 
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     api.merge(system::router(openapi))
         .merge(metrics::router())
+        .merge(web::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -139,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_request_id))
+        .layer(axum::middleware::from_fn(web::no_store))
         .with_state(state)
 }
 

@@ -36,3 +36,4 @@ mod safe_backups;
 mod scale;
 mod settings;
 mod users;
+mod web;

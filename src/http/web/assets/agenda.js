@@ -1,0 +1,217 @@
+// The agenda: a day or a week, for one practitioner or the whole clinic.
+// Pick a free slot to book; pick an appointment to confirm, cancel, mark a
+// no-show or move it. A refused booking (409: overlap) is said on the slot.
+// Times are the browser's local time.
+
+import { get, post, patch, qs } from './api.js';
+import { t, explain, fmtTime, fmtDay, fmtDateTime } from './i18n.js';
+import { h, clear, field, input, select, banner } from './dom.js';
+import { can } from './main.js';
+import { patientPicker } from './patients.js';
+
+const FIRST_HOUR = 8;
+const LAST_HOUR = 19;
+const SLOT_MINUTES = 30;
+const state = { view: 'day', date: startOfDay(new Date()), practitionerId: '' };
+const patientNames = new Map();
+let moving = null;
+
+function startOfDay(d) { const x = new Date(d); x.setHours(0, 0, 0, 0); return x; }
+function addDays(d, n) { const x = new Date(d); x.setDate(x.getDate() + n); return x; }
+function monday(d) { const x = startOfDay(d); return addDays(x, -((x.getDay() + 6) % 7)); }
+function localInput(d) {
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+async function all(path, params) {
+  const rows = [];
+  for (let offset = 0; ; offset += 100) {
+    const r = await get(`${path}${qs({ ...params, limit: 100, offset })}`);
+    if (!r.ok) return r;
+    rows.push(...r.data);
+    if (rows.length >= r.pagination.total || !r.data.length) return { ok: true, data: rows };
+  }
+}
+
+async function names(ids) {
+  const missing = [...new Set(ids)].filter((id) => !patientNames.has(id));
+  await Promise.all(missing.map(async (id) => {
+    const r = await get(`/patients/${id}`);
+    patientNames.set(id, r.ok ? `${r.data.lastName.toUpperCase()} ${r.data.firstName}` : '—');
+  }));
+}
+
+export async function render(main) {
+  const pr = await all('/practitioners', {});
+  if (!pr.ok) { clear(main, banner(explain(pr))); return; }
+  const practitioners = pr.data.filter((p) => p.isActive !== false);
+  const color = new Map(practitioners.map((p, i) => [p.id, `c${i % 6}`]));
+  const prName = new Map(practitioners.map((p) => [p.id, `${p.firstName} ${p.lastName}`]));
+  const panel = h('aside', { class: 'panel agenda-panel', id: 'agenda-panel', 'aria-live': 'polite' });
+  const grid = h('div', { class: 'agenda-grid', id: 'agenda-grid' });
+
+  const days = state.view === 'day' ? [state.date] : [0, 1, 2, 3, 4, 5].map((n) => addDays(monday(state.date), n));
+  const from = days[0];
+  const to = addDays(days[days.length - 1], 1);
+  const shown = state.practitionerId ? practitioners.filter((p) => p.id === state.practitionerId) : practitioners;
+  // Columns: practitioners on a day, days on a week.
+  const columns = state.view === 'day'
+    ? shown.map((p) => ({ day: state.date, practitioner: p, title: prName.get(p.id) }))
+    : days.map((d) => ({ day: d, practitioner: state.practitionerId ? shown[0] : null, title: fmtDay(d) }));
+
+  const viewSelect = select([['day', t('agenda.day')], ['week', t('agenda.week')]], { value: state.view, id: 'agenda-view' });
+  viewSelect.addEventListener('change', () => { state.view = viewSelect.value; render(main); });
+  const prSelect = select([['', t('agenda.allPractitioners')], ...practitioners.map((p) => [p.id, prName.get(p.id)])],
+    { value: state.practitionerId, id: 'agenda-practitioner' });
+  prSelect.addEventListener('change', () => { state.practitionerId = prSelect.value; render(main); });
+  const step = state.view === 'day' ? 1 : 7;
+  const go = (n) => { state.date = n === 0 ? startOfDay(new Date()) : addDays(state.date, n * step); render(main); };
+  const title = state.view === 'day'
+    ? state.date.toLocaleDateString(document.documentElement.lang === 'en' ? 'en-GB' : 'fr-FR', { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' })
+    : `${fmtDay(days[0])} – ${fmtDay(days[days.length - 1])}`;
+
+  clear(main,
+    h('div', { class: 'page-head' }, h('h1', {}, `${t('agenda.title')} · `, h('span', { id: 'agenda-title' }, title))),
+    h('div', { class: 'toolbar' },
+      h('button', { type: 'button', onclick: () => go(-1), 'aria-label': t('common.previous') }, '‹'),
+      h('button', { type: 'button', onclick: () => go(0) }, t('common.today')),
+      h('button', { type: 'button', onclick: () => go(1), 'aria-label': t('common.next') }, '›'),
+      field(t('agenda.day') + ' / ' + t('agenda.week'), viewSelect),
+      field(t('agenda.practitioner'), prSelect)),
+    practitioners.length ? h('div', { class: 'agenda' }, grid, panel) : banner(t('agenda.noPractitioner'), 'info'));
+  if (!practitioners.length) return done();
+
+  const ap = await all('/appointments', { from: from.toISOString(), to: to.toISOString(), practitionerId: state.practitionerId });
+  if (!ap.ok) { clear(grid, banner(explain(ap))); return done(); }
+  const appts = ap.data;
+  await names(appts.map((a) => a.patientId));
+
+  grid.style.gridTemplateColumns = `4.5rem repeat(${columns.length}, minmax(8rem, 1fr))`;
+  grid.append(h('div', { class: 'corner' }), ...columns.map((c) => h('div', { class: 'col-head' }, c.title)));
+  for (let minutes = FIRST_HOUR * 60; minutes < LAST_HOUR * 60; minutes += SLOT_MINUTES) {
+    const label = new Date(from); label.setHours(0, minutes, 0, 0);
+    grid.append(h('div', { class: 'time' }, fmtTime(label)));
+    for (const c of columns) {
+      const start = new Date(c.day); start.setHours(0, minutes, 0, 0);
+      const end = new Date(start.getTime() + SLOT_MINUTES * 60000);
+      const here = appts.filter((a) => {
+        const s = new Date(a.startAt);
+        return s >= start && s < end && (!c.practitioner || a.practitionerId === c.practitioner.id);
+      });
+      const cell = h('div', { class: 'slot' },
+        here.map((a) => h('button', {
+          type: 'button', class: `appt ${color.get(a.practitionerId) || ''} st-${a.status}`,
+          onclick: () => showAppointment(a),
+        }, h('span', { class: 'appt-time' }, `${fmtTime(new Date(a.startAt))}–${fmtTime(new Date(a.endAt))}`),
+        ` ${patientNames.get(a.patientId) || ''}`,
+        c.practitioner ? null : h('span', { class: 'appt-pr' }, prName.get(a.practitionerId)),
+        h('span', { class: 'appt-status' }, t(`astatus.${a.status}`)))));
+      if (can('write')) {
+        cell.append(h('button', {
+          type: 'button', class: 'free', 'data-slot': localInput(start), 'data-practitioner': c.practitioner ? c.practitioner.id : '',
+          'aria-label': `${t('agenda.slot', { time: fmtTime(start) })} ${c.title}`,
+          onclick: () => (moving ? moveTo(moving, start, c.practitioner, cell) : book(start, c.practitioner, cell)),
+        }, '+'));
+      }
+      grid.append(cell);
+    }
+  }
+  clear(panel, h('p', { class: 'muted' }, can('write') ? t('agenda.hint') : ''));
+  return done();
+
+  function done() {
+    performance.mark('agenda-rendered');
+    document.body.setAttribute('data-ready', 'agenda');
+  }
+
+  function slotError(cell, r, practitionerId) {
+    for (const old of grid.querySelectorAll('.slot-error')) old.remove();
+    for (const old of grid.querySelectorAll('.refused')) old.classList.remove('refused');
+    const text = r.status === 409 ? t('agenda.overlap', { who: prName.get(practitionerId) || '' }) : explain(r);
+    cell.classList.add('refused');
+    cell.append(h('p', { class: 'slot-error', role: 'alert' }, text));
+    return text;
+  }
+
+  function book(start, practitioner, cell) {
+    let patient = null;
+    const picker = patientPicker((p) => { patient = p; });
+    const prChoice = select(practitioners.map((p) => [p.id, prName.get(p.id)]), { value: practitioner ? practitioner.id : practitioners[0].id });
+    const when = input({ type: 'datetime-local', value: localInput(start), step: 300 });
+    const duration = select([15, 20, 30, 45, 60].map((n) => [String(n), `${n}`]), { value: '30' });
+    const reason = input({});
+    const error = h('div');
+    const form = h('form', { id: 'booking-form', novalidate: true },
+      h('h2', {}, t('agenda.bookAt', { when: fmtDateTime(start.toISOString()) })),
+      error,
+      field(t('agenda.patient'), picker.control, 'patientId'), picker.list,
+      field(t('agenda.practitioner'), prChoice, 'practitionerId'),
+      h('div', { class: 'row' }, field(t('agenda.moveTo'), when, 'startAt'), field(t('agenda.duration'), duration)),
+      field(t('agenda.reason'), reason, 'reason'),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('common.create')),
+        h('button', { type: 'button', onclick: () => clear(panel) }, t('common.cancel'))));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (!patient) { clear(error, banner(t('agenda.pickPatient'))); picker.control.focus(); return; }
+      const s = new Date(when.value);
+      const body = {
+        patientId: patient.id, practitionerId: prChoice.value, startAt: s.toISOString(),
+        endAt: new Date(s.getTime() + Number(duration.value) * 60000).toISOString(),
+      };
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      const r = await post('/appointments', body);
+      if (r.ok) { render(main); return; }
+      clear(error, banner(slotError(cell, r, prChoice.value)));
+    });
+    clear(panel, form);
+    picker.control.focus();
+  }
+
+  function showAppointment(a) {
+    moving = null;
+    const error = h('div');
+    const setStatus = (status) => async () => {
+      const r = await patch(`/appointments/${a.id}`, { status });
+      if (r.ok) render(main); else clear(error, banner(explain(r)));
+    };
+    const when = input({ type: 'datetime-local', value: localInput(new Date(a.startAt)), step: 300 });
+    const moveForm = h('form', { id: 'move-form', class: 'inline-form' },
+      field(t('agenda.moveTo'), when, 'startAt'), h('button', { type: 'submit' }, t('agenda.move')));
+    moveForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const r = await move(a, new Date(when.value));
+      if (r.ok) render(main); else clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) }) : explain(r)));
+    });
+    const live = !['cancelled', 'completed', 'no_show'].includes(a.status);
+    clear(panel,
+      h('h2', {}, patientNames.get(a.patientId) || ''),
+      h('p', {}, `${fmtDateTime(a.startAt)} – ${fmtTime(new Date(a.endAt))} · ${prName.get(a.practitionerId) || ''}`),
+      h('p', {}, `${t('common.status')} : `, h('strong', { id: 'appt-status' }, t(`astatus.${a.status}`))),
+      a.reason ? h('p', {}, a.reason) : null,
+      h('p', {}, h('a', { href: `#/patients/${a.patientId}` }, t('patients.title'))),
+      error,
+      can('write') && live ? [
+        h('div', { class: 'actions' },
+          a.status === 'scheduled' ? h('button', { type: 'button', onclick: setStatus('confirmed') }, t('agenda.confirm')) : null,
+          h('button', { type: 'button', onclick: setStatus('completed') }, t('agenda.complete')),
+          h('button', { type: 'button', onclick: setStatus('no_show') }, t('agenda.noShow')),
+          h('button', { type: 'button', class: 'danger', onclick: setStatus('cancelled') }, t('agenda.cancelAppt'))),
+        h('button', { type: 'button', id: 'move-pick', onclick: () => {
+          moving = a;
+          clear(error, banner(t('agenda.movePick'), 'info'));
+        } }, t('agenda.movePickButton')),
+        moveForm] : null);
+  }
+
+  function move(a, start) {
+    const length = new Date(a.endAt) - new Date(a.startAt);
+    return patch(`/appointments/${a.id}`, { startAt: start.toISOString(), endAt: new Date(start.getTime() + length).toISOString() });
+  }
+
+  async function moveTo(a, start, practitioner, cell) {
+    moving = null;
+    const r = await move(a, start);
+    if (r.ok) render(main); else slotError(cell, r, a.practitionerId);
+  }
+}
