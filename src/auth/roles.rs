@@ -16,39 +16,64 @@ pub enum Role {
     Readonly,
 }
 
-/// What a clinic route touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource {
-    Patients,
-    Appointments,
-    Consents,
-    Documents,
-    MedicalRecords,
-    Practitioners,
-    ProductsServices,
-    Categories,
-    ConsentTemplates,
-    ClinicSettings,
-    Users,
-    Audit,
+/// The resources, written once: the [`Resource`] enum, [`Resource::ALL`],
+/// and a marker type per resource (in [`markers`]) that a handler names in
+/// its signature, audited or not.
+macro_rules! resources {
+    (audited: $($audited:ident),* ; unaudited: $($unaudited:ident),* $(;)?) => {
+        /// What a clinic route touches.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Resource {
+            $($audited,)*
+            $($unaudited,)*
+        }
+
+        impl Resource {
+            pub const ALL: &'static [Resource] =
+                &[$(Resource::$audited,)* $(Resource::$unaudited,)*];
+        }
+
+        /// One type per resource, for the type of a route's clinic access.
+        pub mod markers {
+            use super::{AuditedResource, ClinicResource, Resource, UnauditedResource};
+            $(
+                #[doc = concat!("Marker for [`Resource::", stringify!($audited), "`], audited.")]
+                pub struct $audited;
+                impl ClinicResource for $audited {
+                    const RESOURCE: Resource = Resource::$audited;
+                }
+                impl AuditedResource for $audited {}
+            )*
+            $(
+                #[doc = concat!("Marker for [`Resource::", stringify!($unaudited), "`].")]
+                pub struct $unaudited;
+                impl ClinicResource for $unaudited {
+                    const RESOURCE: Resource = Resource::$unaudited;
+                }
+                impl UnauditedResource for $unaudited {}
+            )*
+        }
+    };
 }
 
-impl Resource {
-    pub const ALL: [Resource; 12] = [
-        Resource::Patients,
-        Resource::Appointments,
-        Resource::Consents,
-        Resource::Documents,
-        Resource::MedicalRecords,
-        Resource::Practitioners,
-        Resource::ProductsServices,
-        Resource::Categories,
-        Resource::ConsentTemplates,
-        Resource::ClinicSettings,
-        Resource::Users,
-        Resource::Audit,
-    ];
+resources! {
+    audited: Patients, Appointments, Consents, Documents, MedicalRecords, ConsentTemplates;
+    unaudited: Practitioners, ProductsServices, Categories, ClinicSettings, Users, Audit;
 }
+
+/// The resource a route touches, named once per handler in its signature.
+pub trait ClinicResource: Send + Sync + 'static {
+    const RESOURCE: Resource;
+}
+
+/// A resource every change of which is recorded in the audit trail: its
+/// handlers write only through `http::clinic::AuditedTransaction`, which
+/// cannot commit without its event.
+pub trait AuditedResource: ClinicResource {}
+
+/// A resource whose changes the trail does not record (the clinic's
+/// staff directory, catalogue, settings, and the trail itself).
+pub trait UnauditedResource: ClinicResource {}
 
 /// Reading (GET) or changing (anything else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +146,7 @@ mod tests {
 
     #[test]
     fn readonly_never_writes_and_super_admin_reaches_nothing() {
-        for resource in Resource::ALL {
+        for &resource in Resource::ALL {
             assert!(!Role::Readonly.may(resource, Operation::Write));
             assert!(!Role::SuperAdmin.may(resource, Operation::Read));
         }

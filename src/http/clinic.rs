@@ -26,57 +26,15 @@ use super::error::ApiError;
 use super::extract::client_addr;
 use super::state::AppState;
 use crate::auth::jwt::Claims;
-use crate::auth::roles::{Operation, Resource, Role};
+pub use crate::auth::roles::markers::*;
+pub use crate::auth::roles::{AuditedResource, ClinicResource, UnauditedResource};
+use crate::auth::roles::{Operation, Role};
 use crate::central::companies::ClinicState;
 use crate::clinic::audit::{self, Actor, Entry};
 use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::naming::ClinicId;
 use crate::tenancy::pools::{ClinicPool, ClinicTransaction, Statement};
 use crate::tenancy::read_trail::{NotRecorded, ReadTrail};
-
-/// The resource a route touches, named once per handler in its signature.
-pub trait ClinicResource: Send + Sync + 'static {
-    const RESOURCE: Resource;
-}
-
-/// A resource every change of which is recorded in the audit trail: its
-/// handlers write through [`AuditedTransaction`], which cannot commit
-/// without its event, and read through [`Clinic::begin_read`].
-pub trait AuditedResource: ClinicResource {}
-
-/// A resource whose changes the trail does not record (the clinic's
-/// staff directory, catalogue, settings, and the trail itself): plain
-/// transactions.
-pub trait UnauditedResource: ClinicResource {}
-
-macro_rules! clinic_resources {
-    ($kind:ident: $($name:ident),* $(,)?) => {$(
-        #[doc = concat!("Marker for [`Resource::", stringify!($name), "`].")]
-        pub struct $name;
-        impl ClinicResource for $name {
-            const RESOURCE: Resource = Resource::$name;
-        }
-        impl $kind for $name {}
-    )*};
-}
-
-clinic_resources!(
-    AuditedResource: Patients,
-    Appointments,
-    Consents,
-    Documents,
-    MedicalRecords,
-    ConsentTemplates,
-);
-
-clinic_resources!(
-    UnauditedResource: Practitioners,
-    ProductsServices,
-    Categories,
-    ClinicSettings,
-    Users,
-    Audit,
-);
 
 /// The caller, from a verified access token whose account is still live,
 /// active, and of the role and clinic the token names
