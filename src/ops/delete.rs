@@ -57,16 +57,13 @@ impl From<sqlx::Error> for DeleteError {
 /// can be run again).
 pub async fn delete_clinic(fleet: &Fleet, id: ClinicId) -> Result<Deleted, DeleteError> {
     let clinic = fleet.clinic(id).await?;
-    let mut admin = connect(
-        &fleet
-            .databases
-            .admin_on_server(&clinic.db_host, clinic.db_port),
-    )
-    .await?;
+    let mut admin = fleet
+        .admin_on_server(&clinic.db_host, clinic.db_port)
+        .await?;
     let dropped = drop_if_empty(fleet, &mut admin, &clinic).await;
     let _ = admin.close().await;
     dropped?;
-    let staff_accounts = tombstone(fleet, &clinic).await?;
+    let staff_accounts = tombstone(fleet, &clinic, "clinic.deleted").await?;
     Ok(Deleted {
         id: id.0,
         database: clinic.db_name,
@@ -150,13 +147,18 @@ async fn check_alone(
 }
 
 /// Deletes the staff accounts, makes the central row a tombstone and
-/// records `clinic.deleted`, in one transaction; the accounts deleted.
-async fn tombstone(fleet: &Fleet, clinic: &ClinicRecord) -> Result<u64, sqlx::Error> {
+/// records `action` (`clinic.deleted`, `clinic.destroyed`), in one
+/// transaction; the accounts deleted.
+pub(super) async fn tombstone(
+    fleet: &Fleet,
+    clinic: &ClinicRecord,
+    action: &'static str,
+) -> Result<u64, sqlx::Error> {
     let mut tx = fleet.databases.central.begin().await?;
     let staff = users::delete_all_of_clinic(&mut tx, clinic.id).await?;
     companies::tombstone(&mut tx, ClinicId(clinic.id)).await?;
     let event = audit::PlatformEvent {
-        action: "clinic.deleted",
+        action,
         actor_user_id: None,
         company_id: Some(clinic.id),
         client_addr: None,

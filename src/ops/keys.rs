@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{connect, Fleet};
+use super::Fleet;
 use crate::central::audit;
 use crate::crypto::{random_token, MasterKey};
 use crate::tenancy::ddl;
@@ -166,12 +166,9 @@ async fn rotate_clinic(fleet: &Fleet, new_key: &MasterKey, clinic: &Sealed) -> a
         .execute(central)
         .await?;
 
-    let mut admin = connect(
-        &fleet
-            .databases
-            .admin_on_server(&clinic.db_host, clinic.db_port),
-    )
-    .await?;
+    let mut admin = fleet
+        .admin_on_server(&clinic.db_host, clinic.db_port)
+        .await?;
     let changed = ddl::set_password(&mut admin, &clinic.db_user, &password).await;
     let _ = sqlx::Connection::close(admin).await;
     changed?;

@@ -208,12 +208,9 @@ async fn migrate_into(
     let roles = TenantRoles::of(ClinicId(clinic.id), &fleet.settings.prefix);
     let in_database = fleet.admin_options_on(clinic, &clinic.db_name);
     if !dry_run {
-        let mut admin = connect(
-            &fleet
-                .databases
-                .admin_on_server(&clinic.db_host, clinic.db_port),
-        )
-        .await?;
+        let mut admin = fleet
+            .admin_on_server(&clinic.db_host, clinic.db_port)
+            .await?;
         let owned = async {
             ddl::ensure_owner_role(&mut admin, &roles.owner).await?;
             ddl::give_database_to_owner(&mut admin, &clinic.db_name, &roles).await

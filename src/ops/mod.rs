@@ -151,6 +151,13 @@ impl Fleet {
             .ok_or_else(|| anyhow::anyhow!("no provisioned clinic has the id {id}"))
     }
 
+    /// One connection as the admin role to the maintenance database of the
+    /// server at `host:port` (creating, dropping and altering clinic
+    /// databases and roles).
+    pub async fn admin_on_server(&self, host: &str, port: i32) -> anyhow::Result<PgConnection> {
+        connect(&self.databases.admin_on_server(host, port)).await
+    }
+
     /// The admin role, connected to `database` on the clinic's server.
     pub fn admin_options_on(&self, clinic: &ClinicRecord, database: &str) -> PgConnectOptions {
         self.databases

@@ -28,8 +28,9 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
+use super::delete::tombstone;
 use super::{connect, ClinicRecord, Fleet};
-use crate::central::{audit, companies, erasures, users};
+use crate::central::{audit, companies, erasures};
 use crate::tenancy::ddl::{self, TenantRoles};
 use crate::tenancy::naming::{quote_ident, ClinicId};
 
@@ -273,12 +274,9 @@ pub async fn destroy_periodically(fleet: Fleet) {
 
 async fn destroy(fleet: &Fleet, id: ClinicId) -> anyhow::Result<()> {
     let clinic = fleet.clinic(id).await?;
-    let mut admin = connect(
-        &fleet
-            .databases
-            .admin_on_server(&clinic.db_host, clinic.db_port),
-    )
-    .await?;
+    let mut admin = fleet
+        .admin_on_server(&clinic.db_host, clinic.db_port)
+        .await?;
     let dropped = async {
         ddl::drop_database(&mut admin, &clinic.db_name).await?;
         ddl::drop_roles(&mut admin, &TenantRoles::of(id, &fleet.settings.prefix)).await
@@ -286,18 +284,7 @@ async fn destroy(fleet: &Fleet, id: ClinicId) -> anyhow::Result<()> {
     .await;
     let _ = admin.close().await;
     dropped?;
-    let mut tx = fleet.databases.central.begin().await?;
-    let staff = users::delete_all_of_clinic(&mut tx, clinic.id).await?;
-    companies::tombstone(&mut tx, id).await?;
-    let event = audit::PlatformEvent {
-        action: "clinic.destroyed",
-        actor_user_id: None,
-        company_id: Some(clinic.id),
-        client_addr: None,
-        details: json!({"database": clinic.db_name, "staffAccounts": staff}),
-    };
-    audit::record(&mut *tx, event).await?;
-    tx.commit().await?;
+    tombstone(fleet, &clinic, "clinic.destroyed").await?;
     Ok(())
 }
 

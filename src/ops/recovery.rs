@@ -278,7 +278,7 @@ async fn place(
 ) -> anyhow::Result<()> {
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
     let password = random_token(32);
-    let mut admin = connect(&fleet.databases.admin_on_server(host, port)).await?;
+    let mut admin = fleet.admin_on_server(host, port).await?;
     let made = async {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")

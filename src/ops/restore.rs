@@ -226,12 +226,9 @@ async fn into_existing(
         return Err(RestoreError::HasPatients(id));
     }
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
-    let mut admin = connect(
-        &fleet
-            .databases
-            .admin_on_server(&clinic.db_host, clinic.db_port),
-    )
-    .await?;
+    let mut admin = fleet
+        .admin_on_server(&clinic.db_host, clinic.db_port)
+        .await?;
     // A clinic of an earlier release gets its owner role here.
     ddl::ensure_owner_role(&mut admin, &roles.owner).await?;
     let server = Server {
@@ -285,7 +282,7 @@ async fn into_new(
     let id = ClinicId::generate();
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
     let password = random_token(32);
-    let mut admin = connect(&fleet.databases.admin_on_server(&server.host, server.port)).await?;
+    let mut admin = fleet.admin_on_server(&server.host, server.port).await?;
     ddl::create_roles(&mut admin, &roles, &password).await?;
     let result = async {
         let on = Server {

@@ -81,7 +81,7 @@ async fn count(app: &TestApp, sql: &str, bind: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_password_is_reset_with_a_one_time_link() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Forgetful").await;
@@ -204,7 +204,7 @@ async fn a_forgotten_password_is_reset_with_a_one_time_link() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clinic_create_with_an_admin_email_makes_an_admin_who_can_log_in() {
     let app = spawn_app().await;
     let admin = unique_email();
@@ -297,7 +297,7 @@ async fn clinic_create_with_an_admin_email_makes_an_admin_who_can_log_in() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_create_makes_a_staff_account_with_a_password_or_a_sent_link() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Hiring").await;
@@ -416,7 +416,7 @@ async fn user_create_makes_a_staff_account_with_a_password_or_a_sent_link() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_changes_their_own_password_and_other_sessions_end() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Careful").await;
@@ -521,7 +521,7 @@ async fn a_user_changes_their_own_password_and_other_sessions_end() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_lets_a_throttled_account_log_in_at_once() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Locked out").await;
@@ -549,7 +549,7 @@ async fn unlock_lets_a_throttled_account_log_in_at_once() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn super_admins_are_listed_and_deactivated_but_never_the_last_one() {
     let app = spawn_app().await;
     let first = unique_email();

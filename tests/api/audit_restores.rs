@@ -37,7 +37,7 @@ async fn doctor_failures(app: &TestApp, clinic: Uuid) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_accepts_a_recorded_restore_but_not_an_edit_after_it() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Restored").await;

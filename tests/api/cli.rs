@@ -26,7 +26,7 @@ fn medicalpro(app: &TestApp, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_exits_non_zero_on_a_broken_chain_and_names_the_row() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Command line").await;
@@ -55,7 +55,7 @@ async fn audit_verify_exits_non_zero_on_a_broken_chain_and_names_the_row() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_super_admin_is_created_from_the_command_line() {
     let app = spawn_app().await;
     let email = format!("ops-{}@example.fr", app.prefix);
@@ -100,7 +100,7 @@ async fn exists(app: &TestApp, sql: &str, name: &str) -> bool {
 /// A clinic that never held patient data is deleted: its database and both
 /// roles are gone, its staff accounts too (the admin's email registers
 /// again), and central keeps a tombstone without its name or email.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clinic_delete_drops_an_empty_clinic_and_frees_its_email() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Abandoned trial").await;
@@ -157,7 +157,7 @@ async fn clinic_delete_drops_an_empty_clinic_and_frees_its_email() {
 
 /// A clinic with a patient is not deleted: the command exits 1 saying so,
 /// and the clinic keeps its database and goes on serving.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clinic_delete_refuses_a_clinic_with_a_patient() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("In use").await;

@@ -462,7 +462,11 @@ impl TestApp {
     }
 
     /// The real binary, configured for this app's central database and
-    /// keys (nothing inherited from the environment but `PATH`).
+    /// keys (nothing inherited from the environment but `PATH`). Running it
+    /// blocks the test's thread: a test that does so while its app runs
+    /// uses a multi-thread runtime, or the app's background tasks (the
+    /// audit sealer holding the trail's lock) would wait on the command that
+    /// waits on them.
     pub fn medicalpro_command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_medicalpro"));
         command

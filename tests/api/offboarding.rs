@@ -40,7 +40,7 @@ fn file<'a>(files: &'a [(String, Value)], name: &str) -> &'a Value {
     &files.iter().find(|(n, _)| n == name).unwrap().1
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exported_clinic_reads_back_without_medicalpro() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Cabinet Export").await;
@@ -127,7 +127,7 @@ async fn an_exported_clinic_reads_back_without_medicalpro() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_clinic_is_destroyed_once_its_delay_has_passed() {
     let app = spawn_app().await;
     let leaving = app.register_clinic("Leaving").await;

@@ -31,7 +31,7 @@ fn ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_super_admin_searches_renames_and_readdresses_clinics() {
     let app = spawn_app().await;
     let root = super_admin(&app).await;
@@ -174,7 +174,7 @@ async fn a_super_admin_searches_renames_and_readdresses_clinics() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_super_admin_lists_staff_across_clinics_and_reads_the_platform_audit() {
     let app = spawn_app().await;
     let root = super_admin(&app).await;
@@ -315,7 +315,7 @@ async fn a_super_admin_lists_staff_across_clinics_and_reads_the_platform_audit()
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clinic_admin_reaches_no_platform_view() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Not the platform").await;

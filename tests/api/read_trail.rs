@@ -35,7 +35,7 @@ async fn recorded(
 
 /// Ninety reads at once: each has its event, and they took far fewer
 /// commits (calls of the batch function, counted by PostgreSQL) than reads.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_share_commits_and_each_is_recorded() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Group commit").await;
@@ -102,7 +102,7 @@ async fn concurrent_reads_share_commits_and_each_is_recorded() {
 /// held up by a lock on the trail (so that the kill finds reads done and
 /// events not committed, a window that is otherwise a few milliseconds):
 /// every read it answered has its event in the trail.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_answered_no_read_left_out_of_the_trail() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Killed").await;

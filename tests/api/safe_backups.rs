@@ -54,7 +54,7 @@ fn counts(printed: &str, table: &str) -> Vec<String> {
     row.split_whitespace().skip(1).map(str::to_owned).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_is_private_and_never_overwrites_a_file_unless_forced() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Careful").await;
@@ -115,7 +115,7 @@ async fn a_backup_is_private_and_never_overwrites_a_file_unless_forced() {
     app.cleanup().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_over_a_live_clinic_shows_what_is_lost_and_keeps_a_safety_backup() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Restored over").await;
