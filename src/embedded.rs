@@ -256,10 +256,15 @@ fn running_postmaster(pgdata: &Path) -> Option<i32> {
     (ready && alive).then_some(pid)
 }
 
+/// Server settings by durability. Both keep `wal_level = logical`, which
+/// `medicalpro clinic move` needs (a publication on the clinic's server,
+/// read by a subscription on the other); it takes effect at start.
 fn tuning(durability: Durability) -> Vec<&'static str> {
     match durability {
-        Durability::Durable => vec![],
+        Durability::Durable => vec!["-c", "wal_level=logical"],
         Durability::Throwaway => vec![
+            "-c",
+            "wal_level=logical",
             "-c",
             "fsync=off",
             "-c",

@@ -34,5 +34,6 @@ mod registration;
 mod roles;
 mod safe_backups;
 mod scale;
+mod servers;
 mod settings;
 mod users;
