@@ -151,7 +151,7 @@ async fn check_rights(admin: &mut PgConnection) -> anyhow::Result<String> {
     )
     .fetch_one(&mut *admin)
     .await?;
-    if !superuser && !(createdb && createrole) {
+    if !(superuser || (createdb && createrole)) {
         anyhow::bail!("the admin role on this server needs CREATEDB and CREATEROLE (or SUPERUSER)");
     }
     Ok(sqlx::query_scalar("SELECT current_setting('wal_level')")

@@ -379,3 +379,85 @@ async fn an_interrupted_move_is_rolled_back_or_finished_when_run_again() {
     app.cleanup().await;
     cleanup_second_cluster(&prefix).await;
 }
+
+/// Runs the real binary with `args`: (success, stdout, stderr).
+fn medicalpro(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = app
+        .medicalpro_command()
+        .args(args)
+        .output()
+        .expect("running medicalpro");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_command_line_adds_lists_drains_and_moves() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("En ligne de commande").await;
+    fill(&app, &clinic).await;
+    let url = second_cluster().admin_url.clone();
+
+    let (ok, out, err) = medicalpro(
+        &app,
+        &[
+            "server",
+            "add",
+            "--name",
+            "second",
+            "--url",
+            &url,
+            "--max-clinics",
+            "50",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("second"), "{out}");
+    let (ok, _, err) = medicalpro(
+        &app,
+        &["server", "add", "--name", "bad", "--url", "not a url"],
+    );
+    assert!(!ok);
+    assert!(err.contains("--url"), "{err}");
+
+    let (ok, out, err) = medicalpro(&app, &["server", "list", "--json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["primary", "second"]);
+    assert_eq!(listed[1]["room"], 50);
+    let (ok, out, _) = medicalpro(&app, &["server", "list"]);
+    assert!(ok && out.contains("ROOM"), "{out}");
+
+    let id = clinic.id.to_string();
+    let (ok, _, err) = medicalpro(&app, &["clinic", "move", &id, "--server", "nowhere"]);
+    assert!(!ok);
+    assert!(err.contains("nowhere"), "{err}");
+    let (ok, out, err) = medicalpro(
+        &app,
+        &["clinic", "move", &id, "--server", "second", "--drop-source"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("moved from primary to second"), "{out}");
+    assert!(out.contains("dropped"), "{out}");
+    assert_eq!(
+        app.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+
+    let (ok, out, err) = medicalpro(&app, &["server", "drain", "second"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id), "the clinic remains on it: {out}");
+
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
