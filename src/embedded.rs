@@ -273,6 +273,20 @@ fn tuning(durability: Durability) -> Vec<&'static str> {
             "full_page_writes=off",
             "-c",
             "max_connections=400",
+            // Several moves at once (tests): each subscription's initial
+            // copy runs table by table in sync workers.
+            "-c",
+            "max_worker_processes=48",
+            "-c",
+            "max_logical_replication_workers=32",
+            "-c",
+            "max_sync_workers_per_subscription=8",
+            // A replication origin per sync worker on the target, a slot
+            // per sync worker on the source.
+            "-c",
+            "max_replication_slots=64",
+            "-c",
+            "max_wal_senders=64",
         ],
     }
 }

@@ -181,9 +181,10 @@ async fn a_clinic_moves_to_another_server_while_it_serves() {
     let refused = writes.iter().filter(|(s, _, _)| !s.is_success()).count();
     let refused_reads = reads.iter().filter(|(s, _)| !s.is_success()).count();
     eprintln!(
-        "move: {:.2} s, writes frozen {} ms; {} writes ({refused} answered 503), {} reads ({refused_reads} answered 503); rows {:?}",
+        "move: {:.2} s, writes frozen {} ms, steps {:?}; {} writes ({refused} answered 503), {} reads ({refused_reads} answered 503); rows {:?}",
         moved.seconds,
         moved.freeze_ms,
+        moved.steps_ms,
         writes.len(),
         reads.len(),
         moved.rows
