@@ -339,6 +339,27 @@ async fn plan(fleet: &Fleet, options: &MoveOptions) -> Result<Plan, MoveError> {
         )
         .into());
     }
+    let mut source = connect(
+        &fleet
+            .databases
+            .admin_on_server(&clinic.db_host, clinic.db_port),
+    )
+    .await?;
+    let wal_level: Result<String, sqlx::Error> =
+        sqlx::query_scalar("SELECT current_setting('wal_level')")
+            .fetch_one(&mut source)
+            .await;
+    let _ = source.close().await;
+    let wal_level = wal_level?;
+    if wal_level != "logical" {
+        return Err(anyhow::anyhow!(
+            "the clinic's server {}:{} runs with wal_level = {wal_level}: a move needs \
+             wal_level = logical there (set it and restart that server)",
+            clinic.db_host,
+            clinic.db_port
+        )
+        .into());
+    }
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
     let mut admin = connect(&fleet.databases.admin_on_server(&target.host, target.port)).await?;
     let taken: Result<bool, sqlx::Error> = sqlx::query_scalar(
