@@ -257,10 +257,15 @@ fn running_postmaster(pgdata: &Path) -> Option<i32> {
     (ready && alive).then_some(pid)
 }
 
+/// Server settings by durability. Both keep `wal_level = logical`, which
+/// `medicalpro clinic move` needs (a publication on the clinic's server,
+/// read by a subscription on the other); it takes effect at start.
 fn tuning(durability: Durability) -> Vec<&'static str> {
     match durability {
-        Durability::Durable => vec![],
+        Durability::Durable => vec!["-c", "wal_level=logical"],
         Durability::Throwaway => vec![
+            "-c",
+            "wal_level=logical",
             "-c",
             "fsync=off",
             "-c",
@@ -269,6 +274,20 @@ fn tuning(durability: Durability) -> Vec<&'static str> {
             "full_page_writes=off",
             "-c",
             "max_connections=400",
+            // Several moves at once (tests): each subscription's initial
+            // copy runs table by table in sync workers.
+            "-c",
+            "max_worker_processes=48",
+            "-c",
+            "max_logical_replication_workers=32",
+            "-c",
+            "max_sync_workers_per_subscription=8",
+            // A replication origin per sync worker on the target, a slot
+            // per sync worker on the source.
+            "-c",
+            "max_replication_slots=64",
+            "-c",
+            "max_wal_senders=64",
         ],
     }
 }

@@ -50,6 +50,10 @@ pub enum ClinicCommand {
     /// Destroy the closed clinics whose delay has passed (`serve` also does
     /// it every hour).
     DestroyClosed(ListArgs),
+    /// Move a clinic's database to another server (logical replication,
+    /// a write freeze of seconds); run again to finish or roll back an
+    /// interrupted move.
+    Move(super::server::MoveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +88,7 @@ pub async fn run(command: ClinicCommand) -> anyhow::Result<ExitCode> {
         ClinicCommand::Export(args) => offboarding::export(args).await,
         ClinicCommand::Close(args) => offboarding::close(args).await,
         ClinicCommand::DestroyClosed(args) => offboarding::destroy_closed(args).await,
+        ClinicCommand::Move(args) => super::server::move_clinic(args).await,
     }
 }
 

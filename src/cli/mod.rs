@@ -20,6 +20,7 @@ mod keys;
 mod migrate;
 mod offboarding;
 mod output;
+mod server;
 mod user;
 
 use std::future::Future;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Check the clinics' tamper-evident audit trails.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Register, list and drain the PostgreSQL servers that hold clinic databases.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
     /// Manage super admins and clinic staff accounts: create, reset a password, unlock, deactivate.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::User(command) => user::run(command).await,
+        Command::Server(command) => server::run(command).await,
     }
 }
 

@@ -181,6 +181,10 @@ impl From<sqlx::Error> for ApiError {
             tracing::warn!(%error, "statement cancelled (statement timeout)");
             return ApiError::TimedOut;
         }
+        if crate::tenancy::pools::writes_frozen(&error) {
+            tracing::warn!(%error, "clinic database refused a write (write freeze of a move)");
+            return ApiError::ClinicUnavailable;
+        }
         ApiError::Internal(error.into())
     }
 }
@@ -197,6 +201,15 @@ impl From<anyhow::Error> for ApiError {
         if cancelled {
             tracing::warn!(error = %format!("{error:#}"), "statement cancelled (statement timeout)");
             return ApiError::TimedOut;
+        }
+        let frozen = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(crate::tenancy::pools::writes_frozen)
+        });
+        if frozen {
+            tracing::warn!(error = %format!("{error:#}"), "clinic database refused a write (write freeze of a move)");
+            return ApiError::ClinicUnavailable;
         }
         ApiError::Internal(error)
     }

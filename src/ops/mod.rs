@@ -13,12 +13,14 @@ pub mod doctor;
 pub mod erasures;
 pub mod keys;
 pub mod migrate;
+pub mod moves;
 pub mod offboarding;
 pub mod operator;
 pub mod pgtools;
 pub mod recovery;
 pub mod restore;
 pub mod safety;
+pub mod servers;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -54,6 +54,110 @@ pub fn cluster() -> &'static TestCluster {
     })
 }
 
+/// A second throwaway cluster on another port, for clinics placed on or
+/// moved to another server. It accepts the first one's admin user and
+/// password (every server is reached with `DATABASE_URL`'s), and lives in
+/// the first one's directory, so it is removed with it.
+pub fn second_cluster() -> &'static TestCluster {
+    static SECOND: OnceLock<TestCluster> = OnceLock::new();
+    SECOND.get_or_init(|| {
+        let first = cluster();
+        let password = url::Url::parse(&first.admin_url)
+            .ok()
+            .and_then(|url| url.password().map(str::to_owned))
+            .expect("the test cluster's admin password");
+        let dir = std::env::temp_dir()
+            .join(format!("medicalpro-test-{}", std::process::id()))
+            .join("second");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("second cluster directory");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(dir.join("pg_admin_password"))
+                .expect("second cluster password file");
+            file.write_all(password.as_bytes())
+                .expect("second cluster password");
+        }
+        let cluster = RunningCluster::start(&dir, Durability::Throwaway)
+            .unwrap_or_else(|e| panic!("starting the second test cluster: {e}"));
+        TestCluster {
+            admin_url: cluster.admin_url.clone(),
+            port: cluster.port,
+            log_path: cluster.log_path.clone(),
+            _cluster: cluster,
+        }
+    })
+}
+
+/// Drops every database and role of `prefix` on the second cluster.
+pub async fn cleanup_second_cluster(prefix: &str) {
+    let options: PgConnectOptions = second_cluster().admin_url.parse().expect("admin url");
+    let mut admin = options.connect().await.expect("second cluster admin");
+    let pattern = format!("{prefix}\\_%");
+    let subscriptions: Vec<(String, String)> = sqlx::query_as(
+        "SELECT s.subname::text, d.datname::text FROM pg_subscription s
+           JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for (subscription, database) in subscriptions {
+        let mut conn = options.clone().database(&database).connect().await.unwrap();
+        for sql in [
+            format!("ALTER SUBSCRIPTION \"{subscription}\" DISABLE"),
+            format!("ALTER SUBSCRIPTION \"{subscription}\" SET (slot_name = NONE)"),
+            format!("DROP SUBSCRIPTION \"{subscription}\""),
+        ] {
+            let _ = sqlx::raw_sql(&sql).execute(&mut conn).await;
+        }
+        let _ = conn.close().await;
+    }
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+            .bind(&pattern)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    for database in databases {
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1")
+            .bind(&pattern)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    for role in roles {
+        sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let _ = admin.close().await;
+    // Slots a failed move left on the first cluster (they keep its
+    // databases from being dropped).
+    let mut first = admin_options().connect().await.expect("admin connection");
+    let _ = sqlx::query(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+          WHERE database LIKE $1 AND NOT active",
+    )
+    .bind(&pattern)
+    .execute(&mut first)
+    .await;
+    let _ = first.close().await;
+}
+
 /// Removes clusters left by earlier runs whose process is gone.
 fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {

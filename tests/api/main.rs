@@ -34,6 +34,7 @@ mod registration;
 mod roles;
 mod safe_backups;
 mod scale;
+mod servers;
 mod settings;
 mod users;
 mod web;

@@ -819,6 +819,14 @@ pub fn statement_cancelled(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 
+/// Whether `error` is a write the clinic's role may not make (42501): the
+/// login role holds every privilege the product's queries use, except
+/// while `medicalpro clinic move` freezes the clinic's writes (see
+/// `ops::moves`), so the API answers 503 to retry, not 500.
+pub fn writes_frozen(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("42501"))
+}
+
 /// Closes a connection in the background; its permit is freed only then.
 fn close_later(exits: &ExitWatch, live: Live) {
     match tokio::runtime::Handle::try_current() {

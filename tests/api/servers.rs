@@ -1,0 +1,464 @@
+//! Several database servers: registering, listing and draining them, and
+//! moving a clinic from one to another under load.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use medicalpro::compliance::verify_clinic;
+use medicalpro::ops::moves::{self, MoveError, MoveOptions, Step};
+use medicalpro::ops::{servers, Fleet};
+use medicalpro::tenancy::naming::ClinicId;
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::helpers::{
+    cleanup_second_cluster, cluster, second_cluster, spawn_app, TestApp, TestClinic,
+};
+
+async fn fleet_with_second_server(app: &TestApp) -> Fleet {
+    let fleet = Fleet::open(&app.settings).await.expect("fleet");
+    let added = servers::add(&fleet, "second", &second_cluster().admin_url, 100)
+        .await
+        .expect("adding the second server");
+    assert_eq!(added.port, i32::from(second_cluster().port));
+    assert_eq!(added.wal_level, "logical");
+    fleet
+}
+
+async fn on_second(database: &str) -> PgConnection {
+    let options: PgConnectOptions = second_cluster().admin_url.parse().unwrap();
+    options.database(database).connect().await.unwrap()
+}
+
+/// Some patients, a practitioner and appointments.
+async fn fill(app: &TestApp, clinic: &TestClinic) {
+    let practitioner = app
+        .post(
+            "/api/v1/practitioners",
+            &clinic.token,
+            json!({"firstName": "Jean", "lastName": "Docteur"}),
+        )
+        .await
+        .id();
+    for hour in 8..12 {
+        let patient = app.create_patient(&clinic.token, "Anne", "Patiente").await;
+        let booked = app
+            .post(
+                "/api/v1/appointments",
+                &clinic.token,
+                json!({"patientId": patient, "practitionerId": practitioner,
+                       "startAt": format!("2030-01-07T{hour:02}:00:00Z"),
+                       "endAt": format!("2030-01-07T{hour:02}:30:00Z")}),
+            )
+            .await;
+        assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    }
+}
+
+async fn placement(app: &TestApp, clinic: Uuid) -> (Uuid, i32) {
+    sqlx::query_as("SELECT db_server_id, db_port FROM companies WHERE id = $1")
+        .bind(clinic)
+        .fetch_one(&app.state.databases.central)
+        .await
+        .unwrap()
+}
+
+async fn database_exists(app: &TestApp, database: &str) -> bool {
+    let mut admin = app.admin_connection("postgres").await;
+    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(database)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    exists
+}
+
+#[tokio::test]
+async fn servers_are_added_listed_and_drained() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Sur le primaire").await;
+    let fleet = fleet_with_second_server(&app).await;
+    let again = servers::add(&fleet, "again", &second_cluster().admin_url, 5).await;
+    assert!(again.is_err(), "the same host and port twice");
+    let wrong =
+        second_cluster()
+            .admin_url
+            .replacen("medicalpro_admin:", "medicalpro_admin:wrong", 1);
+    let refused = servers::add(&fleet, "third", &wrong, 5).await;
+    assert!(refused.is_err());
+
+    let listed = servers::list(&fleet).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let primary = listed.iter().find(|s| s.name == "primary").unwrap();
+    assert_eq!(primary.clinics, 1);
+    assert!(primary.size_bytes.unwrap() > 0);
+    assert!(primary.max_connections.unwrap() > 0);
+    let second = listed.iter().find(|s| s.name == "second").unwrap();
+    assert_eq!((second.clinics, second.room), (0, 100));
+
+    let drained = servers::drain(&fleet, "primary").await.unwrap();
+    assert_eq!(drained.remaining.len(), 1);
+    assert_eq!(drained.remaining[0].id, clinic.id);
+    // A new clinic now goes to the second server.
+    let next = app.register_clinic("Sur le second").await;
+    let (server, port) = placement(&app, next.id).await;
+    assert_eq!(server, second.id);
+    assert_eq!(port, i32::from(second_cluster().port));
+    let listed = servers::list(&fleet).await.unwrap();
+    let primary = listed.iter().find(|s| s.name == "primary").unwrap();
+    assert!(!primary.is_active);
+    assert_eq!(primary.room, 0);
+    assert!(servers::drain(&fleet, "nowhere").await.is_err());
+
+    fleet.close().await;
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_clinic_moves_to_another_server_while_it_serves() {
+    let app = Arc::new(spawn_app().await);
+    let clinic = app.register_clinic("Déménagement").await;
+    fill(&app, &clinic).await;
+    let fleet = fleet_with_second_server(&app).await;
+    let database = app.clinic_database(clinic.id);
+
+    // Writes and reads through the router for the whole move.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (app, stop, token) = (app.clone(), stop.clone(), clinic.token.clone());
+        tokio::spawn(async move {
+            let mut writes = Vec::new();
+            let mut reads = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let written = app
+                    .post(
+                        "/api/v1/patients",
+                        &token,
+                        json!({"firstName": format!("Pendant{n}"), "lastName": "Move"}),
+                    )
+                    .await;
+                let id = written.body["data"]["id"].as_str().map(str::to_owned);
+                writes.push((written.status, written.code().to_owned(), id));
+                let read = app.get("/api/v1/patients?limit=5", &token).await;
+                reads.push((read.status, read.code().to_owned()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (writes, reads)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(clinic.id), "second"))
+        .await
+        .expect("the move");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (writes, reads) = load.await.unwrap();
+
+    // No write or read failed with anything but 503 clinic_unavailable.
+    for (status, code, _) in &writes {
+        assert!(
+            status.is_success()
+                || (*status == StatusCode::SERVICE_UNAVAILABLE && code == "clinic_unavailable"),
+            "a write answered {status} {code}"
+        );
+    }
+    for (status, code) in &reads {
+        assert!(
+            status.is_success()
+                || (*status == StatusCode::SERVICE_UNAVAILABLE && code == "clinic_unavailable"),
+            "a read answered {status} {code}"
+        );
+    }
+    let refused = writes.iter().filter(|(s, _, _)| !s.is_success()).count();
+    let refused_reads = reads.iter().filter(|(s, _)| !s.is_success()).count();
+    eprintln!(
+        "move: {:.2} s, writes frozen {} ms, steps {:?}; {} writes ({refused} answered 503), {} reads ({refused_reads} answered 503); rows {:?}",
+        moved.seconds,
+        moved.freeze_ms,
+        moved.steps_ms,
+        writes.len(),
+        reads.len(),
+        moved.rows
+    );
+    assert!(writes.iter().any(|(s, _, _)| s.is_success()));
+
+    // The placement names the second server; the source is kept aside.
+    let (server, port) = placement(&app, clinic.id).await;
+    let second_id = servers::find(&fleet, "second").await.unwrap().id;
+    assert_eq!(
+        (server, port),
+        (second_id, i32::from(second_cluster().port))
+    );
+    assert!(!database_exists(&app, &database).await);
+    let kept = moved.source_kept_as.clone().expect("source kept");
+    assert!(database_exists(&app, &kept).await);
+    assert_eq!(moved.to_server, "second");
+    assert_eq!(moved.from_server.as_deref(), Some("primary"));
+
+    // Every write answered 2xx is on the target.
+    let mut target = on_second(&database).await;
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM public.patients")
+        .fetch_all(&mut target)
+        .await
+        .unwrap();
+    for (_, _, id) in writes.iter().filter(|(s, _, _)| s.is_success()) {
+        let id: Uuid = id.as_deref().unwrap().parse().unwrap();
+        assert!(
+            ids.contains(&id),
+            "patient {id} answered 201 but is not on the target"
+        );
+    }
+    assert!(ids.len() as i64 >= moved.rows["patients"]);
+    assert_eq!(moved.rows["appointments"], 4);
+    // No replication is left behind.
+    let subscriptions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_subscription WHERE subname = $1")
+            .bind(format!("mp_move_{}", moved.move_id.simple()))
+            .fetch_one(&mut target)
+            .await
+            .unwrap();
+    assert_eq!(subscriptions, 0);
+    let _ = target.close().await;
+    let mut source = app.admin_connection("postgres").await;
+    let slots: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE database = $1")
+            .bind(&kept)
+            .fetch_one(&mut source)
+            .await
+            .unwrap();
+    assert_eq!(slots, 0);
+    let can_login: bool = sqlx::query_scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1")
+        .bind(&database)
+        .fetch_one(&mut source)
+        .await
+        .unwrap();
+    assert!(!can_login, "the source login role is NOLOGIN");
+    let _ = source.close().await;
+
+    // The clinic answers from the target: this instance kept the old
+    // placement cached and found it again.
+    let after = app.create_patient(&clinic.token, "Après", "Move").await;
+    let listed = app.get("/api/v1/patients?limit=100", &clinic.token).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let mut target = on_second(&database).await;
+    let there: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM public.patients WHERE id = $1)")
+            .bind(Uuid::parse_str(&after).unwrap())
+            .fetch_one(&mut target)
+            .await
+            .unwrap();
+    assert!(there);
+    let _ = target.close().await;
+    // A second instance, started after, goes there directly.
+    let other = app.second_instance().await;
+    assert_eq!(
+        other.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+    other.close_instance().await;
+
+    // The audit chain moved intact and goes on.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let verified = verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
+    assert!(verified.broken.is_none(), "{:?}", verified.broken);
+    assert!(verified.events >= moved.audit_head.unwrap_or(0));
+
+    fleet.close().await;
+    let prefix = app.prefix.clone();
+    // The load task's handle on the app is gone once it has been dropped.
+    let mut shared = app;
+    let app = loop {
+        match Arc::try_unwrap(shared) {
+            Ok(app) => break app,
+            Err(back) => {
+                shared = back;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_move_is_rolled_back_or_finished_when_run_again() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Interrompue").await;
+    fill(&app, &clinic).await;
+    let fleet = fleet_with_second_server(&app).await;
+    let database = app.clinic_database(clinic.id);
+
+    // Stopped with writes frozen: writes answer 503, reads go on.
+    let mut options = MoveOptions::new(ClinicId(clinic.id), "second");
+    options.fail_after = Some(Step::Frozen);
+    let stopped = moves::move_clinic(&fleet, &options).await;
+    assert!(
+        matches!(stopped, Err(MoveError::Injected(Step::Frozen))),
+        "{stopped:?}"
+    );
+    let write = app
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Gel", "lastName": "X"}),
+        )
+        .await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.body
+    );
+    assert_eq!(write.code(), "clinic_unavailable");
+    assert_eq!(
+        app.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+    let (server, _) = placement(&app, clinic.id).await;
+    let primary = servers::find(&fleet, "primary").await.unwrap().id;
+    assert_eq!(server, primary, "served from the source until the switch");
+
+    // Run again: rolled back, then made afresh.
+    let moved = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(clinic.id), "second"))
+        .await
+        .expect("the move, run again");
+    assert!(moved.rolled_back_earlier);
+    let (server, _) = placement(&app, clinic.id).await;
+    assert_ne!(server, primary);
+    assert!(!database_exists(&app, &database).await);
+    app.create_patient(&clinic.token, "Après", "Reprise").await;
+    let verified = verify_clinic(&app.state.databases, ClinicId(clinic.id))
+        .await
+        .unwrap();
+    assert!(verified.broken.is_none());
+
+    // Stopped right after the switch: run again, it is finished.
+    let other = app.register_clinic("Basculée").await;
+    fill(&app, &other).await;
+    let mut options = MoveOptions::new(ClinicId(other.id), "second");
+    options.fail_after = Some(Step::Switched);
+    options.drop_source = true;
+    let stopped = moves::move_clinic(&fleet, &options).await;
+    assert!(
+        matches!(stopped, Err(MoveError::Injected(Step::Switched))),
+        "{stopped:?}"
+    );
+    app.create_patient(&other.token, "Déjà", "Là").await;
+    let finished = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(other.id), "second"))
+        .await
+        .expect("finishing the move");
+    assert!(finished.finished_earlier);
+    assert_eq!(
+        finished.source_kept_as, None,
+        "--drop-source of the first run holds"
+    );
+    assert!(!database_exists(&app, &app.clinic_database(other.id)).await);
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM clinic_moves WHERE finished_at IS NULL")
+            .fetch_one(&app.state.databases.central)
+            .await
+            .unwrap();
+    assert_eq!(open, 0);
+    // Already there: refused, clearly.
+    let again = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(other.id), "second")).await;
+    assert!(format!("{:?}", again.unwrap_err()).contains("already on server"));
+
+    let _ = cluster();
+    fleet.close().await;
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+/// Runs the real binary with `args`: (success, stdout, stderr).
+fn medicalpro(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = app
+        .medicalpro_command()
+        .args(args)
+        .output()
+        .expect("running medicalpro");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_command_line_adds_lists_drains_and_moves() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("En ligne de commande").await;
+    fill(&app, &clinic).await;
+    let url = second_cluster().admin_url.clone();
+
+    let (ok, out, err) = medicalpro(
+        &app,
+        &[
+            "server",
+            "add",
+            "--name",
+            "second",
+            "--url",
+            &url,
+            "--max-clinics",
+            "50",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("second"), "{out}");
+    let (ok, _, err) = medicalpro(
+        &app,
+        &["server", "add", "--name", "bad", "--url", "not a url"],
+    );
+    assert!(!ok);
+    assert!(err.contains("--url"), "{err}");
+
+    let (ok, out, err) = medicalpro(&app, &["server", "list", "--json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["primary", "second"]);
+    assert_eq!(listed[1]["room"], 50);
+    let (ok, out, _) = medicalpro(&app, &["server", "list"]);
+    assert!(ok && out.contains("ROOM"), "{out}");
+
+    let id = clinic.id.to_string();
+    let (ok, _, err) = medicalpro(&app, &["clinic", "move", &id, "--server", "nowhere"]);
+    assert!(!ok);
+    assert!(err.contains("nowhere"), "{err}");
+    let (ok, out, err) = medicalpro(
+        &app,
+        &["clinic", "move", &id, "--server", "second", "--drop-source"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("moved from primary to second"), "{out}");
+    assert!(out.contains("dropped"), "{out}");
+    assert_eq!(
+        app.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+
+    let (ok, out, err) = medicalpro(&app, &["server", "drain", "second"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id), "the clinic remains on it: {out}");
+
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
