@@ -226,7 +226,7 @@ async fn usage(
     server: &ServerRow,
     databases: &[String],
 ) -> anyhow::Result<(i64, i64, i64)> {
-    let mut admin = connect(&fleet.databases.admin_on_server(&server.host, server.port)).await?;
+    let mut admin = fleet.admin_on_server(&server.host, server.port).await?;
     let found = sqlx::query_as(
         "SELECT (SELECT COALESCE(sum(pg_database_size(datname)), 0)::bigint
                    FROM pg_database WHERE datname = ANY($1)),

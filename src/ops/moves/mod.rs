@@ -339,12 +339,9 @@ async fn plan(fleet: &Fleet, options: &MoveOptions) -> Result<Plan, MoveError> {
         )
         .into());
     }
-    let mut source = connect(
-        &fleet
-            .databases
-            .admin_on_server(&clinic.db_host, clinic.db_port),
-    )
-    .await?;
+    let mut source = fleet
+        .admin_on_server(&clinic.db_host, clinic.db_port)
+        .await?;
     let wal_level: Result<String, sqlx::Error> =
         sqlx::query_scalar("SELECT current_setting('wal_level')")
             .fetch_one(&mut source)
@@ -361,7 +358,7 @@ async fn plan(fleet: &Fleet, options: &MoveOptions) -> Result<Plan, MoveError> {
         .into());
     }
     let roles = TenantRoles::of(id, &fleet.settings.prefix);
-    let mut admin = connect(&fleet.databases.admin_on_server(&target.host, target.port)).await?;
+    let mut admin = fleet.admin_on_server(&target.host, target.port).await?;
     let taken: Result<bool, sqlx::Error> = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)
              OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname IN ($2, $3))",
