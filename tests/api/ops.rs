@@ -929,11 +929,10 @@ async fn an_erasure_survives_the_restore_of_an_older_backup() {
     app.cleanup().await;
 }
 
-/// `backup --all` then `restore --platform` on an empty server (here
-/// another DB_PREFIX on the test cluster: nothing of the first platform is
-/// used, its clinic roles included): every clinic serves its rows to its
-/// staff, logging in with the same passwords, every audit chain verifies,
-/// and the files are readable by their owner only.
+/// `backup --all` then `restore --platform` on an empty server (the second
+/// test cluster: no role, no database of the first): every clinic serves
+/// its rows to its staff, logging in with the same passwords, every audit
+/// chain verifies, and the files are readable by their owner only.
 #[tokio::test]
 async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
     use std::os::unix::fs::PermissionsExt;
@@ -967,11 +966,13 @@ async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
     }
     fleet.close().await;
 
-    let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
+    // The new server: the second cluster, empty of this platform; same
+    // keys, same names.
     let settings = medicalpro::config::Settings {
-        prefix: medicalpro::config::DbPrefix::parse(&prefix).unwrap(),
+        admin_url: crate::helpers::second_cluster().admin_url.clone(),
         ..app.settings.clone()
     };
+    let prefix = app.prefix.clone();
     let restored = recovery::restore_platform(&settings, &dir).await.unwrap();
     assert_eq!(
         (restored.clinics.len(), restored.failed()),
@@ -999,15 +1000,15 @@ async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
             .await
             .unwrap();
         assert_eq!(report.broken, None);
-        // On its own new database, with a new role and password.
-        assert_eq!(
-            sqlx::query_scalar::<_, String>("SELECT db_name FROM companies WHERE id = $1")
+        // On the new server, with a new role password.
+        let (name, port): (String, i32) =
+            sqlx::query_as("SELECT db_name, db_port FROM companies WHERE id = $1")
                 .bind(clinic.id)
                 .fetch_one(&rebuilt.state.databases.central)
                 .await
-                .unwrap(),
-            rebuilt.clinic_database(clinic.id)
-        );
+                .unwrap();
+        assert_eq!(name, rebuilt.clinic_database(clinic.id));
+        assert_eq!(port, i32::from(crate::helpers::second_cluster().port));
     }
     // A populated central is never overwritten.
     let refused = recovery::restore_platform(&settings, &dir)
@@ -1016,6 +1017,8 @@ async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
         .to_string();
     assert!(refused.contains("already holds"), "{refused}");
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
-    rebuilt.cleanup().await;
+    rebuilt.state.pools.close_all().await;
+    rebuilt.state.databases.close().await;
+    crate::helpers::cleanup_second_cluster(&rebuilt.prefix).await;
     app.cleanup().await;
 }
