@@ -169,6 +169,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = settings_for(&prefix);
     adjust(&mut settings);
     let state = build_state(&settings).await.expect("building the app");
+    state.coherence.start();
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     TestApp {
         router: medicalpro::http::router(state.clone()),
@@ -194,6 +195,7 @@ impl TestApp {
         let state = build_state(&settings)
             .await
             .expect("building a second instance");
+        state.coherence.start();
         TestApp {
             router: medicalpro::http::router(state.clone()),
             state,
@@ -518,6 +520,7 @@ impl TestApp {
 
     /// Drops every database and role of this test's prefix.
     pub async fn cleanup(self) {
+        self.state.coherence.stop().await;
         self.state.pools.close_all().await;
         self.state.databases.close().await;
         let mut admin = admin_options().connect().await.expect("admin connection");
