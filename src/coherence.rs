@@ -44,7 +44,10 @@ impl Caches {
     /// Drops what this instance knows of the change's subject.
     pub fn apply(&self, change: Change) {
         match change {
-            Change::Clinic(id) | Change::Placement(id) => {
+            // Its connections stay: refused requests use none, and the
+            // idle sweep closes them.
+            Change::Clinic(id) => self.states.forget(id),
+            Change::Placement(id) => {
                 self.states.forget(id);
                 // Closing waits for the backends to exit; the next notice
                 // need not.

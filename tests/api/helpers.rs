@@ -181,8 +181,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 impl TestApp {
     /// A second server instance on the same central database and clinics
-    /// (as behind a load balancer): its own caches, pools and router. Close
-    /// it with [`TestApp::close_instance`]; `cleanup` belongs to the first.
+    /// (as behind a load balancer): its own caches, pools, router and change
+    /// listener. Close it with [`TestApp::close_instance`]; `cleanup`
+    /// belongs to the first.
     pub async fn second_instance(&self) -> TestApp {
         self.instance_with(|_| {}).await
     }
