@@ -1,6 +1,7 @@
 //! Assembling the application from settings: the embedded cluster when no
 //! `DATABASE_URL` is given, the central database, the clinic pools, the
-//! router; and `serve`, which runs it until Ctrl-C or SIGTERM, then drains
+//! router; and `serve` (which also listens for other instances' changes,
+//! [`crate::coherence`]), which runs it until Ctrl-C or SIGTERM, then drains
 //! requests in flight (at most [`DRAIN_TIMEOUT`]), closes the pools and
 //! stops the embedded cluster.
 
@@ -15,6 +16,7 @@ use crate::auth::accounts::AccountCache;
 use crate::auth::jwt::TokenKeys;
 use crate::auth::password::Hasher;
 use crate::central::{with_statement_timeout, Databases};
+use crate::coherence::{Caches, Coherence};
 use crate::config::{ConfigError, DatabaseArgs, DbPrefix, ServeArgs, ServeSettings, Settings};
 use crate::crypto::{JwtSecret, Keyring, MasterKey};
 use crate::embedded::{self, Durability, RunningCluster};
@@ -171,12 +173,18 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         with_statement_timeout(databases.admin_options.clone(), statement_timeout),
         settings.pool,
     );
+    let caches = Caches {
+        states: Arc::new(StateCache::default()),
+        accounts: Arc::new(AccountCache::default()),
+        pools: Arc::new(pools),
+    };
     Ok(AppState {
         keys: TokenKeys::new(&settings.jwt_secret),
         master_keys: settings.keys.clone(),
-        pools: Arc::new(pools),
-        states: Arc::new(StateCache::default()),
-        accounts: Arc::new(AccountCache::default()),
+        coherence: Coherence::new(&databases.central, caches.clone()),
+        pools: caches.pools,
+        states: caches.states,
+        accounts: caches.accounts,
         provisioner: Provisioner::new(
             databases.clone(),
             settings.prefix.clone(),
@@ -230,6 +238,7 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
             }
         });
     }
+    state.coherence.start();
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     tokio::spawn(crate::central::purge_periodically(
         state.databases.central.clone(),
@@ -247,9 +256,11 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
     result
 }
 
-/// What a stopping server does once requests have drained: seals the audit
-/// events requests left pending, then closes every connection.
+/// What a stopping server does once requests have drained: stops the
+/// change listener, seals the audit events requests left pending, then
+/// closes every connection.
 pub async fn shut_down(state: &AppState) {
+    state.coherence.stop().await;
     state.sealer.seal_marked(&state.pools).await;
     state.pools.close_all().await;
     state.databases.close().await;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod central;
 pub mod cli;
 pub mod clinic;
+pub mod coherence;
 pub mod compliance;
 pub mod config;
 pub mod crypto;

@@ -49,6 +49,11 @@ impl<K: Eq + Hash, V: Copy> TtlCache<K, V> {
         self.lock().remove(key);
     }
 
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<K, (V, Instant)>> {
         self.entries.lock().expect("cache lock")
     }
@@ -66,6 +71,9 @@ mod tests {
         assert_eq!(cache.get(&1), Some("a"));
         cache.forget(&1);
         assert_eq!(cache.get(&1), None);
+        cache.insert(3, "c");
+        cache.clear();
+        assert_eq!(cache.get(&3), None);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get(&2), None);
     }

@@ -5,9 +5,11 @@
 //!
 //! A token is refused (401) when its account is deleted or inactive, or
 //! when the role or clinic it carries is no longer the account's: a demoted
-//! user must refresh, and the new token carries the new role. A change made
-//! on this instance clears the entry at once ([`AccountCache::forget`]);
-//! other instances see it when their entry expires ([`ACCOUNT_TTL`]).
+//! user must refresh, and the new token carries the new role. Every change
+//! of an account is announced on central ([`crate::central::notify`]) and
+//! every instance's listener clears the entry at once
+//! ([`crate::coherence`]); should notices be lost, an entry still expires
+//! after [`ACCOUNT_TTL`].
 
 use std::time::Duration;
 
@@ -48,5 +50,10 @@ impl AccountCache {
     /// Drops what is known of one account; the next request asks central.
     pub fn forget(&self, user_id: Uuid) {
         self.0.forget(&user_id);
+    }
+
+    /// Drops everything known (change notices may have been missed).
+    pub fn clear(&self) {
+        self.0.clear();
     }
 }

@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::notify::{self, Change};
 use crate::tenancy::naming::ClinicId;
 
 /// A clinic as the API shows it (no placement, no secrets).
@@ -106,6 +107,7 @@ pub async fn mark_ready(
     placement: &Placement,
     schema_version: i64,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = central.begin().await?;
     sqlx::query(
         "UPDATE companies
             SET provisioning_status = 'ready', db_server_id = $2, db_host = $3, db_port = $4,
@@ -121,18 +123,21 @@ pub async fn mark_ready(
     .bind(&placement.db_user)
     .bind(&placement.db_password_sealed)
     .bind(schema_version)
-    .execute(central)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    notify::send(&mut *tx, Change::Clinic(id)).await?;
+    tx.commit().await
 }
 
 /// Removes a clinic row outright (provisioning rollback); its users go with it.
 pub async fn delete(central: &PgPool, id: ClinicId) -> Result<(), sqlx::Error> {
+    let mut tx = central.begin().await?;
     sqlx::query("DELETE FROM companies WHERE id = $1")
         .bind(id.0)
-        .execute(central)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    notify::send(&mut *tx, Change::Clinic(id)).await?;
+    tx.commit().await
 }
 
 /// Turns a clinic's row into a tombstone: deleted and inactive, its name
@@ -147,8 +152,9 @@ pub async fn tombstone(conn: &mut PgConnection, id: ClinicId) -> Result<bool, sq
           WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id.0)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    notify::send(&mut *conn, Change::Clinic(id)).await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -189,8 +195,10 @@ pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placemen
 
 /// Suspends (`false`) or reactivates (`true`) a live clinic; `false` when no
 /// such clinic exists. Reactivating cancels a closure (`clinic close`).
-/// Callers also clear the state cache and record the platform audit event.
+/// Every instance is told ([`Change::Clinic`]); callers record the platform
+/// audit event.
 pub async fn set_active(central: &PgPool, id: ClinicId, active: bool) -> Result<bool, sqlx::Error> {
+    let mut tx = central.begin().await?;
     let done = sqlx::query(
         "UPDATE companies
             SET is_active = $2, updated_at = now(),
@@ -199,8 +207,10 @@ pub async fn set_active(central: &PgPool, id: ClinicId, active: bool) -> Result<
     )
     .bind(id.0)
     .bind(active)
-    .execute(central)
+    .execute(&mut *tx)
     .await?;
+    notify::send(&mut *tx, Change::Clinic(id)).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 

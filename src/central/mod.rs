@@ -1,12 +1,14 @@
 //! The central database: clinics (`companies`), staff accounts, refresh
 //! tokens, login throttling, registration limits, database servers, the
-//! erasure ledger and the platform audit log.
+//! erasure ledger and the platform audit log; and the change notices
+//! instances exchange through it ([`notify`]).
 //! It never holds patient data.
 
 pub mod audit;
 pub mod companies;
 pub mod erasures;
 pub mod login_failures;
+pub mod notify;
 pub mod password_links;
 pub mod refresh_tokens;
 pub mod registrations;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::notify::{self, Change};
 use crate::auth::roles::Role;
 use crate::clinic::{like_pattern, Page};
 
@@ -202,7 +203,7 @@ pub async fn update(
     id: Uuid,
     change: &StaffChange,
 ) -> Result<UserRecord, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let user = sqlx::query_as(&format!(
         "UPDATE users SET first_name = $2, last_name = $3, role = $4, is_active = $5,
                 updated_at = now()
           WHERE id = $1 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
@@ -212,8 +213,10 @@ pub async fn update(
     .bind(&change.last_name)
     .bind(change.role)
     .bind(change.is_active)
-    .fetch_one(conn)
-    .await
+    .fetch_one(&mut *conn)
+    .await?;
+    notify::send(conn, Change::Account(id)).await?;
+    Ok(user)
 }
 
 /// Soft-deletes an account: it can no longer log in, and its email is free
@@ -224,9 +227,9 @@ pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::
           WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    notify::send(conn, Change::Account(id)).await
 }
 
 /// Deletes every account of a clinic (its refresh tokens go with them), so
@@ -235,11 +238,13 @@ pub async fn delete_all_of_clinic(
     conn: &mut PgConnection,
     company_id: Uuid,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM users WHERE company_id = $1")
-        .bind(company_id)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected())
+    let deleted: Vec<Uuid> =
+        sqlx::query_scalar("DELETE FROM users WHERE company_id = $1 RETURNING id")
+            .bind(company_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    notify::send_accounts(conn, &deleted).await?;
+    Ok(deleted.len() as u64)
 }
 
 /// Replaces an account's password hash.
@@ -251,9 +256,9 @@ pub async fn set_password(
     sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
         .bind(id)
         .bind(password_hash)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    notify::send(conn, Change::Account(id)).await
 }
 
 /// The live account with this email, locked until the transaction ends.
@@ -281,9 +286,9 @@ pub async fn set_active(
     )
     .bind(id)
     .bind(active)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    notify::send(conn, Change::Account(id)).await
 }
 
 /// Locks the active super admins, in id order, and counts them: like

@@ -1,5 +1,6 @@
 //! `medicalpro migrate`: central, then every clinic, with a progress line,
-//! a per-version summary and the list of failures.
+//! one line per clinic migrated or failed, a per-version summary and the
+//! list of failures; `--json` gives every clinic.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use uuid::Uuid;
 use super::output::{print_json, ProgressLine, Table};
 use super::status;
 use crate::config::DatabaseArgs;
-use crate::ops::migrate::{self, MigrateOptions, MigrateReport, Progress};
+use crate::ops::migrate::{self, MigrateOptions, MigrateReport, Progress, Status};
 use crate::ops::{CentralMissing, Fleet};
 use crate::tenancy::naming::ClinicId;
 
@@ -25,7 +26,8 @@ pub struct MigrateArgs {
     /// List the migrations that would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the report as JSON.
+    /// Print the report as JSON: central and every clinic (id, versions
+    /// from and to, status, error).
     #[arg(long)]
     pub json: bool,
 }
@@ -111,6 +113,9 @@ fn print_report(report: &MigrateReport) {
         }
         return;
     }
+    for line in clinic_lines(report) {
+        println!("{line}");
+    }
     println!(
         "clinics: {} migrated to the newest version {} or already there",
         report
@@ -146,6 +151,29 @@ fn print_report(report: &MigrateReport) {
         }
         table.print();
     }
+}
+
+/// One line per clinic whose version changed (`<id> <from> -> <to>`) or
+/// whose migration failed (`<id> FAILED: <error>`).
+fn clinic_lines(report: &MigrateReport) -> Vec<String> {
+    report
+        .clinics
+        .iter()
+        .filter_map(|outcome| {
+            let id = outcome.clinic_id?;
+            match (outcome.status, &outcome.error) {
+                (Status::Failed, error) => Some(format!(
+                    "{id} FAILED: {}",
+                    error.as_deref().unwrap_or("unknown").replace('\n', " ")
+                )),
+                (Status::Migrated, _) => Some(format!(
+                    "{id} {} -> {}",
+                    outcome.from_version, outcome.to_version
+                )),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn versions(list: &[i64]) -> String {

@@ -13,6 +13,7 @@ use crate::auth::jwt::TokenKeys;
 use crate::auth::password::Hasher;
 use crate::central::login_failures::LoginLimits;
 use crate::central::Databases;
+use crate::coherence::Coherence;
 use crate::config::RegistrationSettings;
 use crate::crypto::BearerToken;
 use crate::master_keys::MasterKeys;
@@ -31,6 +32,9 @@ pub struct AppState {
     pub pools: Arc<ClinicPools>,
     pub states: Arc<StateCache>,
     pub accounts: Arc<AccountCache>,
+    /// The listener that clears `states`, `accounts` and `pools` when
+    /// another instance changes a clinic or an account.
+    pub coherence: Arc<Coherence>,
     pub provisioner: Provisioner,
     pub metrics: Arc<Metrics>,
     pub sealer: Arc<AuditSealer>,

@@ -60,9 +60,38 @@ pub struct Outcome {
     pub clinic_id: Option<Uuid>,
     pub from_version: i64,
     pub to_version: i64,
+    pub status: Status,
     /// Versions applied by this run (with `dry_run`: that would be applied).
     pub applied: Vec<i64>,
     pub error: Option<String>,
+}
+
+/// What a run did to one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Its version changed.
+    Migrated,
+    /// Nothing to apply (or, in a dry run, nothing that would be).
+    Unchanged,
+    /// A dry run: migrations would be applied.
+    Pending,
+    /// Its migration failed (it may have moved part of the way).
+    Failed,
+}
+
+impl Outcome {
+    fn settle(&mut self, dry_run: bool) {
+        self.status = if self.error.is_some() {
+            Status::Failed
+        } else if dry_run && !self.applied.is_empty() {
+            Status::Pending
+        } else if self.from_version != self.to_version || !self.applied.is_empty() {
+            Status::Migrated
+        } else {
+            Status::Unchanged
+        };
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,10 +190,12 @@ async fn migrate_central(central: &PgPool, dry_run: bool) -> anyhow::Result<Outc
         clinic_id: None,
         from_version: before.last().copied().unwrap_or(0),
         to_version: before.last().copied().unwrap_or(0),
+        status: Status::Unchanged,
         applied: pending.clone(),
         error: None,
     };
     if dry_run || pending.is_empty() {
+        outcome.settle(dry_run);
         return Ok(outcome);
     }
     drop(conn);
@@ -174,6 +205,7 @@ async fn migrate_central(central: &PgPool, dry_run: bool) -> anyhow::Result<Outc
     let after = applied_versions(&mut *central.acquire().await?).await?;
     outcome.to_version = after.last().copied().unwrap_or(0);
     outcome.applied = after.into_iter().filter(|v| !before.contains(v)).collect();
+    outcome.settle(dry_run);
     Ok(outcome)
 }
 
@@ -188,6 +220,7 @@ pub async fn migrate_clinic(
         clinic_id: Some(clinic.id),
         from_version: clinic.schema_version,
         to_version: clinic.schema_version,
+        status: Status::Unchanged,
         applied: Vec::new(),
         error: None,
     };
@@ -195,6 +228,7 @@ pub async fn migrate_clinic(
         tracing::warn!(clinic.id = %clinic.id, error = %format!("{error:#}"), "clinic migration failed");
         outcome.error = Some(format!("{error:#}"));
     }
+    outcome.settle(dry_run);
     outcome
 }
 

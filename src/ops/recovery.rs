@@ -45,6 +45,7 @@ use super::pgtools::{PgTools, Target};
 use super::restore::{self, backup_version, load_rows, tables_in_load_order, RestoreOptions};
 use super::{connect, Fleet};
 use crate::central::audit;
+use crate::central::notify::{self, Change};
 use crate::config::Settings;
 use crate::crypto::random_token;
 use crate::migrations;
@@ -314,6 +315,7 @@ async fn place(
     )
     .execute(&fleet.databases.central)
     .await?;
+    notify::send(&fleet.databases.central, Change::Placement(id)).await?;
     Ok(())
 }
 

@@ -34,6 +34,7 @@ use super::pgtools::{PgTools, Target};
 use super::safety::{self, Replacement};
 use super::{connect, operator, ClinicRecord, Fleet};
 use crate::central::companies::{self, NewCompany, Placement};
+use crate::central::notify::{self, Change};
 use crate::central::restores::ChainRestore;
 use crate::central::{audit, servers};
 use crate::compliance;
@@ -140,6 +141,8 @@ pub async fn restore_announcing(
     drop(file);
     let schema_version = migrations::latest_version(&migrations::CLINIC);
     record_version(fleet, clinic_id.0, schema_version).await?;
+    // Every instance drops its connections to the database replaced.
+    notify::send(&fleet.databases.central, Change::Placement(clinic_id)).await?;
     audit::record(
         &fleet.databases.central,
         audit::PlatformEvent {

@@ -1,7 +1,8 @@
 //! A short cache of whether each clinic is active, so the per-request check
-//! costs no central query most of the time. Suspending a clinic on this
-//! instance clears its entry at once; other instances see the change when
-//! their entry expires ([`STATE_TTL`]).
+//! costs no central query most of the time. Every change of a clinic's
+//! state is announced on central ([`crate::central::notify`]) and every
+//! instance's listener clears the entry at once ([`crate::coherence`]);
+//! should notices be lost, an entry still expires after [`STATE_TTL`].
 
 use std::time::Duration;
 
@@ -34,5 +35,10 @@ impl StateCache {
     /// Drops what is known of one clinic; the next request asks central.
     pub fn forget(&self, id: ClinicId) {
         self.0.forget(&id);
+    }
+
+    /// Drops everything known (change notices may have been missed).
+    pub fn clear(&self) {
+        self.0.clear();
     }
 }

@@ -189,3 +189,76 @@ async fn clinic_delete_refuses_a_clinic_with_a_patient() {
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     app.cleanup().await;
 }
+
+/// `migrate` names each clinic it moved (`<id> <from> -> <to>`) or failed
+/// (`<id> FAILED: <error>`), then summarises; `--json` lists every clinic.
+#[tokio::test]
+async fn migrate_reports_each_clinic_migrated_or_failed() {
+    let app = spawn_app().await;
+    let behind = app.register_clinic("Behind").await;
+    let broken = app.register_clinic("Broken").await;
+    let current = app.register_clinic("Current").await;
+    let latest = medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC);
+    // Behind: the newest migration undone. Broken: its ledger forgets it,
+    // but the index it creates is still there.
+    for (clinic, undo) in [
+        (behind.id, "DROP INDEX patients_search_idx;"),
+        (broken.id, ""),
+    ] {
+        let mut db = app.admin_connection(&app.clinic_database(clinic)).await;
+        sqlx::raw_sql(&format!(
+            "{undo} DELETE FROM _sqlx_migrations WHERE version = {latest};"
+        ))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+
+    let output = medicalpro(&app, &["migrate"], "");
+    assert_eq!(output.status.code(), Some(1), "a clinic failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let moved = format!("{} {} -> {latest}", behind.id, latest - 1);
+    let failed = format!("{} FAILED: ", broken.id);
+    let moved_at = lines.iter().position(|l| *l == moved);
+    let failed_at = lines.iter().position(|l| l.starts_with(&failed));
+    let summary_at = lines.iter().position(|l| l.starts_with("clinics: "));
+    assert!(
+        moved_at.is_some() && failed_at.is_some() && summary_at.is_some(),
+        "{stdout}"
+    );
+    assert!(moved_at < summary_at && failed_at < summary_at, "{stdout}");
+    assert!(
+        lines[failed_at.unwrap()].contains("already exists"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&current.id.to_string()), "{stdout}");
+
+    let output = medicalpro(&app, &["migrate", "--json"], "");
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let clinics = report["clinics"].as_array().unwrap();
+    assert_eq!(clinics.len(), 3, "{report}");
+    let of = |id: uuid::Uuid| {
+        clinics
+            .iter()
+            .find(|c| c["clinicId"] == id.to_string())
+            .unwrap_or_else(|| panic!("{id} missing from {report}"))
+    };
+    for (id, status) in [
+        (behind.id, "unchanged"),
+        (broken.id, "failed"),
+        (current.id, "unchanged"),
+    ] {
+        let clinic = of(id);
+        assert_eq!(clinic["status"], status, "{clinic}");
+        assert!(clinic["fromVersion"].is_i64() && clinic["toVersion"].is_i64());
+    }
+    assert_eq!(of(behind.id)["toVersion"], latest);
+    assert!(of(broken.id)["error"]
+        .as_str()
+        .unwrap()
+        .contains("already exists"));
+    assert!(of(current.id)["error"].is_null());
+    app.cleanup().await;
+}

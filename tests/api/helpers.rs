@@ -273,6 +273,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = settings_for(&prefix);
     adjust(&mut settings);
     let state = build_state(&settings).await.expect("building the app");
+    state.coherence.start();
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     TestApp {
         router: medicalpro::http::router(state.clone()),
@@ -284,8 +285,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 impl TestApp {
     /// A second server instance on the same central database and clinics
-    /// (as behind a load balancer): its own caches, pools and router. Close
-    /// it with [`TestApp::close_instance`]; `cleanup` belongs to the first.
+    /// (as behind a load balancer): its own caches, pools, router and change
+    /// listener. Close it with [`TestApp::close_instance`]; `cleanup`
+    /// belongs to the first.
     pub async fn second_instance(&self) -> TestApp {
         self.instance_with(|_| {}).await
     }
@@ -298,6 +300,7 @@ impl TestApp {
         let state = build_state(&settings)
             .await
             .expect("building a second instance");
+        state.coherence.start();
         TestApp {
             router: medicalpro::http::router(state.clone()),
             state,
@@ -626,6 +629,7 @@ impl TestApp {
 
     /// Drops every database and role of this test's prefix.
     pub async fn cleanup(self) {
+        self.state.coherence.stop().await;
         self.state.pools.close_all().await;
         self.state.databases.close().await;
         let mut admin = admin_options().connect().await.expect("admin connection");

@@ -9,6 +9,7 @@ mod bounds;
 mod catalogue;
 mod claims;
 mod cli;
+mod coherence;
 mod compliance;
 mod consents;
 mod documents;

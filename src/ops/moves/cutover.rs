@@ -13,6 +13,7 @@ use sqlx::Connection;
 use super::replication::{drop_replication, moved_tables};
 use super::{MoveError, Plan};
 use crate::central::audit;
+use crate::central::notify::{self, Change};
 use crate::crypto::random_token;
 use crate::migrations;
 use crate::ops::{connect, Fleet};
@@ -212,6 +213,9 @@ pub(super) async fn switch(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> 
         .bind(plan.move_id)
         .execute(&mut *tx)
         .await?;
+    // Every instance closes the clinic's connections and reads the new
+    // placement at once (those that miss it find the old password refused).
+    notify::send(&mut *tx, Change::Placement(plan.clinic)).await?;
     tx.commit().await?;
     tracing::info!(clinic.id = %plan.clinic, move.id = %plan.move_id, server = %plan.target.name, "clinic switched to its new server");
     Ok(())

@@ -261,6 +261,16 @@ impl ClinicPools {
         close_all(&self.shared.exits, idle).await;
     }
 
+    /// [`close`](Self::close)s every clinic open now, so that each reads its
+    /// placement again on next use; unlike [`close_all`](Self::close_all),
+    /// later checkouts open them again (change notices were missed).
+    pub async fn close_each(&self) {
+        let ids = self.shared.lock().clinic_ids();
+        for id in ids {
+            self.close(id).await;
+        }
+    }
+
     /// Closes every connection; later checkouts fail (shutdown).
     pub async fn close_all(&self) {
         let closed = self.shared.lock().close();

@@ -278,6 +278,11 @@ impl<H: Clone, C> Registry<H, C> {
         self.clinics.len()
     }
 
+    /// The ids of the clinics with an entry.
+    pub fn clinic_ids(&self) -> Vec<ClinicId> {
+        self.clinics.keys().copied().collect()
+    }
+
     /// The slot of this very entry (not of a newer one of its clinic).
     fn slot(&mut self, key: Key) -> Option<&mut Slot<H, C>> {
         self.clinics
