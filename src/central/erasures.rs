@@ -56,13 +56,13 @@ pub async fn record(
     clinic: ClinicId,
     patient: Uuid,
 ) -> Result<(), LedgerError> {
-    let key = clinic_key(central, keys, clinic).await?;
+    let entry = entry_of(central, keys, clinic, patient).await?;
     sqlx::query(
         "INSERT INTO erasures (company_id, patient_key) VALUES ($1, $2)
          ON CONFLICT (company_id, patient_key) DO NOTHING",
     )
     .bind(clinic.0)
-    .bind(patient_key(&key, patient))
+    .bind(entry)
     .execute(central)
     .await?;
     Ok(())
@@ -75,10 +75,10 @@ pub async fn unrecord(
     clinic: ClinicId,
     patient: Uuid,
 ) -> Result<(), LedgerError> {
-    let key = clinic_key(central, keys, clinic).await?;
+    let entry = entry_of(central, keys, clinic, patient).await?;
     sqlx::query("DELETE FROM erasures WHERE company_id = $1 AND patient_key = $2")
         .bind(clinic.0)
-        .bind(patient_key(&key, patient))
+        .bind(entry)
         .execute(central)
         .await?;
     Ok(())
@@ -113,6 +113,17 @@ pub async fn ledger(
         entries: erased_at.iter().map(|(entry, _)| entry.clone()).collect(),
         erased_at,
     }))
+}
+
+/// The ledger's entry for `patient` of `clinic`: its keyed hash.
+async fn entry_of(
+    central: &PgPool,
+    keys: &MasterKeys,
+    clinic: ClinicId,
+    patient: Uuid,
+) -> Result<Vec<u8>, LedgerError> {
+    let key = clinic_key(central, keys, clinic).await?;
+    Ok(patient_key(&key, patient))
 }
 
 /// The clinic's erasure key, made (and sealed) at its first erasure.

@@ -118,32 +118,7 @@ pub async fn cleanup_second_cluster(prefix: &str) {
         }
         let _ = conn.close().await;
     }
-    let databases: Vec<String> =
-        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
-            .bind(&pattern)
-            .fetch_all(&mut admin)
-            .await
-            .unwrap();
-    for database in databases {
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-    let roles: Vec<String> =
-        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1")
-            .bind(&pattern)
-            .fetch_all(&mut admin)
-            .await
-            .unwrap();
-    for role in roles {
-        sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
+    drop_prefixed(&mut admin, prefix).await;
     let _ = admin.close().await;
     // Slots a failed move left on the first cluster (they keep its
     // databases from being dropped).
@@ -633,33 +608,7 @@ impl TestApp {
         self.state.pools.close_all().await;
         self.state.databases.close().await;
         let mut admin = admin_options().connect().await.expect("admin connection");
-        let pattern = format!("{}\\_%", self.prefix);
-        let databases: Vec<String> =
-            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
-                .bind(&pattern)
-                .fetch_all(&mut admin)
-                .await
-                .unwrap();
-        for database in databases {
-            sqlx::raw_sql(&format!(
-                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-            ))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        }
-        let roles: Vec<String> =
-            sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1")
-                .bind(&pattern)
-                .fetch_all(&mut admin)
-                .await
-                .unwrap();
-        for role in roles {
-            sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
+        drop_prefixed(&mut admin, &self.prefix).await;
         let _ = admin.close().await;
     }
 }
@@ -731,4 +680,36 @@ pub fn http_with(
         .and_then(|(_, b)| serde_json::from_str(b).ok())
         .unwrap_or(Value::Null);
     Ok((status, json))
+}
+
+/// Drops every database (its sessions ended) and role named `<prefix>_...`
+/// on `admin`'s server.
+async fn drop_prefixed(admin: &mut PgConnection, prefix: &str) {
+    let pattern = format!("{prefix}\\_%");
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+            .bind(&pattern)
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap();
+    for database in databases {
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    }
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1")
+            .bind(&pattern)
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap();
+    for role in roles {
+        sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .execute(&mut *admin)
+            .await
+            .unwrap();
+    }
 }
