@@ -67,7 +67,7 @@ pub trait ClinicResource: Send + Sync + 'static {
 }
 
 /// A resource every change of which is recorded in the audit trail: its
-/// handlers write only through `http::clinic::AuditedTransaction`, which
+/// handlers write only through `http::tenant::AuditedTransaction`, which
 /// cannot commit without its event.
 pub trait AuditedResource: ClinicResource {}
 

@@ -12,11 +12,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::Caller;
 use super::error::ApiError;
 use super::extract::{ok, page, Json, Path, Query};
 use super::list::{ListQuery, MAX_SEARCH_CHARS};
 use super::state::AppState;
+use super::tenant::Caller;
 use crate::auth::roles::Role;
 use crate::central::audit::{self, EventFilter, RecordedEvent};
 use crate::platform::{

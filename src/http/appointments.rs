@@ -11,11 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Appointments, Clinic};
 use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{self, unknown};
 use super::state::AppState;
+use super::tenant::{Appointments, Clinic};
 use crate::clinic::appointment_items::{self as items, AppointmentItem, AppointmentItemInput};
 use crate::clinic::appointments::{
     self, Appointment, AppointmentFields, AppointmentInput, Filter, NewAppointment,

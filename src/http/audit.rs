@@ -8,11 +8,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Audit, Clinic};
 use super::error::ApiError;
 use super::extract::{page, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use super::tenant::{Audit, Clinic};
 use crate::clinic::audit::{self, Event, Filter};
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -10,11 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::Caller;
 use super::error::ApiError;
 use super::extract::{created, ok, ClientAddr, Json};
 use super::metrics::LoginFailure;
 use super::state::AppState;
+use super::tenant::Caller;
 use super::web::session::{self as web_session, ClientMode, RefreshCookie};
 use crate::auth::roles::Role;
 use crate::auth::session::{SessionError, Sessions, Tokens};

@@ -15,11 +15,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, ConsentTemplates};
 use super::error::ApiError;
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use super::tenant::{Clinic, ConsentTemplates};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::consent_templates::{
     self as templates, ConsentTemplate, ConsentTemplateInput, NewConsentTemplate,

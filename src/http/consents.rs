@@ -13,11 +13,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, Consents};
 use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
+use super::tenant::{Clinic, Consents};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::consent_templates as templates;
 use crate::clinic::consents::{self, Consent, ConsentInput, NewConsent};

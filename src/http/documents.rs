@@ -12,11 +12,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, Documents};
 use super::error::ApiError;
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use super::tenant::{Clinic, Documents};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::documents::input::NewDocument;
 use crate::clinic::documents::store::{self, Filter};

@@ -10,10 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, MedicalRecords};
 use super::error::ApiError;
 use super::extract::{ok, Path};
 use super::state::AppState;
+use super::tenant::{Clinic, MedicalRecords};
 use crate::central::erasures;
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::gdpr::{self, Erased};

@@ -9,11 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, MedicalRecords};
 use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
+use super::tenant::{Clinic, MedicalRecords};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::medical_records::{
     self as records, MedicalRecord, MedicalRecordFields, MedicalRecordInput, NewMedicalRecord,

@@ -7,7 +7,6 @@ pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;
-pub mod clinic;
 pub mod consent_templates;
 pub mod consents;
 pub mod conventions;
@@ -26,6 +25,7 @@ pub mod proxies;
 pub mod settings;
 pub mod state;
 pub mod system;
+pub mod tenant;
 pub mod users;
 pub mod web;
 

@@ -13,11 +13,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::sessions;
-use super::clinic::Caller;
 use super::error::ApiError;
 use super::extract::{ok, ClientAddr, Json};
 use super::metrics::LoginFailure;
 use super::state::AppState;
+use super::tenant::Caller;
 use crate::auth::credentials::{self, CredentialError};
 use crate::auth::session::Tokens;
 use crate::central::companies::ClinicState;

@@ -8,11 +8,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, Patients};
 use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use super::tenant::{Clinic, Patients};
 use crate::clinic::audit::{Action, Entry};
 use crate::clinic::patients::{self, NewPatient, Patient, PatientFields, PatientInput};
 use crate::clinic::settings;

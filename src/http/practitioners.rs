@@ -11,11 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, Practitioners};
 use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use super::tenant::{Clinic, Practitioners};
 use crate::central::users;
 use crate::clinic::practitioners::{
     self, NewPractitioner, Practitioner, PractitionerFields, PractitionerInput, USER_TAKEN,

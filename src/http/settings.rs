@@ -12,10 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::clinic::{Clinic, ClinicSettings};
 use super::error::ApiError;
 use super::extract::{ok, Json};
 use super::state::AppState;
+use super::tenant::{Clinic, ClinicSettings};
 use crate::central::companies::{self, Company};
 use crate::clinic::settings::{self, Preferences, PreferencesInput};
 

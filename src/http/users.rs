@@ -25,11 +25,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::UserView;
-use super::clinic::{Clinic, Users};
 use super::error::{ApiError, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
+use super::tenant::{Clinic, Users};
 use crate::auth::roles::Role;
 use crate::central::audit::{self, PlatformEvent};
 use crate::central::refresh_tokens;

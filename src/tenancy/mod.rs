@@ -5,7 +5,7 @@
 //! connections to them under one budget, and the state cache says
 //! whether a clinic may be served; the audit sealer chains the events that
 //! requests leave pending. Requests reach a clinic database only
-//! through `http::clinic::Clinic`, built from a verified token.
+//! through `http::tenant::Clinic`, built from a verified token.
 
 pub mod audit_sealer;
 pub mod ddl;

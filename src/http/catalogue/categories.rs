@@ -11,11 +11,11 @@ use uuid::Uuid;
 use crate::clinic::catalogue::categories::{
     self, Category, CategoryFields, CategoryInput, NewCategory, NAME_TAKEN,
 };
-use crate::http::clinic::{Categories, Clinic};
 use crate::http::error::{ApiError, ResultExt};
 use crate::http::extract::{created, ok, page, Json, Path, Query};
 use crate::http::list::ListQuery;
 use crate::http::state::AppState;
+use crate::http::tenant::{Categories, Clinic};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

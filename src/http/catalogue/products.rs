@@ -13,11 +13,11 @@ use crate::clinic::catalogue::categories;
 use crate::clinic::catalogue::products::{
     self, NewProduct, ProductFields, ProductInput, ProductService, CODE_TAKEN,
 };
-use crate::http::clinic::{Clinic, ProductsServices};
 use crate::http::error::{ApiError, ResultExt};
 use crate::http::extract::{created, ok, page, Json, Path, Query};
 use crate::http::list::ListQuery;
 use crate::http::state::AppState;
+use crate::http::tenant::{Clinic, ProductsServices};
 use crate::validation::FieldErrors;
 
 pub fn router() -> OpenApiRouter<AppState> {
