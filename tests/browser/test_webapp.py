@@ -3,7 +3,8 @@
 Usage: test_webapp.py BASE_URL. A new user registers a clinic, adds a
 practitioner, a secretary and a patient, books two appointments (the second
 overlaps: the refusal is shown on the slot), moves the first, issues an
-invoice and cancels it (the credit note appears), downloads the GDPR
+invoice, adds acts to the first appointment, lengthens it (an overlap is
+refused, a fitting length spans its slots) and makes a quote of its acts and cancels it (the credit note appears), downloads the GDPR
 export; the secretary cannot reach medical records. Every screen is saved
 to tests/browser/screenshots/. Prints the agenda's first load time and the
 gzipped size of the app's assets.
@@ -107,6 +108,12 @@ def main():
         for tab in ["Réglages", "Catalogue", "Modèles de consentement"]:
             page.get_by_role("link", name=tab).click()
             page.wait_for_timeout(300)
+            if tab == "Catalogue":
+                catalogue = page.locator("#products-services-form")
+                catalogue.get_by_label("Nom", exact=True).fill("Consultation G")
+                catalogue.get_by_label("Prix HT (€)").fill("30")
+                catalogue.get_by_role("button", name="Créer").click()
+                expect(page.get_by_role("cell", name="Consultation G")).to_be_visible()
         page.locator("#consent-templates-form").get_by_label("Titre").fill("Soins courants")
         page.locator("#consent-templates-form").get_by_label("Texte").fill("J'accepte les soins.")
         page.locator("#consent-templates-form").get_by_role("button", name="Créer").click()
@@ -250,6 +257,45 @@ def main():
         page.get_by_role("link", name=re.compile("← Devis et factures")).click()
         expect(page.locator("table.table tbody tr")).to_have_count(4)
         shot(page, "documents-list")
+
+        # Acts on the first appointment (10:30): two added, one removed.
+        page.get_by_role("link", name="Agenda").click()
+        page.locator("#agenda-view").select_option("day")
+        expect(page.locator(".appt")).to_have_count(1)
+        book("11:30")
+        expect(page.locator(".appt")).to_have_count(2)
+        page.locator(".appt").first.click()
+        acts = page.locator("#appt-items")
+        acts.get_by_label("Quantité").fill("2")
+        acts.get_by_role("button", name="Ajouter l’acte").click()
+        expect(acts.locator("tbody tr")).to_have_count(1)
+        acts.get_by_role("button", name="Ajouter l’acte").click()
+        expect(acts.locator("tbody tr")).to_have_count(2)
+        acts.get_by_role("button", name="Retirer Consultation G").last.click()
+        expect(acts.locator("tbody tr")).to_have_count(1)
+        expect(acts.locator("tbody tr")).to_contain_text("× 2")
+        expect(page.locator("#items-total")).to_contain_text("60,00")
+        shot(page, "appointment-items")
+
+        # Its length: 90 minutes overlaps the 11:30 (refused, in words), 60 fits
+        # and the appointment spans the 11:00 slot too.
+        page.locator("#resize-form input").fill("90")
+        page.get_by_role("button", name="Changer la durée").click()
+        expect(page.locator(".agenda-panel .banner")).to_contain_text("Créneau déjà pris")
+        shot(page, "appointment-resize-refused")
+        page.locator("#resize-form input").fill("60")
+        page.get_by_role("button", name="Changer la durée").click()
+        expect(page.locator("#appt-length")).to_have_text("Durée : 60 min")
+        expect(page.locator(".appt-cont")).to_have_count(1)
+        expect(page.locator("button.free[data-slot$='T11:00']").locator("xpath=..").locator(".appt-cont")).to_have_count(1)
+        shot(page, "appointment-resized")
+
+        # A quote made of its acts, a draft, shown at once.
+        page.get_by_role("button", name="Créer un devis avec ces actes").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Devis Brouillon")
+        expect(page.locator("#doc-total")).to_contain_text("60,00")
+        expect(page.get_by_role("cell", name="Consultation G")).to_be_visible()
+        shot(page, "quote-from-appointment")
 
         # GDPR: the export downloads as a file; erasure is refused, explained.
         page.get_by_role("link", name="Patients", exact=True).click()
