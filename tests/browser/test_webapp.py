@@ -41,8 +41,8 @@ def shot(page, name):
     page.screenshot(path=str(SHOTS / f"{step_number:02d}-{name}.png"), full_page=True)
 
 
-def new_context(browser):
-    context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris",
+def new_context(browser, timezone="Europe/Paris"):
+    context = browser.new_context(locale="fr-FR", timezone_id=timezone,
                                   viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     errors = []
@@ -344,15 +344,21 @@ def main():
         context.close()
 
         # The secretary sees no medical records, and the API refuses them.
-        context, page, errors3 = new_context(browser)
+        # Her browser is in New York: the agenda keeps the clinic's time.
+        context, page, errors3 = new_context(browser, "America/New_York")
         errors += errors3
         page.goto(BASE + "/")
         page.get_by_label("E-mail").fill(SECRETARY)
         page.get_by_label("Mot de passe").fill(PASSWORD)
         page.get_by_role("button", name="Se connecter").click()
         wait_agenda(page)
+        expect(page.locator(".appt .appt-time").first).to_have_text("10:30–11:30")
+        expect(page.locator("button.free[data-slot$='T10:30']").locator("xpath=..").locator(".appt")).to_have_count(1)
+        page.locator(".appt").first.click()
+        expect(page.locator("#move-form input")).to_have_value(re.compile("T10:30$"))
+        shot(page, "secretary-agenda-clinic-time")
         expect(page.get_by_role("link", name="Administration")).to_have_count(0)
-        page.get_by_role("link", name="Patients", exact=True).click()
+        page.get_by_role("navigation").get_by_role("link", name="Patients", exact=True).click()
         page.locator("#patient-results a").first.click()
         expect(page.get_by_role("heading", name="DUPONT Jean")).to_be_visible()
         expect(page.locator("#patient-records")).to_have_count(0)

@@ -3,10 +3,10 @@
 // no-show, move it or change its length (it spans the slots it covers), list
 // its acts from the catalogue, add or remove one, and make a quote of them.
 // A refused booking, move or length (409: overlap) is said in words.
-// Times are the browser's local time.
+// Times are the clinic's (its timezone from GET /clinic), not the browser's.
 
 import { get, post, patch, del, qs } from './api.js';
-import { t, explain, fmtTime, fmtDay, fmtDateTime, fmtMoney } from './i18n.js';
+import { t, explain, fmtTime, fmtDay, fmtDateTime, fmtMoney, zoned, fromZoned } from './i18n.js';
 import { h, clear, field, input, select, banner } from './dom.js';
 import { can } from './main.js';
 import { patientPicker } from './patients.js';
@@ -14,18 +14,28 @@ import { patientPicker } from './patients.js';
 const FIRST_HOUR = 8;
 const LAST_HOUR = 19;
 const SLOT_MINUTES = 30;
-const state = { view: 'day', date: startOfDay(new Date()), practitionerId: '' };
+const state = { view: 'day', date: today(), practitionerId: '' };
 const patientNames = new Map();
 let moving = null;
 // The appointment whose panel stays open across a redraw of the agenda.
 let reopen = null;
 
-function startOfDay(d) { const x = new Date(d); x.setHours(0, 0, 0, 0); return x; }
-function addDays(d, n) { const x = new Date(d); x.setDate(x.getDate() + n); return x; }
-function monday(d) { const x = startOfDay(d); return addDays(x, -((x.getDay() + 6) % 7)); }
-function localInput(d) {
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+// A day is a calendar day of the clinic: a Date at that day's UTC midnight.
+function today() { const p = zoned(new Date()); return new Date(Date.UTC(p.y, p.m - 1, p.d)); }
+function addDays(d, n) { const x = new Date(d); x.setUTCDate(x.getUTCDate() + n); return x; }
+function monday(d) { return addDays(d, -((d.getUTCDay() + 6) % 7)); }
+/** The instant `minutes` after midnight of `day`, on the clinic's clock. */
+function at(day, minutes) { return fromZoned(day.getUTCFullYear(), day.getUTCMonth() + 1, day.getUTCDate(), 0, minutes); }
+const pad = (n) => String(n).padStart(2, '0');
+/** An instant as a datetime-local value, on the clinic's clock. */
+function localInput(instant) {
+  const p = zoned(instant);
+  return `${p.y}-${pad(p.m)}-${pad(p.d)}T${pad(p.hh)}:${pad(p.mm)}`;
+}
+/** A datetime-local value read on the clinic's clock. */
+function fromInput(value) {
+  const [y, m, d, hh, mm] = value.split(/[-T:]/).map(Number);
+  return fromZoned(y, m, d, hh, mm);
 }
 
 async function all(path, params) {
@@ -57,8 +67,8 @@ export async function render(main) {
   const grid = h('div', { class: 'agenda-grid', id: 'agenda-grid' });
 
   const days = state.view === 'day' ? [state.date] : [0, 1, 2, 3, 4, 5].map((n) => addDays(monday(state.date), n));
-  const from = days[0];
-  const to = addDays(days[days.length - 1], 1);
+  const from = at(days[0], 0);
+  const to = at(addDays(days[days.length - 1], 1), 0);
   const shown = state.practitionerId ? practitioners.filter((p) => p.id === state.practitionerId) : practitioners;
   // Columns: practitioners on a day, days on a week.
   const columns = state.view === 'day'
@@ -71,9 +81,9 @@ export async function render(main) {
     { value: state.practitionerId, id: 'agenda-practitioner' });
   prSelect.addEventListener('change', () => { state.practitionerId = prSelect.value; render(main); });
   const step = state.view === 'day' ? 1 : 7;
-  const go = (n) => { state.date = n === 0 ? startOfDay(new Date()) : addDays(state.date, n * step); render(main); };
+  const go = (n) => { state.date = n === 0 ? today() : addDays(state.date, n * step); render(main); };
   const title = state.view === 'day'
-    ? state.date.toLocaleDateString(document.documentElement.lang === 'en' ? 'en-GB' : 'fr-FR', { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' })
+    ? state.date.toLocaleDateString(document.documentElement.lang === 'en' ? 'en-GB' : 'fr-FR', { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' })
     : `${fmtDay(days[0])} – ${fmtDay(days[days.length - 1])}`;
 
   clear(main,
@@ -95,10 +105,9 @@ export async function render(main) {
   grid.style.gridTemplateColumns = `4.5rem repeat(${columns.length}, minmax(8rem, 1fr))`;
   grid.append(h('div', { class: 'corner' }), ...columns.map((c) => h('div', { class: 'col-head' }, c.title)));
   for (let minutes = FIRST_HOUR * 60; minutes < LAST_HOUR * 60; minutes += SLOT_MINUTES) {
-    const label = new Date(from); label.setHours(0, minutes, 0, 0);
-    grid.append(h('div', { class: 'time' }, fmtTime(label)));
+    grid.append(h('div', { class: 'time' }, `${pad(Math.floor(minutes / 60))}:${pad(minutes % 60)}`));
     for (const c of columns) {
-      const start = new Date(c.day); start.setHours(0, minutes, 0, 0);
+      const start = at(c.day, minutes);
       const end = new Date(start.getTime() + SLOT_MINUTES * 60000);
       const here = appts.filter((a) => {
         const s = new Date(a.startAt);
@@ -172,7 +181,7 @@ export async function render(main) {
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       if (!patient) { clear(error, banner(t('agenda.pickPatient'))); picker.control.focus(); return; }
-      const s = new Date(when.value);
+      const s = fromInput(when.value);
       const body = {
         patientId: patient.id, practitionerId: prChoice.value, startAt: s.toISOString(),
         endAt: new Date(s.getTime() + Number(duration.value) * 60000).toISOString(),
@@ -198,7 +207,7 @@ export async function render(main) {
       field(t('agenda.moveTo'), when, 'startAt'), h('button', { type: 'submit' }, t('agenda.move')));
     moveForm.addEventListener('submit', async (event) => {
       event.preventDefault();
-      const r = await move(a, new Date(when.value));
+      const r = await move(a, fromInput(when.value));
       if (r.ok) { reopen = a.id; render(main); } else clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) }) : explain(r)));
     });
     const minutes = Math.round((new Date(a.endAt) - new Date(a.startAt)) / 60000);

@@ -189,10 +189,36 @@ export function t(key, vars = {}) {
 }
 
 const locale = () => (current === 'fr' ? 'fr-FR' : 'en-GB');
-export const fmtDate = (iso) => (iso ? new Date(iso.length === 10 ? `${iso}T12:00:00` : iso).toLocaleDateString(locale()) : '');
-export const fmtDateTime = (iso) => (iso ? new Date(iso).toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short' }) : '');
-export const fmtTime = (date) => date.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit' });
-export const fmtDay = (date) => date.toLocaleDateString(locale(), { weekday: 'short', day: 'numeric', month: 'short' });
+// Times are the clinic's (`GET /clinic`: its timezone), not the browser's.
+let zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+export function setTimeZone(tz) {
+  try { new Intl.DateTimeFormat('en', { timeZone: tz }); zone = tz; } catch { /* unknown zone: keep the browser's */ }
+}
+export function timeZone() { return zone; }
+const partsFormat = new Map();
+/** The clinic's wall clock at an instant: {y, m, d, hh, mm} (m from 1). */
+export function zoned(date) {
+  if (!partsFormat.has(zone)) {
+    partsFormat.set(zone, new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' }));
+  }
+  const p = Object.fromEntries(partsFormat.get(zone).formatToParts(date).map((x) => [x.type, Number(x.value)]));
+  return { y: p.year, m: p.month, d: p.day, hh: p.hour % 24, mm: p.minute };
+}
+/** The instant at a wall-clock time in the clinic (m from 1; minutes may exceed 59). */
+export function fromZoned(y, m, d, hh = 0, mm = 0) {
+  const wall = Date.UTC(y, m - 1, d, hh, mm);
+  const offset = (t) => { const p = zoned(new Date(t)); return Date.UTC(p.y, p.m - 1, p.d, p.hh, p.mm) - Math.floor(t / 60000) * 60000; };
+  let t = wall - offset(wall);
+  t = wall - offset(t);
+  return new Date(t);
+}
+export const fmtDate = (iso) => (iso ? (iso.length === 10
+  ? new Date(`${iso}T12:00:00Z`).toLocaleDateString(locale(), { timeZone: 'UTC' })
+  : new Date(iso).toLocaleDateString(locale(), { timeZone: zone })) : '');
+export const fmtDateTime = (iso) => (iso ? new Date(iso).toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short', timeZone: zone }) : '');
+export const fmtTime = (date) => date.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
+/** A calendar day (a Date at its UTC midnight), as it is written. */
+export const fmtDay = (date) => date.toLocaleDateString(locale(), { weekday: 'short', day: 'numeric', month: 'short', timeZone: 'UTC' });
 export const fmtMoney = (cents, currency = 'EUR') =>
   new Intl.NumberFormat(locale(), { style: 'currency', currency }).format((cents || 0) / 100);
 export function fmtWait(seconds) {
