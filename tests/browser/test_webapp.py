@@ -3,7 +3,8 @@
 Usage: test_webapp.py BASE_URL. A new user registers a clinic, adds a
 practitioner, a secretary and a patient, books two appointments (the second
 overlaps: the refusal is shown on the slot), moves the first, issues an
-invoice and cancels it (the credit note appears), downloads the GDPR
+invoice, adds acts to the first appointment, lengthens it (an overlap is
+refused, a fitting length spans its slots) and makes a quote of its acts and cancels it (the credit note appears), downloads the GDPR
 export; the secretary cannot reach medical records. Every screen is saved
 to tests/browser/screenshots/. Prints the agenda's first load time and the
 gzipped size of the app's assets.
@@ -40,8 +41,8 @@ def shot(page, name):
     page.screenshot(path=str(SHOTS / f"{step_number:02d}-{name}.png"), full_page=True)
 
 
-def new_context(browser):
-    context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris",
+def new_context(browser, timezone="Europe/Paris"):
+    context = browser.new_context(locale="fr-FR", timezone_id=timezone,
                                   viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     errors = []
@@ -107,6 +108,12 @@ def main():
         for tab in ["Réglages", "Catalogue", "Modèles de consentement"]:
             page.get_by_role("link", name=tab).click()
             page.wait_for_timeout(300)
+            if tab == "Catalogue":
+                catalogue = page.locator("#products-services-form")
+                catalogue.get_by_label("Nom", exact=True).fill("Consultation G")
+                catalogue.get_by_label("Prix HT (€)").fill("30")
+                catalogue.get_by_role("button", name="Créer").click()
+                expect(page.get_by_role("cell", name="Consultation G")).to_be_visible()
         page.locator("#consent-templates-form").get_by_label("Titre").fill("Soins courants")
         page.locator("#consent-templates-form").get_by_label("Texte").fill("J'accepte les soins.")
         page.locator("#consent-templates-form").get_by_role("button", name="Créer").click()
@@ -251,6 +258,45 @@ def main():
         expect(page.locator("table.table tbody tr")).to_have_count(4)
         shot(page, "documents-list")
 
+        # Acts on the first appointment (10:30): two added, one removed.
+        page.get_by_role("link", name="Agenda").click()
+        page.locator("#agenda-view").select_option("day")
+        expect(page.locator(".appt")).to_have_count(1)
+        book("11:30")
+        expect(page.locator(".appt")).to_have_count(2)
+        page.locator(".appt").first.click()
+        acts = page.locator("#appt-items")
+        acts.get_by_label("Quantité").fill("2")
+        acts.get_by_role("button", name="Ajouter l’acte").click()
+        expect(acts.locator("tbody tr")).to_have_count(1)
+        acts.get_by_role("button", name="Ajouter l’acte").click()
+        expect(acts.locator("tbody tr")).to_have_count(2)
+        acts.get_by_role("button", name="Retirer Consultation G").last.click()
+        expect(acts.locator("tbody tr")).to_have_count(1)
+        expect(acts.locator("tbody tr")).to_contain_text("× 2")
+        expect(page.locator("#items-total")).to_contain_text("60,00")
+        shot(page, "appointment-items")
+
+        # Its length: 90 minutes overlaps the 11:30 (refused, in words), 60 fits
+        # and the appointment spans the 11:00 slot too.
+        page.locator("#resize-form input").fill("90")
+        page.get_by_role("button", name="Changer la durée").click()
+        expect(page.locator(".agenda-panel .banner")).to_contain_text("Créneau déjà pris")
+        shot(page, "appointment-resize-refused")
+        page.locator("#resize-form input").fill("60")
+        page.get_by_role("button", name="Changer la durée").click()
+        expect(page.locator("#appt-length")).to_have_text("Durée : 60 min")
+        expect(page.locator(".appt-cont")).to_have_count(1)
+        expect(page.locator("button.free[data-slot$='T11:00']").locator("xpath=..").locator(".appt-cont")).to_have_count(1)
+        shot(page, "appointment-resized")
+
+        # A quote made of its acts, a draft, shown at once.
+        page.get_by_role("button", name="Créer un devis avec ces actes").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Devis Brouillon")
+        expect(page.locator("#doc-total")).to_contain_text("60,00")
+        expect(page.get_by_role("cell", name="Consultation G")).to_be_visible()
+        shot(page, "quote-from-appointment")
+
         # GDPR: the export downloads as a file; erasure is refused, explained.
         page.get_by_role("link", name="Patients", exact=True).click()
         page.locator("#patient-results a").first.click()
@@ -298,15 +344,21 @@ def main():
         context.close()
 
         # The secretary sees no medical records, and the API refuses them.
-        context, page, errors3 = new_context(browser)
+        # Her browser is in New York: the agenda keeps the clinic's time.
+        context, page, errors3 = new_context(browser, "America/New_York")
         errors += errors3
         page.goto(BASE + "/")
         page.get_by_label("E-mail").fill(SECRETARY)
         page.get_by_label("Mot de passe").fill(PASSWORD)
         page.get_by_role("button", name="Se connecter").click()
         wait_agenda(page)
+        expect(page.locator(".appt .appt-time").first).to_have_text("10:30–11:30")
+        expect(page.locator("button.free[data-slot$='T10:30']").locator("xpath=..").locator(".appt")).to_have_count(1)
+        page.locator(".appt").first.click()
+        expect(page.locator("#move-form input")).to_have_value(re.compile("T10:30$"))
+        shot(page, "secretary-agenda-clinic-time")
         expect(page.get_by_role("link", name="Administration")).to_have_count(0)
-        page.get_by_role("link", name="Patients", exact=True).click()
+        page.get_by_role("navigation").get_by_role("link", name="Patients", exact=True).click()
         page.locator("#patient-results a").first.click()
         expect(page.get_by_role("heading", name="DUPONT Jean")).to_be_visible()
         expect(page.locator("#patient-records")).to_have_count(0)

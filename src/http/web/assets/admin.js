@@ -2,7 +2,7 @@
 // clinic settings, catalogue, consent templates, the audit trail.
 
 import { get, post, patch, del, qs } from './api.js';
-import { t, explain, fmtDateTime, fmtMoney } from './i18n.js';
+import { t, explain, fmtDateTime, fmtMoney, fromZoned } from './i18n.js';
 import { h, clear, field, input, select, banner, showFieldErrors, formValues } from './dom.js';
 import { can } from './main.js';
 
@@ -138,7 +138,8 @@ async function auditTab(el) {
   const who = new Map((staff.ok ? staff.data : []).map((u) => [u.id, `${u.firstName} ${u.lastName}`]));
   const user = select([['', t('common.all')], ...[...who].map(([id, name]) => [id, name])]);
   const load = async () => {
-    const day = (v, add) => (v ? new Date(new Date(`${v}T00:00:00`).getTime() + add * 86400000).toISOString() : '');
+    // Midnight of the day on the clinic's clock.
+    const day = (v, add) => { if (!v) return ''; const [y, m, d] = v.split('-').map(Number); return fromZoned(y, m, d + add).toISOString(); };
     const r = await get(`/audit${qs({ action: action.value, from: day(from.value, 0), to: day(to.value, 1), userId: user.value, patientId: patientId.value.trim(), limit: 100 })}`);
     clear(rows, !r.ok ? banner(explain(r)) : h('table', { class: 'table' },
       h('thead', {}, h('tr', {}, [t('audit.when'), t('audit.who'), t('audit.action'), t('audit.resource'), t('doc.patient')].map((x) => h('th', { scope: 'col' }, x)))),

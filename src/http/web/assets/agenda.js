@@ -1,10 +1,12 @@
 // The agenda: a day or a week, for one practitioner or the whole clinic.
 // Pick a free slot to book; pick an appointment to confirm, cancel, mark a
-// no-show or move it. A refused booking (409: overlap) is said on the slot.
-// Times are the browser's local time.
+// no-show, move it or change its length (it spans the slots it covers), list
+// its acts from the catalogue, add or remove one, and make a quote of them.
+// A refused booking, move or length (409: overlap) is said in words.
+// Times are the clinic's (its timezone from GET /clinic), not the browser's.
 
-import { get, post, patch, qs } from './api.js';
-import { t, explain, fmtTime, fmtDay, fmtDateTime } from './i18n.js';
+import { get, post, patch, del, qs } from './api.js';
+import { t, explain, fmtTime, fmtDay, fmtDateTime, fmtMoney, zoned, fromZoned } from './i18n.js';
 import { h, clear, field, input, select, banner } from './dom.js';
 import { can } from './main.js';
 import { patientPicker } from './patients.js';
@@ -12,16 +14,28 @@ import { patientPicker } from './patients.js';
 const FIRST_HOUR = 8;
 const LAST_HOUR = 19;
 const SLOT_MINUTES = 30;
-const state = { view: 'day', date: startOfDay(new Date()), practitionerId: '' };
+const state = { view: 'day', date: today(), practitionerId: '' };
 const patientNames = new Map();
 let moving = null;
+// The appointment whose panel stays open across a redraw of the agenda.
+let reopen = null;
 
-function startOfDay(d) { const x = new Date(d); x.setHours(0, 0, 0, 0); return x; }
-function addDays(d, n) { const x = new Date(d); x.setDate(x.getDate() + n); return x; }
-function monday(d) { const x = startOfDay(d); return addDays(x, -((x.getDay() + 6) % 7)); }
-function localInput(d) {
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+// A day is a calendar day of the clinic: a Date at that day's UTC midnight.
+function today() { const p = zoned(new Date()); return new Date(Date.UTC(p.y, p.m - 1, p.d)); }
+function addDays(d, n) { const x = new Date(d); x.setUTCDate(x.getUTCDate() + n); return x; }
+function monday(d) { return addDays(d, -((d.getUTCDay() + 6) % 7)); }
+/** The instant `minutes` after midnight of `day`, on the clinic's clock. */
+function at(day, minutes) { return fromZoned(day.getUTCFullYear(), day.getUTCMonth() + 1, day.getUTCDate(), 0, minutes); }
+const pad = (n) => String(n).padStart(2, '0');
+/** An instant as a datetime-local value, on the clinic's clock. */
+function localInput(instant) {
+  const p = zoned(instant);
+  return `${p.y}-${pad(p.m)}-${pad(p.d)}T${pad(p.hh)}:${pad(p.mm)}`;
+}
+/** A datetime-local value read on the clinic's clock. */
+function fromInput(value) {
+  const [y, m, d, hh, mm] = value.split(/[-T:]/).map(Number);
+  return fromZoned(y, m, d, hh, mm);
 }
 
 async function all(path, params) {
@@ -45,6 +59,7 @@ async function names(ids) {
 export async function render(main) {
   const pr = await all('/practitioners', {});
   if (!pr.ok) { clear(main, banner(explain(pr))); return; }
+  let catalogueRows = null;
   const practitioners = pr.data.filter((p) => p.isActive !== false);
   const color = new Map(practitioners.map((p, i) => [p.id, `c${i % 6}`]));
   const prName = new Map(practitioners.map((p) => [p.id, `${p.firstName} ${p.lastName}`]));
@@ -52,8 +67,8 @@ export async function render(main) {
   const grid = h('div', { class: 'agenda-grid', id: 'agenda-grid' });
 
   const days = state.view === 'day' ? [state.date] : [0, 1, 2, 3, 4, 5].map((n) => addDays(monday(state.date), n));
-  const from = days[0];
-  const to = addDays(days[days.length - 1], 1);
+  const from = at(days[0], 0);
+  const to = at(addDays(days[days.length - 1], 1), 0);
   const shown = state.practitionerId ? practitioners.filter((p) => p.id === state.practitionerId) : practitioners;
   // Columns: practitioners on a day, days on a week.
   const columns = state.view === 'day'
@@ -66,9 +81,9 @@ export async function render(main) {
     { value: state.practitionerId, id: 'agenda-practitioner' });
   prSelect.addEventListener('change', () => { state.practitionerId = prSelect.value; render(main); });
   const step = state.view === 'day' ? 1 : 7;
-  const go = (n) => { state.date = n === 0 ? startOfDay(new Date()) : addDays(state.date, n * step); render(main); };
+  const go = (n) => { state.date = n === 0 ? today() : addDays(state.date, n * step); render(main); };
   const title = state.view === 'day'
-    ? state.date.toLocaleDateString(document.documentElement.lang === 'en' ? 'en-GB' : 'fr-FR', { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' })
+    ? state.date.toLocaleDateString(document.documentElement.lang === 'en' ? 'en-GB' : 'fr-FR', { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' })
     : `${fmtDay(days[0])} – ${fmtDay(days[days.length - 1])}`;
 
   clear(main,
@@ -90,10 +105,9 @@ export async function render(main) {
   grid.style.gridTemplateColumns = `4.5rem repeat(${columns.length}, minmax(8rem, 1fr))`;
   grid.append(h('div', { class: 'corner' }), ...columns.map((c) => h('div', { class: 'col-head' }, c.title)));
   for (let minutes = FIRST_HOUR * 60; minutes < LAST_HOUR * 60; minutes += SLOT_MINUTES) {
-    const label = new Date(from); label.setHours(0, minutes, 0, 0);
-    grid.append(h('div', { class: 'time' }, fmtTime(label)));
+    grid.append(h('div', { class: 'time' }, `${pad(Math.floor(minutes / 60))}:${pad(minutes % 60)}`));
     for (const c of columns) {
-      const start = new Date(c.day); start.setHours(0, minutes, 0, 0);
+      const start = at(c.day, minutes);
       const end = new Date(start.getTime() + SLOT_MINUTES * 60000);
       const here = appts.filter((a) => {
         const s = new Date(a.startAt);
@@ -107,6 +121,17 @@ export async function render(main) {
         ` ${patientNames.get(a.patientId) || ''}`,
         c.practitioner ? null : h('span', { class: 'appt-pr' }, prName.get(a.practitionerId)),
         h('span', { class: 'appt-status' }, t(`astatus.${a.status}`)))));
+      // The slots an appointment started earlier still covers.
+      for (const a of appts) {
+        const s = new Date(a.startAt);
+        const e = new Date(a.endAt);
+        if (s < start && e > start && (!c.practitioner || a.practitionerId === c.practitioner.id)) {
+          cell.append(h('div', {
+            class: `appt-cont ${color.get(a.practitionerId) || ''} st-${a.status}`, 'data-appt': a.id,
+            title: `${fmtTime(s)}–${fmtTime(e)} ${patientNames.get(a.patientId) || ''}`,
+          }));
+        }
+      }
       if (can('write')) {
         cell.append(h('button', {
           type: 'button', class: 'free', 'data-slot': localInput(start), 'data-practitioner': c.practitioner ? c.practitioner.id : '',
@@ -117,7 +142,9 @@ export async function render(main) {
       grid.append(cell);
     }
   }
-  clear(panel, h('p', { class: 'muted' }, can('write') ? t('agenda.hint') : ''));
+  const again = reopen && appts.find((a) => a.id === reopen);
+  reopen = null;
+  if (again) showAppointment(again); else clear(panel, h('p', { class: 'muted' }, can('write') ? t('agenda.hint') : ''));
   return done();
 
   function done() {
@@ -154,7 +181,7 @@ export async function render(main) {
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       if (!patient) { clear(error, banner(t('agenda.pickPatient'))); picker.control.focus(); return; }
-      const s = new Date(when.value);
+      const s = fromInput(when.value);
       const body = {
         patientId: patient.id, practitionerId: prChoice.value, startAt: s.toISOString(),
         endAt: new Date(s.getTime() + Number(duration.value) * 60000).toISOString(),
@@ -180,13 +207,27 @@ export async function render(main) {
       field(t('agenda.moveTo'), when, 'startAt'), h('button', { type: 'submit' }, t('agenda.move')));
     moveForm.addEventListener('submit', async (event) => {
       event.preventDefault();
-      const r = await move(a, new Date(when.value));
-      if (r.ok) render(main); else clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) }) : explain(r)));
+      const r = await move(a, fromInput(when.value));
+      if (r.ok) { reopen = a.id; render(main); } else clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) }) : explain(r)));
+    });
+    const minutes = Math.round((new Date(a.endAt) - new Date(a.startAt)) / 60000);
+    const length = input({ type: 'number', min: 5, max: 720, step: 5, value: String(minutes) });
+    const resizeForm = h('form', { id: 'resize-form', class: 'inline-form' },
+      field(t('agenda.duration'), length, 'duration'), h('button', { type: 'submit' }, t('agenda.resize')));
+    resizeForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const n = Number(length.value);
+      if (!(n >= 5)) { length.focus(); return; }
+      const r = await patch(`/appointments/${a.id}`, { endAt: new Date(new Date(a.startAt).getTime() + n * 60000).toISOString() });
+      if (r.ok) { reopen = a.id; render(main); return; }
+      clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) || '' }) : explain(r)));
     });
     const live = !['cancelled', 'completed', 'no_show'].includes(a.status);
+    const items = h('section', { id: 'appt-items', class: 'appt-items' }, h('h3', {}, t('items.title')), h('p', { class: 'muted' }, t('common.loading')));
     clear(panel,
       h('h2', {}, patientNames.get(a.patientId) || ''),
       h('p', {}, `${fmtDateTime(a.startAt)} – ${fmtTime(new Date(a.endAt))} · ${prName.get(a.practitionerId) || ''}`),
+      h('p', { class: 'muted', id: 'appt-length' }, t('agenda.length', { n: minutes })),
       h('p', {}, `${t('common.status')} : `, h('strong', { id: 'appt-status' }, t(`astatus.${a.status}`))),
       a.reason ? h('p', {}, a.reason) : null,
       h('p', {}, h('a', { href: `#/patients/${a.patientId}` }, t('patients.title'))),
@@ -201,7 +242,62 @@ export async function render(main) {
           moving = a;
           clear(error, banner(t('agenda.movePick'), 'info'));
         } }, t('agenda.movePickButton')),
-        moveForm] : null);
+        moveForm, resizeForm] : null,
+      items);
+    showItems(a, items);
+  }
+
+  // The appointment's acts: listed, added from the catalogue, removed, and
+  // made into a quote (a draft, prefilled with them).
+  async function showItems(a, box) {
+    const [r, catalogue] = await Promise.all([get(`/appointments/${a.id}/items`), products()]);
+    const head = h('h3', {}, t('items.title'));
+    if (!r.ok) { clear(box, head, banner(explain(r))); return; }
+    const rows = r.data;
+    const error = h('div');
+    const reload = () => showItems(a, box);
+    const w = can('write');
+    const total = rows.reduce((sum, i) => sum + i.unitPriceCents * i.quantity, 0);
+    const list = rows.length ? h('table', { class: 'table items' }, h('tbody', {}, rows.map((i) => h('tr', {},
+      h('td', {}, i.description), h('td', { class: 'num' }, `× ${i.quantity}`), h('td', { class: 'num' }, fmtMoney(i.unitPriceCents * i.quantity)),
+      w ? h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': t('items.remove', { what: i.description }), onclick: async () => {
+        const x = await del(`/appointments/${a.id}/items/${i.id}`);
+        if (x.ok) reload(); else clear(error, banner(explain(x)));
+      } }, '×')) : null))),
+    h('tfoot', {}, h('tr', {}, h('td', { colspan: w ? 4 : 3, class: 'num', id: 'items-total' }, t('items.total', { total: fmtMoney(total) })))))
+      : h('p', { class: 'muted' }, t('items.none'));
+    let add = null;
+    if (w && !['cancelled', 'no_show'].includes(a.status)) {
+      if (!catalogue.length) add = h('p', { class: 'muted' }, t('items.noCatalogue'));
+      else {
+        const act = select(catalogue.map((p) => [p.id, `${p.name} (${fmtMoney(p.unitPriceCents)})`]));
+        const quantity = input({ type: 'number', min: 1, max: 10000, value: '1' });
+        add = h('form', { id: 'item-form', novalidate: true },
+          h('div', { class: 'row' }, field(t('items.act'), act, 'productServiceId'), h('div', { class: 'field qty' }, field(t('items.quantity'), quantity, 'quantity'))),
+          h('button', { type: 'submit' }, t('items.add')));
+        add.addEventListener('submit', async (event) => {
+          event.preventDefault();
+          const x = await post(`/appointments/${a.id}/items`, { productServiceId: act.value, quantity: Number(quantity.value) || 1 });
+          if (x.ok) reload(); else clear(error, banner(explain(x)));
+        });
+      }
+    }
+    const quote = w && rows.length ? h('button', { type: 'button', class: 'primary', id: 'quote-from-items', onclick: async () => {
+      const x = await post('/documents', {
+        documentType: 'quote', patientId: a.patientId,
+        items: rows.map((i) => ({ description: i.description, quantity: i.quantity, unitPriceCents: i.unitPriceCents, vatRate: i.vatRate, productServiceId: i.productServiceId })),
+      });
+      if (x.ok) location.hash = `#/documents/${x.data.id}`; else clear(error, banner(explain(x)));
+    } }, t('items.quote')) : null;
+    clear(box, head, error, list, add, quote);
+  }
+
+  async function products() {
+    if (!catalogueRows) {
+      const r = await all('/products-services', {});
+      catalogueRows = r.ok ? r.data.filter((p) => p.isActive !== false) : [];
+    }
+    return catalogueRows;
   }
 
   function move(a, start) {

@@ -59,6 +59,10 @@ const fr = {
   'agenda.cancelAppt': 'Annuler le RDV', 'agenda.noShow': 'Absent', 'agenda.complete': 'Terminé',
   'agenda.noPractitioner': 'Aucun praticien : ajoutez-en un dans Administration.',
   'agenda.pickPatient': 'Tapez un nom puis choisissez le patient.', 'agenda.slot': 'Créneau libre {time}',
+  'agenda.resize': 'Changer la durée', 'agenda.length': 'Durée : {n} min',
+  'items.title': 'Actes', 'items.none': 'Aucun acte.', 'items.act': 'Acte du catalogue', 'items.quantity': 'Quantité',
+  'items.add': 'Ajouter l’acte', 'items.remove': 'Retirer {what}', 'items.total': 'Total HT : {total}',
+  'items.noCatalogue': 'Catalogue vide : ajoutez des actes dans Administration.', 'items.quote': 'Créer un devis avec ces actes',
   'astatus.scheduled': 'Prévu', 'astatus.confirmed': 'Confirmé', 'astatus.completed': 'Terminé',
   'astatus.cancelled': 'Annulé', 'astatus.no_show': 'Absent',
   'doc.title': 'Devis et factures', 'doc.new': 'Nouveau document', 'doc.type': 'Type', 'doc.number': 'Numéro',
@@ -135,6 +139,10 @@ const en = {
   'agenda.moveTo': 'New date and time', 'agenda.confirm': 'Confirm', 'agenda.cancelAppt': 'Cancel appointment',
   'agenda.noShow': 'No-show', 'agenda.complete': 'Completed', 'agenda.noPractitioner': 'No practitioner yet: add one in Administration.',
   'agenda.pickPatient': 'Type a name, then pick the patient.', 'agenda.slot': 'Free slot {time}',
+  'agenda.resize': 'Change length', 'agenda.length': 'Length: {n} min',
+  'items.title': 'Acts', 'items.none': 'No act.', 'items.act': 'Act from the catalogue', 'items.quantity': 'Quantity',
+  'items.add': 'Add the act', 'items.remove': 'Remove {what}', 'items.total': 'Total excl. VAT: {total}',
+  'items.noCatalogue': 'Empty catalogue: add acts in Administration.', 'items.quote': 'Create a quote with these acts',
   'astatus.scheduled': 'Scheduled', 'astatus.confirmed': 'Confirmed', 'astatus.completed': 'Completed',
   'astatus.cancelled': 'Cancelled', 'astatus.no_show': 'No-show',
   'doc.title': 'Quotes & invoices', 'doc.new': 'New document', 'doc.type': 'Type', 'doc.number': 'Number',
@@ -181,10 +189,36 @@ export function t(key, vars = {}) {
 }
 
 const locale = () => (current === 'fr' ? 'fr-FR' : 'en-GB');
-export const fmtDate = (iso) => (iso ? new Date(iso.length === 10 ? `${iso}T12:00:00` : iso).toLocaleDateString(locale()) : '');
-export const fmtDateTime = (iso) => (iso ? new Date(iso).toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short' }) : '');
-export const fmtTime = (date) => date.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit' });
-export const fmtDay = (date) => date.toLocaleDateString(locale(), { weekday: 'short', day: 'numeric', month: 'short' });
+// Times are the clinic's (`GET /clinic`: its timezone), not the browser's.
+let zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+export function setTimeZone(tz) {
+  try { new Intl.DateTimeFormat('en', { timeZone: tz }); zone = tz; } catch { /* unknown zone: keep the browser's */ }
+}
+export function timeZone() { return zone; }
+const partsFormat = new Map();
+/** The clinic's wall clock at an instant: {y, m, d, hh, mm} (m from 1). */
+export function zoned(date) {
+  if (!partsFormat.has(zone)) {
+    partsFormat.set(zone, new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' }));
+  }
+  const p = Object.fromEntries(partsFormat.get(zone).formatToParts(date).map((x) => [x.type, Number(x.value)]));
+  return { y: p.year, m: p.month, d: p.day, hh: p.hour % 24, mm: p.minute };
+}
+/** The instant at a wall-clock time in the clinic (m from 1; minutes may exceed 59). */
+export function fromZoned(y, m, d, hh = 0, mm = 0) {
+  const wall = Date.UTC(y, m - 1, d, hh, mm);
+  const offset = (t) => { const p = zoned(new Date(t)); return Date.UTC(p.y, p.m - 1, p.d, p.hh, p.mm) - Math.floor(t / 60000) * 60000; };
+  let t = wall - offset(wall);
+  t = wall - offset(t);
+  return new Date(t);
+}
+export const fmtDate = (iso) => (iso ? (iso.length === 10
+  ? new Date(`${iso}T12:00:00Z`).toLocaleDateString(locale(), { timeZone: 'UTC' })
+  : new Date(iso).toLocaleDateString(locale(), { timeZone: zone })) : '');
+export const fmtDateTime = (iso) => (iso ? new Date(iso).toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short', timeZone: zone }) : '');
+export const fmtTime = (date) => date.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit', timeZone: zone });
+/** A calendar day (a Date at its UTC midnight), as it is written. */
+export const fmtDay = (date) => date.toLocaleDateString(locale(), { weekday: 'short', day: 'numeric', month: 'short', timeZone: 'UTC' });
 export const fmtMoney = (cents, currency = 'EUR') =>
   new Intl.NumberFormat(locale(), { style: 'currency', currency }).format((cents || 0) / 100);
 export function fmtWait(seconds) {

@@ -2,12 +2,13 @@
 // routes `#/...` to a view. Routes carry ids only, never patient data.
 
 import { session, refresh, get, logout, onSessionEnd, IDLE_MINUTES } from './api.js';
-import { t, setLang, lang } from './i18n.js';
+import { t, setLang, lang, setTimeZone } from './i18n.js';
 import { h, clear, banner } from './dom.js';
 import * as auth from './auth.js';
 
 const root = document.getElementById('app');
 let notice = null;
+let zoneOf = null;
 
 /** What the signed-in role may do (the SPEC's role table). */
 export function can(what) {
@@ -66,6 +67,11 @@ export async function render() {
     clear(root, view({ notice, onSignedIn: signedIn, onLang: switchLang }));
     notice = null;
     return;
+  }
+  if (zoneOf !== session.user.id) {
+    // Times are shown and entered in the clinic's timezone.
+    const clinic = await get('/clinic');
+    if (clinic.ok) { setTimeZone(clinic.data.settings.timezone); zoneOf = session.user.id; }
   }
   if (!location.hash || location.hash === '#/register' || location.hash === '#/login') {
     history.replaceState(null, '', '#/agenda');
