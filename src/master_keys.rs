@@ -226,11 +226,4 @@ mod tests {
         assert_eq!(kept, first.to_base64());
         fs::remove_dir_all(dir).unwrap();
     }
-
-    #[test]
-    fn fixed_keys_are_never_reread() {
-        let keys = MasterKeys::fixed(Keyring::new(MasterKey::generate(), None));
-        let other = MasterKey::generate().seal(b"x", b"c");
-        assert!(keys.open(&other, b"c").is_err());
-    }
 }

@@ -40,10 +40,6 @@ impl Ledger {
         self.entries.contains(&patient_key(&self.key, patient))
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -126,23 +122,35 @@ async fn entry_of(
     Ok(patient_key(&key, patient))
 }
 
-/// The clinic's erasure key, made (and sealed) at its first erasure.
+/// The clinic's erasure key, made (and sealed) at its first erasure: read,
+/// and only when missing, made and stored.
 async fn clinic_key(
     central: &PgPool,
     keys: &MasterKeys,
     clinic: ClinicId,
 ) -> Result<Vec<u8>, LedgerError> {
-    let mut fresh = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
-    // Of two first erasures at once, both read the key the first stored.
-    let sealed: Vec<u8> = sqlx::query_scalar(
-        "UPDATE companies SET erasure_key_sealed = COALESCE(erasure_key_sealed, $2)
-          WHERE id = $1 RETURNING erasure_key_sealed",
-    )
-    .bind(clinic.0)
-    .bind(keys.seal(&fresh, clinic.0.as_bytes()))
-    .fetch_one(central)
-    .await?;
+    let stored: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT erasure_key_sealed FROM companies WHERE id = $1")
+            .bind(clinic.0)
+            .fetch_optional(central)
+            .await?
+            .flatten();
+    let sealed = match stored {
+        Some(sealed) => sealed,
+        None => {
+            let mut fresh = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
+            // Of two first erasures at once, both read the key the first stored.
+            sqlx::query_scalar(
+                "UPDATE companies SET erasure_key_sealed = COALESCE(erasure_key_sealed, $2)
+                  WHERE id = $1 RETURNING erasure_key_sealed",
+            )
+            .bind(clinic.0)
+            .bind(keys.seal(&fresh, clinic.0.as_bytes()))
+            .fetch_one(central)
+            .await?
+        }
+    };
     keys.open(&sealed, clinic.0.as_bytes())
         .map_err(|_| LedgerError::Unsealable(clinic))
 }

@@ -972,23 +972,13 @@ async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
         admin_url: crate::helpers::second_cluster().admin_url.clone(),
         ..app.settings.clone()
     };
-    let prefix = app.prefix.clone();
     let restored = recovery::restore_platform(&settings, &dir).await.unwrap();
     assert_eq!(
         (restored.clinics.len(), restored.failed()),
         (2, 0),
         "{restored:?}"
     );
-    let rebuilt = TestApp {
-        state: build_state(&settings).await.unwrap(),
-        router: axum::Router::new(),
-        settings: settings.clone(),
-        prefix: prefix.clone(),
-    };
-    let rebuilt = TestApp {
-        router: medicalpro::http::router(rebuilt.state.clone()),
-        ..rebuilt
-    };
+    let rebuilt = app_with(&app, settings.clone()).await;
     for (clinic, name) in [(&a, "Curie"), (&b, "Pasteur")] {
         let login = rebuilt.login(&clinic.email, &clinic.password).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
@@ -1017,8 +1007,7 @@ async fn the_platform_is_rebuilt_from_its_backup_on_an_empty_server() {
         .to_string();
     assert!(refused.contains("already holds"), "{refused}");
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
-    rebuilt.state.pools.close_all().await;
-    rebuilt.state.databases.close().await;
-    crate::helpers::cleanup_second_cluster(&rebuilt.prefix).await;
+    close(rebuilt).await;
+    crate::helpers::cleanup_second_cluster(&app.prefix).await;
     app.cleanup().await;
 }
