@@ -82,17 +82,19 @@ pub async fn record_restore(
     Ok(restores::record(&databases.central, &restore).await?)
 }
 
-/// One connection to the clinic's database as the admin role.
+/// One connection to the clinic's database as the admin role, its schema
+/// on the search path (after `pg_catalog`).
 async fn open_trail(databases: &Databases, id: ClinicId) -> Result<PgPool, VerifyError> {
     let placement = companies::placement(&databases.central, id)
         .await?
         .ok_or(VerifyError::UnknownClinic(id))?;
     Ok(PgPoolOptions::new()
         .max_connections(1)
-        .connect_with(crate::tenancy::ddl::admin_session(
+        .connect_with(crate::tenancy::ddl::admin_session_in(
             databases
                 .admin_on_server(&placement.db_host, placement.db_port)
                 .database(&placement.db_name),
+            placement.schema(),
         ))
         .await?)
 }
@@ -218,11 +220,10 @@ async fn check_head(
     let Some((id, hash)) = &recorded.row else {
         return Ok(Ok(None));
     };
-    let stored: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT hash FROM public.audit_events WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     Ok(match stored {
         Some(stored) if crate::crypto::hex(&stored) == *hash => Ok(Some((*id, stored))),
         _ => Err(BrokenLink {
@@ -234,7 +235,7 @@ async fn check_head(
 
 /// The last chained event: its id and hash.
 async fn head(conn: &mut PgConnection) -> Result<Option<(i64, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, hash FROM public.audit_events ORDER BY id DESC LIMIT 1")
+    sqlx::query_as("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
         .fetch_optional(conn)
         .await
 }

@@ -15,6 +15,9 @@
 //! | `MAX_CLINIC_CONNECTIONS` | clinic connections this instance may hold, all clinics together | `60` |
 //! | `CLINIC_CHECKOUT_TIMEOUT_MS` | how long a request waits for a clinic connection before answering 503 | `3000` |
 //! | `PROVISION_CONCURRENCY` | clinics provisioned at once; more registrations wait their turn | `4` |
+//! | `DEFAULT_TIER` | the isolation tier of new clinics: `dedicated` (a database and login role each) or `shared` (a schema and serving role each, in a pod) | `dedicated` |
+//! | `POD_MAX_CLINICS` | shared tier: clinics one pod database holds before a new pod is made | `500` |
+//! | `POD_POOL_MAX` | shared tier: connections one pod may hold at once, all its clinics together | `20` |
 //! | `PROVISION_FROM_TEMPLATE` | create clinic databases by copying the migrated template database | `true` |
 //! | `REFRESH_FAMILY_MAX_DAYS` | a login's refresh tokens stop refreshing this many days after the login, however often rotated | `30` |
 //! | `METRICS_TOKEN` | when set, `/metrics` requires `Authorization: Bearer <token>` (at least 16 characters) | unset: `/metrics` is open |
@@ -85,6 +88,15 @@ pub struct DatabaseArgs {
     /// Clinics provisioned at once.
     #[arg(long, env = "PROVISION_CONCURRENCY", default_value_t = 4)]
     pub provision_concurrency: u32,
+    /// The isolation tier of new clinics.
+    #[arg(long, env = "DEFAULT_TIER", default_value = "dedicated")]
+    pub default_tier: Tier,
+    /// Shared tier: clinics one pod database holds.
+    #[arg(long, env = "POD_MAX_CLINICS", default_value_t = 500)]
+    pub pod_max_clinics: u32,
+    /// Shared tier: connections one pod may hold at once.
+    #[arg(long, env = "POD_POOL_MAX", default_value_t = 20)]
+    pub pod_pool_max: u32,
     /// Copy new clinic databases from the migrated template database.
     #[arg(long, env = "PROVISION_FROM_TEMPLATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub provision_from_template: bool,
@@ -281,6 +293,8 @@ impl Settings {
 pub struct PoolSettings {
     /// Connections one clinic may hold at once.
     pub per_clinic_max: u32,
+    /// Connections one pod may hold at once (shared tier).
+    pub per_pod_max: u32,
     /// An idle connection is closed after this.
     pub idle_timeout: Duration,
     /// Connections all clinics together may hold (the budget).
@@ -293,6 +307,7 @@ impl Default for PoolSettings {
     fn default() -> Self {
         Self {
             per_clinic_max: 5,
+            per_pod_max: 20,
             idle_timeout: Duration::from_secs(60),
             max_connections: 60,
             checkout_timeout: Duration::from_secs(3),
@@ -336,6 +351,32 @@ pub struct ProvisioningSettings {
     pub concurrency: u32,
     /// Copy new clinic databases from the template database.
     pub from_template: bool,
+    /// The tier of new clinics.
+    pub default_tier: Tier,
+    /// Clinics one pod holds (shared tier).
+    pub pod_max_clinics: u32,
+}
+
+/// How a clinic is isolated (see the README's threat model).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// A database and login role of its own.
+    Dedicated,
+    /// A schema and serving role of its own in a pod database, reached
+    /// through the pod's shared connections.
+    Shared,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dedicated => "dedicated",
+            Self::Shared => "shared",
+        }
+    }
 }
 
 impl Default for ProvisioningSettings {
@@ -343,6 +384,8 @@ impl Default for ProvisioningSettings {
         Self {
             concurrency: 4,
             from_template: true,
+            default_tier: Tier::Dedicated,
+            pod_max_clinics: 500,
         }
     }
 }
@@ -368,8 +411,15 @@ impl DatabaseArgs {
                 "must be between 10 and 60000",
             ));
         }
+        if !(1..=1000).contains(&self.pod_pool_max) {
+            return Err(ConfigError::new(
+                "POD_POOL_MAX",
+                "must be between 1 and 1000",
+            ));
+        }
         Ok(PoolSettings {
             per_clinic_max: self.clinic_pool_max,
+            per_pod_max: self.pod_pool_max,
             idle_timeout: Duration::from_secs(self.clinic_pool_idle_secs.max(1)),
             max_connections: self.max_clinic_connections,
             checkout_timeout: Duration::from_millis(self.clinic_checkout_timeout_ms),
@@ -400,9 +450,17 @@ impl DatabaseArgs {
                 "must be between 1 and 32",
             ));
         }
+        if !(1..=10_000).contains(&self.pod_max_clinics) {
+            return Err(ConfigError::new(
+                "POD_MAX_CLINICS",
+                "must be between 1 and 10000",
+            ));
+        }
         Ok(ProvisioningSettings {
             concurrency: self.provision_concurrency,
             from_template: self.provision_from_template,
+            default_tier: self.default_tier,
+            pod_max_clinics: self.pod_max_clinics,
         })
     }
 }

@@ -27,16 +27,31 @@ pub struct Company {
 const COMPANY_COLUMNS: &str =
     "id, name, email, phone, country::text AS country, is_active, subscription_status, created_at, updated_at";
 
-/// Where a clinic's database lives and how its role logs in.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// Where a clinic's database lives and how the server logs in to it: the
+/// clinic's own login role (dedicated tier), or its pod's (shared tier).
+#[derive(Debug, Clone)]
 pub struct Placement {
     pub db_host: String,
     pub db_port: i32,
     pub db_name: String,
+    /// The role the server logs in as.
     pub db_user: String,
+    /// Its password, sealed with the clinic id (dedicated) or the pod id
+    /// (shared) as associated data.
     pub db_password_sealed: Vec<u8>,
     /// A password being rotated in (see `ops::keys`).
     pub db_password_next_sealed: Option<Vec<u8>>,
+    /// Shared tier: the clinic's pod, schema and serving role, which every
+    /// transaction takes on (`SET LOCAL ROLE`, `SET LOCAL search_path`).
+    pub shared: Option<SharedPlace>,
+}
+
+/// A shared-tier clinic's place inside its pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPlace {
+    pub pod_id: Uuid,
+    pub schema: String,
+    pub serving_role: String,
 }
 
 impl Placement {
@@ -44,6 +59,20 @@ impl Placement {
     pub fn sealed_passwords(&self) -> impl Iterator<Item = &[u8]> {
         std::iter::once(self.db_password_sealed.as_slice())
             .chain(self.db_password_next_sealed.as_deref())
+    }
+
+    /// The clinic's schema in its database.
+    pub fn schema(&self) -> &str {
+        self.shared
+            .as_ref()
+            .map_or("public", |shared| &shared.schema)
+    }
+
+    /// The associated data the passwords are sealed with.
+    pub fn sealed_for(&self, clinic: ClinicId) -> Uuid {
+        self.shared
+            .as_ref()
+            .map_or(clinic.0, |shared| shared.pod_id)
     }
 }
 
@@ -64,6 +93,8 @@ pub struct NewCompany<'a> {
     pub email: &'a str,
     pub phone: Option<&'a str>,
     pub country: &'a str,
+    /// Shared tier: the pod its schema goes to.
+    pub pod_id: Option<Uuid>,
 }
 
 /// Whether a clinic or a live account already uses `email` (either would
@@ -85,8 +116,8 @@ pub async fn insert_pending(
     company: &NewCompany<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO companies (id, name, email, phone, country, db_server_id)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO companies (id, name, email, phone, country, db_server_id, pod_id, tier)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::uuid IS NULL THEN 'dedicated' ELSE 'shared' END)",
     )
     .bind(company.id.0)
     .bind(company.name)
@@ -94,12 +125,15 @@ pub async fn insert_pending(
     .bind(company.phone)
     .bind(company.country)
     .bind(company.server_id)
+    .bind(company.pod_id)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Records the clinic's placement and makes it servable.
+/// Records the clinic's placement and makes it servable. A shared-tier
+/// clinic's row names its pod, schema and serving role (`db_user`) and
+/// holds no password: the pod's is in `pods`.
 pub async fn mark_ready(
     central: &PgPool,
     id: ClinicId,
@@ -108,11 +142,14 @@ pub async fn mark_ready(
     schema_version: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = central.begin().await?;
+    let shared = placement.shared.as_ref();
     sqlx::query(
         "UPDATE companies
             SET provisioning_status = 'ready', db_server_id = $2, db_host = $3, db_port = $4,
-                db_name = $5, db_user = $6, db_password_sealed = $7, schema_version = $8,
-                updated_at = now()
+                db_name = $5, db_user = COALESCE($10, $6),
+                db_password_sealed = CASE WHEN $8::uuid IS NULL THEN $7 END,
+                schema_version = $11, tier = CASE WHEN $8::uuid IS NULL THEN 'dedicated' ELSE 'shared' END,
+                pod_id = $8, db_schema = $9, updated_at = now()
           WHERE id = $1",
     )
     .bind(id.0)
@@ -122,6 +159,9 @@ pub async fn mark_ready(
     .bind(&placement.db_name)
     .bind(&placement.db_user)
     .bind(&placement.db_password_sealed)
+    .bind(shared.map(|s| s.pod_id))
+    .bind(shared.map(|s| s.schema.as_str()))
+    .bind(shared.map(|s| s.serving_role.as_str()))
     .bind(schema_version)
     .execute(&mut *tx)
     .await?;
@@ -184,13 +224,42 @@ pub async fn state(central: &PgPool, id: ClinicId) -> Result<ClinicState, sqlx::
 
 /// The placement of a provisioned clinic.
 pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placement>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT db_host, db_port, db_name, db_user, db_password_sealed, db_password_next_sealed
-           FROM companies WHERE id = $1 AND provisioning_status = 'ready'",
+    type Row = (
+        String,
+        i32,
+        String,
+        String,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Option<Uuid>,
+        Option<String>,
+        String,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT c.db_host, c.db_port, c.db_name, COALESCE(p.db_user, c.db_user),
+                COALESCE(p.db_password_sealed, c.db_password_sealed), c.db_password_next_sealed,
+                c.pod_id, c.db_schema, c.db_user
+           FROM companies c LEFT JOIN pods p ON p.id = c.pod_id
+          WHERE c.id = $1 AND c.provisioning_status = 'ready'",
     )
     .bind(id.0)
     .fetch_optional(central)
-    .await
+    .await?;
+    Ok(row.map(
+        |(host, port, name, user, sealed, next, pod, schema, role)| Placement {
+            db_host: host,
+            db_port: port,
+            db_name: name,
+            db_user: user,
+            db_password_sealed: sealed,
+            db_password_next_sealed: next,
+            shared: pod.zip(schema).map(|(pod_id, schema)| SharedPlace {
+                pod_id,
+                schema,
+                serving_role: role,
+            }),
+        },
+    ))
 }
 
 /// Suspends (`false`) or reactivates (`true`) a live clinic; `false` when no

@@ -10,6 +10,7 @@ pub mod erasures;
 pub mod login_failures;
 pub mod notify;
 pub mod password_links;
+pub mod pods;
 pub mod refresh_tokens;
 pub mod registrations;
 pub mod restores;

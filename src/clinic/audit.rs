@@ -105,7 +105,7 @@ impl Entry {
 }
 
 /// Records one event, its arguments the query's only ones.
-const RECORD: &str = "SELECT public.audit_events_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const RECORD: &str = "SELECT audit_events_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Binds the arguments of [`RECORD`].
 fn bind_event<'q>(
@@ -165,7 +165,7 @@ pub fn batch(events: &[(Actor, Entry)]) -> Value {
 /// pending: committed together (one flush for all), chained later by a
 /// [`seal`]. Run it as its own transaction.
 pub async fn record_all(conn: &mut PgConnection, batch: Value) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT public.audit_events_append_all($1)")
+    sqlx::query("SELECT audit_events_append_all($1)")
         .bind(batch)
         .execute(conn)
         .await?;
@@ -180,7 +180,7 @@ const SEAL_BATCH: i32 = 10_000;
 pub async fn seal(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut sealed = 0u64;
     loop {
-        let batch: i32 = sqlx::query_scalar("SELECT public.audit_events_seal($1)")
+        let batch: i32 = sqlx::query_scalar("SELECT audit_events_seal($1)")
             .bind(SEAL_BATCH)
             .fetch_one(&mut *conn)
             .await?;
@@ -267,7 +267,7 @@ pub async fn verify_chain_after(
                 patient_id::text, request_id, client_addr,
                 array_to_string(changed_fields, ',') AS changed_fields, details::text AS details,
                 prev_hash, hash
-           FROM public.audit_events WHERE id > $1 ORDER BY id",
+           FROM audit_events WHERE id > $1 ORDER BY id",
     )
     .bind(start)
     .fetch(conn);
@@ -353,9 +353,9 @@ pub async fn list(
     page: super::Page,
 ) -> Result<(Vec<Event>, i64), sqlx::Error> {
     let statement = super::list_statement(
-        "public.audit_events",
+        "audit_events",
         EVENT_FILTER,
-        &format!("SELECT {EVENT_COLUMNS} FROM public.audit_events"),
+        &format!("SELECT {EVENT_COLUMNS} FROM audit_events"),
         "ORDER BY id DESC LIMIT $6 OFFSET $7",
     );
     let query = sqlx::query(&statement)
@@ -375,7 +375,7 @@ pub async fn about_patient(
     patient_id: Uuid,
 ) -> Result<Vec<Event>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM public.audit_events WHERE patient_id = $1 ORDER BY id"
+        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE patient_id = $1 ORDER BY id"
     ))
     .bind(patient_id)
     .fetch_all(conn)

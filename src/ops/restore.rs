@@ -395,6 +395,7 @@ async fn finish_new(
             email: &email,
             phone: source_company.as_ref().and_then(|c| c.phone.as_deref()),
             country: &country,
+            pod_id: None,
         },
     )
     .await
@@ -423,6 +424,7 @@ async fn finish_new(
             .keys
             .seal(password.as_bytes(), id.0.as_bytes()),
         db_password_next_sealed: None,
+        shared: None,
     };
     companies::mark_ready(
         &fleet.databases.central,

@@ -14,6 +14,23 @@
 //!   trail's append and seal functions;
 //! - `PUBLIC` holds nothing on the database or the schema.
 //!
+//! The shared tier (see `tenancy::pods`) lays a clinic out the same way in
+//! a schema of its own, named like a dedicated clinic's database, inside a
+//! pod database:
+//! - the **owner role** (NOLOGIN) owns the schema and every object in it;
+//! - the **serving role** `<prefix>_clinic_<uuid>` (NOLOGIN) holds exactly
+//!   the privileges a dedicated login role holds, on its schema only;
+//! - the pod's **login role** owns nothing and is a `NOINHERIT` member of
+//!   every serving role of its pod (never of an owner role): by itself it
+//!   may read nothing, and each transaction takes on one clinic's serving
+//!   role with `SET LOCAL ROLE`;
+//! - `PUBLIC` holds nothing on the pod database, its `public` schema or a
+//!   clinic schema; it may use the `extensions` schema, which holds the
+//!   pod's `btree_gist` and `pg_trgm` (functions and operators, no data).
+//!
+//! The product's SQL names its objects `public.<name>`; in a clinic schema
+//! [`in_schema`] rewrites those names, so one text serves both tiers.
+//!
 //! Names come from [`ClinicId`] and the validated prefix only, so they are
 //! safe identifiers; passwords reach PostgreSQL only as SCRAM verifiers
 //! computed here.
@@ -77,7 +94,8 @@ const TRAIL_FUNCTIONS: &[&str] = &[
 /// A clinic's two roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRoles {
-    /// Logs in; owns nothing.
+    /// Logs in (dedicated tier) or is taken on by the pod's login role
+    /// (shared tier: the serving role); owns nothing.
     pub login: String,
     /// Owns everything; cannot log in.
     pub owner: String,
@@ -350,6 +368,14 @@ pub fn admin_session(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("search_path", "pg_catalog")])
 }
 
+/// The admin's session on a clinic's database with the clinic's schema
+/// (`public`, or its own on the shared tier) searched after `pg_catalog`,
+/// for the product's unqualified names (the audit trail). Only the
+/// product creates objects in a clinic schema.
+pub fn admin_session_in(options: PgConnectOptions, schema: &str) -> PgConnectOptions {
+    options.options([("search_path", format!("pg_catalog,{schema}"))])
+}
+
 /// The admin acting as `owner` from the start of the session (migrations,
 /// the trail, grants). `public` is where unqualified objects are created
 /// (`pg_catalog` is still searched first).
@@ -367,28 +393,159 @@ pub async fn install_audit_trail(as_owner: &mut PgConnection) -> Result<(), sqlx
 /// the login role [`TABLE_GRANTS`] and [`TRAIL_FUNCTIONS`]. One
 /// transaction; run after every migration, so new tables get their grants.
 pub async fn lock_down(as_owner: &mut PgConnection, login: &str) -> Result<(), sqlx::Error> {
+    run(as_owner, &lock_down_script(login, "public")).await
+}
+
+/// [`lock_down`]'s statements for the clinic schema `schema` (`public`
+/// of a dedicated database; its own schema on the shared tier).
+pub fn lock_down_script(login: &str, schema: &str) -> String {
     let login = quote_ident(login);
+    let ns = quote_ident(schema);
     let mut script = format!(
-        "ALTER SCHEMA public OWNER TO CURRENT_USER;\n\
-         REVOKE ALL ON SCHEMA public FROM PUBLIC, {login};\n\
-         GRANT USAGE ON SCHEMA public TO {login};\n\
-         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC, {login};\n\
-         REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC, {login};\n"
+        "ALTER SCHEMA {ns} OWNER TO CURRENT_USER;\n\
+         REVOKE ALL ON SCHEMA {ns} FROM PUBLIC, {login};\n\
+         GRANT USAGE ON SCHEMA {ns} TO {login};\n\
+         REVOKE ALL ON ALL TABLES IN SCHEMA {ns} FROM PUBLIC, {login};\n\
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA {ns} FROM PUBLIC, {login};\n"
     );
     for (table, privileges) in TABLE_GRANTS {
         if !privileges.is_empty() {
-            script.push_str(&format!(
-                "GRANT {privileges} ON public.{table} TO {login};\n"
-            ));
+            script.push_str(&format!("GRANT {privileges} ON {ns}.{table} TO {login};\n"));
         }
     }
     for function in TRAIL_FUNCTIONS {
+        let function = in_schema(function, schema);
         script.push_str(&format!(
             "REVOKE ALL ON FUNCTION {function} FROM PUBLIC;\n\
              GRANT EXECUTE ON FUNCTION {function} TO {login};\n"
         ));
     }
-    run(as_owner, &script).await
+    script
+}
+
+/// `sql` with every `public.<name>` made `"<schema>".<name>`: the
+/// product's SQL, for a clinic schema of the shared tier. (`public` not
+/// followed by a dot, as in `FROM PUBLIC`, is left alone.) `public` itself
+/// leaves `sql` as it is.
+pub fn in_schema(sql: &str, schema: &str) -> String {
+    if schema == "public" {
+        return sql.to_owned();
+    }
+    let quoted = format!("{}.", quote_ident(schema));
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find("public.") {
+        let before = rest[..at].chars().next_back();
+        let starts_name =
+            !before.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '"' | '.'));
+        out.push_str(&rest[..at]);
+        out.push_str(if starts_name { &quoted } else { "public." });
+        rest = &rest[at + "public.".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Creates a pod: its login role (with `password`, as a SCRAM verifier;
+/// `NOINHERIT`, owning nothing) and its database, owned by the admin and
+/// closed to all but that role.
+pub async fn create_pod(
+    admin: &mut PgConnection,
+    name: &str,
+    password: &str,
+) -> Result<(), sqlx::Error> {
+    let role = quote_ident(name);
+    let secret = scram_secret(password);
+    run(
+        admin,
+        &format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{secret}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
+                 NOREPLICATION NOBYPASSRLS NOINHERIT"
+        ),
+    )
+    .await?;
+    run(
+        admin,
+        &format!("CREATE DATABASE {role} TEMPLATE template0 ALLOW_CONNECTIONS false"),
+    )
+    .await?;
+    close_database(admin, name, name).await?;
+    run(
+        admin,
+        &format!("ALTER DATABASE {role} ALLOW_CONNECTIONS true"),
+    )
+    .await
+}
+
+/// In a new pod (as the admin): `public` closed to everyone, the
+/// `extensions` schema with the pod's extensions, usable by all.
+pub async fn prepare_pod(admin_in_pod: &mut PgConnection) -> Result<(), sqlx::Error> {
+    run(
+        admin_in_pod,
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC;
+         CREATE SCHEMA IF NOT EXISTS extensions;
+         REVOKE ALL ON SCHEMA extensions FROM PUBLIC;
+         GRANT USAGE ON SCHEMA extensions TO PUBLIC;
+         CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA extensions;
+         CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA extensions;",
+    )
+    .await
+}
+
+/// Creates a shared-tier clinic's owner and serving roles (neither logs
+/// in), makes the pod's login role a member of the serving role and the
+/// admin a member of the owner. One transaction.
+pub async fn create_shared_roles(
+    admin: &mut PgConnection,
+    roles: &TenantRoles,
+    pod_login: &str,
+) -> Result<(), sqlx::Error> {
+    let owner = quote_ident(&roles.owner);
+    let serving = quote_ident(&roles.login);
+    run(
+        admin,
+        &format!(
+            "CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS;\n\
+             CREATE ROLE {serving} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS NOINHERIT;\n\
+             GRANT {serving} TO {};\n\
+             GRANT {owner} TO CURRENT_USER;",
+            quote_ident(pod_login)
+        ),
+    )
+    .await
+}
+
+/// The statements that lay a new clinic schema out (as the admin, in the
+/// pod, inside the caller's transaction): the schema, owned by the owner
+/// role; then, as the owner (which the transaction stays), `migrations`
+/// and the audit trail (each `public.` name rewritten), and the serving
+/// role's grants.
+pub fn shared_layout_script(schema: &str, roles: &TenantRoles, migrations: &str) -> String {
+    let quoted = quote_ident(schema);
+    format!(
+        "CREATE SCHEMA {quoted} AUTHORIZATION {owner};\n\
+         REVOKE ALL ON SCHEMA {quoted} FROM PUBLIC;\n\
+         SET LOCAL ROLE {owner};\n\
+         SET LOCAL search_path TO {quoted}, extensions;\n\
+         {migrations}\n\
+         {trail}\n\
+         {grants}",
+        owner = quote_ident(&roles.owner),
+        trail = in_schema(clinic_audit::SCHEMA, schema),
+        grants = lock_down_script(&roles.login, schema),
+    )
+}
+
+/// Drops a shared-tier clinic's schema with everything in it, if it exists
+/// (as the admin, in the pod).
+pub async fn drop_schema(admin_in_pod: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    run(
+        admin_in_pod,
+        &format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema)),
+    )
+    .await
 }
 
 /// In a database copied from the template (as the admin): hands the
@@ -647,6 +804,18 @@ mod tests {
         let b = scram_secret("same password");
         assert_ne!(a, b);
         assert!(a.starts_with(&format!("SCRAM-SHA-256${SCRAM_ITERATIONS}:")));
+    }
+
+    #[test]
+    fn in_schema_rewrites_qualified_names_only() {
+        let sql = "REVOKE ALL ON public.patients FROM PUBLIC; SELECT x.public.y, my_public.z, public.f(public.t)";
+        assert_eq!(
+            in_schema(sql, "c_1"),
+            "REVOKE ALL ON \"c_1\".patients FROM PUBLIC; SELECT x.public.y, my_public.z, \"c_1\".f(\"c_1\".t)"
+        );
+        let grants = lock_down_script("serving", "c_1");
+        assert!(!grants.contains("public."));
+        assert!(grants.contains("GRANT USAGE ON SCHEMA \"c_1\" TO \"serving\""));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod audit_sealer;
 pub mod ddl;
 pub mod naming;
+pub mod pods;
 pub mod pools;
 pub mod provisioning;
 pub mod read_trail;

@@ -13,6 +13,13 @@
 //! missing or stale template is rebuilt by the
 //! provisioning that finds it so, unless another session is using it. At
 //! most `PROVISION_CONCURRENCY` clinics are provisioned at once.
+//!
+//! A shared-tier clinic (`DEFAULT_TIER`, `clinic create --tier`) gets a
+//! place in the fullest pod of its server with room (a new pod is made when
+//! none has), its owner and serving roles, and its schema, laid out, locked
+//! down and given its settings in one transaction of the admin's in the pod
+//! (see `tenancy::pods`): a failure leaves no schema, and the roles are
+//! dropped.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,10 +30,11 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::central::companies::{self, NewCompany, Placement};
+use crate::central::pods::Pod;
 use crate::central::users::{self, NewUser, UserRecord};
-use crate::central::{audit, servers, Databases};
+use crate::central::{audit, pods, servers, Databases};
 use crate::clinic::settings;
-use crate::config::{DbPrefix, ProvisioningSettings};
+use crate::config::{DbPrefix, ProvisioningSettings, Tier};
 use crate::crypto::random_token;
 use crate::master_keys::MasterKeys;
 use crate::migrations;
@@ -95,6 +103,9 @@ pub struct Provisioner {
     /// When the last template build failed.
     template_failed: Arc<Mutex<Option<Instant>>>,
     fail_after: Option<FailAfter>,
+    /// Held while a pod is made, so that provisionings racing for a full
+    /// server's last pod make one new pod, not several.
+    pod_building: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What exists so far, to undo on failure.
@@ -102,6 +113,8 @@ pub struct Provisioner {
 struct Made {
     roles: bool,
     database: bool,
+    /// Shared tier: the pod (on the clinic's server) whose schema exists.
+    schema_in: Option<String>,
 }
 
 impl Provisioner {
@@ -119,7 +132,14 @@ impl Provisioner {
             settings,
             template_failed: Arc::new(Mutex::new(None)),
             fail_after: None,
+            pod_building: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The same provisioner, making clinics of `tier`.
+    pub fn with_tier(mut self, tier: Tier) -> Self {
+        self.settings.default_tier = tier;
+        self
     }
 
     /// The same provisioner, copying the template or not.
@@ -164,9 +184,16 @@ impl Provisioner {
     ) -> Result<Provisioned, ProvisionError> {
         let started = Instant::now();
         let id = ClinicId::generate();
-        let (admin, server) = self.claim(id, &clinic, admin.as_ref()).await?;
+        let (admin, server, pod) = self.claim(id, &clinic, admin.as_ref()).await?;
         let mut made = Made::default();
-        match self.build(id, &clinic, &server, &mut made).await {
+        let built = match &pod {
+            None => self.build(id, &clinic, &server, &mut made).await,
+            Some(pod) => {
+                self.build_shared(id, &clinic, &server, pod, &mut made)
+                    .await
+            }
+        };
+        match built {
             Ok(()) => {
                 let elapsed_ms = started.elapsed().as_millis();
                 let event = audit::PlatformEvent {
@@ -174,7 +201,10 @@ impl Provisioner {
                     actor_user_id: admin.as_ref().map(|u| u.id),
                     company_id: Some(id.0),
                     client_addr: None,
-                    details: serde_json::json!({ "durationMs": elapsed_ms as u64 }),
+                    details: serde_json::json!({
+                        "durationMs": elapsed_ms as u64,
+                        "tier": self.settings.default_tier.as_str(),
+                    }),
                 };
                 if let Err(error) = audit::record(&self.databases.central, event).await {
                     tracing::warn!(clinic.id = %id, %error, "platform audit write failed");
@@ -188,7 +218,7 @@ impl Provisioner {
             }
             Err(error) => {
                 tracing::error!(clinic.id = %id, %error, "provisioning failed, rolling back");
-                self.undo(id, &made).await;
+                self.undo(id, &server, &made).await;
                 Err(error)
             }
         }
@@ -204,44 +234,138 @@ impl Provisioner {
         id: ClinicId,
         clinic: &NewClinic,
         admin: Option<&FirstAdmin>,
-    ) -> Result<(Option<UserRecord>, servers::DbServer), ProvisionError> {
-        let mut tx = self.databases.central.begin().await?;
-        servers::lock_placements(&mut tx).await?;
-        let server = servers::pick_for_new_clinic(&mut *tx)
-            .await?
-            .ok_or(ProvisionError::NoCapacity)?;
-        let company = NewCompany {
-            id,
-            server_id: server.id,
-            name: &clinic.name,
-            email: &clinic.email,
-            phone: clinic.phone.as_deref(),
-            country: &clinic.country,
-        };
-        companies::insert_pending(&mut tx, &company)
-            .await
-            .map_err(email_conflict)?;
-        let user = match admin {
-            Some(admin) => Some(
-                users::insert(
-                    &mut tx,
-                    &NewUser {
-                        id: Uuid::new_v4(),
-                        company_id: Some(id.0),
-                        email: &admin.email,
-                        password_hash: &admin.password_hash,
-                        first_name: &admin.first_name,
-                        last_name: &admin.last_name,
-                        role: crate::auth::roles::Role::Admin,
-                    },
-                )
+    ) -> Result<(Option<UserRecord>, servers::DbServer, Option<Pod>), ProvisionError> {
+        loop {
+            let mut tx = self.databases.central.begin().await?;
+            servers::lock_placements(&mut tx).await?;
+            let server = servers::pick_for_new_clinic(&mut *tx)
+                .await?
+                .ok_or(ProvisionError::NoCapacity)?;
+            let pod = match self.settings.default_tier {
+                Tier::Dedicated => None,
+                Tier::Shared => match pods::with_room(&mut tx, server.id).await? {
+                    Some(pod) => Some(pod),
+                    None => {
+                        tx.rollback().await?;
+                        self.add_pod(&server).await?;
+                        continue;
+                    }
+                },
+            };
+            let company = NewCompany {
+                id,
+                server_id: server.id,
+                name: &clinic.name,
+                email: &clinic.email,
+                phone: clinic.phone.as_deref(),
+                country: &clinic.country,
+                pod_id: pod.as_ref().map(|pod| pod.id),
+            };
+            companies::insert_pending(&mut tx, &company)
                 .await
-                .map_err(email_conflict)?,
-            ),
-            None => None,
+                .map_err(email_conflict)?;
+            let user = match admin {
+                Some(admin) => Some(
+                    users::insert(
+                        &mut tx,
+                        &NewUser {
+                            id: Uuid::new_v4(),
+                            company_id: Some(id.0),
+                            email: &admin.email,
+                            password_hash: &admin.password_hash,
+                            first_name: &admin.first_name,
+                            last_name: &admin.last_name,
+                            role: crate::auth::roles::Role::Admin,
+                        },
+                    )
+                    .await
+                    .map_err(email_conflict)?,
+                ),
+                None => None,
+            };
+            tx.commit().await.map_err(email_conflict)?;
+            return Ok((user, server, pod));
+        }
+    }
+
+    /// Makes a pod on `server`, unless one with room appeared meanwhile.
+    async fn add_pod(&self, server: &servers::DbServer) -> Result<(), ProvisionError> {
+        let _building = self.pod_building.lock().await;
+        let mut central = self.databases.central.acquire().await?;
+        if pods::with_room(&mut central, server.id).await?.is_some() {
+            return Ok(());
+        }
+        drop(central);
+        let on_server = self.admin_on_server(server);
+        crate::tenancy::pods::create(
+            &self.databases.central,
+            &on_server,
+            server.id,
+            &self.prefix,
+            &self.keys,
+            self.settings.pod_max_clinics,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A shared-tier clinic: its roles, then its schema, laid out and given
+    /// its settings in one transaction in the pod.
+    async fn build_shared(
+        &self,
+        id: ClinicId,
+        clinic: &NewClinic,
+        server: &servers::DbServer,
+        pod: &Pod,
+        made: &mut Made,
+    ) -> Result<(), ProvisionError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))?;
+        let roles = TenantRoles::of(id, &self.prefix);
+        let schema = id.database_name(&self.prefix);
+        let on_server = self.admin_on_server(server);
+        let mut admin = on_server.connect().await?;
+        let created = ddl::create_shared_roles(&mut admin, &roles, &pod.db_user).await;
+        let _ = admin.close().await;
+        created?;
+        made.roles = true;
+        self.fail_if(FailAfter::RoleCreated)?;
+
+        let mut in_pod = ddl::admin_session(on_server.database(&pod.db_name))
+            .connect()
+            .await?;
+        let laid_out = async {
+            let mut tx = in_pod.begin().await?;
+            crate::tenancy::pods::lay_out_clinic(&mut tx, &roles, &schema).await?;
+            let version = fill(&mut tx, id, clinic).await?;
+            tx.commit().await?;
+            Ok::<_, ProvisionError>(version)
+        }
+        .await;
+        let _ = in_pod.close().await;
+        let version = laid_out?;
+        made.schema_in = Some(pod.db_name.clone());
+        self.fail_if(FailAfter::DatabaseCreated)?;
+        self.fail_if(FailAfter::Migrated)?;
+
+        let placement = Placement {
+            db_host: server.host.clone(),
+            db_port: server.port,
+            db_name: pod.db_name.clone(),
+            db_user: pod.db_user.clone(),
+            db_password_sealed: Vec::new(),
+            db_password_next_sealed: None,
+            shared: Some(companies::SharedPlace {
+                pod_id: pod.id,
+                schema,
+                serving_role: roles.login,
+            }),
         };
-        tx.commit().await.map_err(email_conflict)?;
-        Ok((user, server))
+        companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
+        Ok(())
     }
 
     async fn build(
@@ -303,6 +427,7 @@ impl Provisioner {
             db_user: roles.login,
             db_password_sealed: self.keys.seal(password.as_bytes(), id.0.as_bytes()),
             db_password_next_sealed: None,
+            shared: None,
         };
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())
@@ -402,21 +527,31 @@ impl Provisioner {
     }
 
     /// Best-effort removal of everything `build` made, then the central rows.
-    async fn undo(&self, id: ClinicId, made: &Made) {
+    async fn undo(&self, id: ClinicId, server: &servers::DbServer, made: &Made) {
         let roles = TenantRoles::of(id, &self.prefix);
         let removed = async {
-            let mut admin = self.databases.admin.acquire().await?;
+            let on_server = self.admin_on_server(server);
+            if let Some(pod) = &made.schema_in {
+                let mut in_pod = ddl::admin_session(on_server.clone().database(pod))
+                    .connect()
+                    .await?;
+                let dropped = ddl::drop_schema(&mut in_pod, &id.database_name(&self.prefix)).await;
+                let _ = in_pod.close().await;
+                dropped?;
+            }
+            let mut admin = on_server.connect().await?;
             if made.database {
                 ddl::drop_database(&mut admin, &id.database_name(&self.prefix)).await?;
             }
             if made.roles {
                 ddl::drop_roles(&mut admin, &roles).await?;
             }
+            let _ = admin.close().await;
             Ok::<(), sqlx::Error>(())
         }
         .await;
         if let Err(error) = removed {
-            tracing::error!(clinic.id = %id, %error, "rollback: dropping the database or roles failed");
+            tracing::error!(clinic.id = %id, %error, "rollback: dropping the database, schema or roles failed");
         }
         if let Err(error) = companies::delete(&self.databases.central, id).await {
             tracing::error!(clinic.id = %id, %error, "rollback: deleting the clinic row failed");

@@ -16,6 +16,7 @@ use medicalpro::app::build_state;
 use medicalpro::clinic::audit::seal;
 use medicalpro::config::{
     DbPrefix, PoolSettings, ProvisioningSettings, RegistrationSettings, ServeSettings, Settings,
+    Tier,
 };
 use medicalpro::crypto::{random_token, JwtSecret, Keyring, MasterKey};
 use medicalpro::embedded::{Durability, RunningCluster};
@@ -202,6 +203,15 @@ pub struct TestClinic {
     pub refresh_token: String,
 }
 
+/// The tier new clinics get in this run: `DEFAULT_TIER=shared` runs the
+/// suite on the shared tier (as the binary's commands, which inherit it).
+pub fn test_tier() -> Tier {
+    match std::env::var("DEFAULT_TIER").as_deref() {
+        Ok("shared") => Tier::Shared,
+        _ => Tier::Dedicated,
+    }
+}
+
 pub fn settings_for(prefix: &str) -> Settings {
     Settings {
         admin_url: cluster().admin_url.clone(),
@@ -213,7 +223,10 @@ pub fn settings_for(prefix: &str) -> Settings {
             idle_timeout: Duration::from_secs(30),
             ..PoolSettings::default()
         },
-        provisioning: ProvisioningSettings::default(),
+        provisioning: ProvisioningSettings {
+            default_tier: test_tier(),
+            ..ProvisioningSettings::default()
+        },
         refresh_family_max_days: 30,
         metrics_token: None,
         // The suite registers many clinics from one address; tests of the

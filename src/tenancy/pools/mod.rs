@@ -50,6 +50,14 @@
 //!   then; one that cannot be rolled back is closed. The registry refuses a
 //!   connection still in a transaction (closing it), counted in `/metrics`:
 //!   its locks would stall the next request on the same rows.
+//! - A shared-tier clinic's connections are its pod's: the registry's entry
+//!   is the pod (keyed by the pod's id), shared by every clinic placed in it
+//!   and holding up to `POD_POOL_MAX` connections, logged in as the pod's
+//!   role, which may read nothing by itself. Each transaction of a clinic
+//!   starts with `SET LOCAL ROLE` to the clinic's serving role and `SET
+//!   LOCAL search_path` to its schema, in the same round trip as `BEGIN`;
+//!   both end with the transaction, so a connection goes back to the pod
+//!   as nobody in particular.
 //! - A connection is not pinged on checkout (one round trip saved per
 //!   request): if `BEGIN` fails on a reused connection, it is closed and a
 //!   fresh one opened. A background sweep closes connections idle longer than
@@ -58,6 +66,7 @@
 mod exit_watch;
 mod registry;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
@@ -70,10 +79,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, TransactionManager}
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 
-use crate::central::companies;
+use crate::central::companies::{self, Placement};
 use crate::config::PoolSettings;
 use crate::master_keys::MasterKeys;
-use crate::tenancy::naming::ClinicId;
+use crate::tenancy::naming::{quote_ident, ClinicId};
 use exit_watch::{Backend, ExitWatch};
 use registry::{Found, Key, Registry, Released};
 
@@ -132,16 +141,56 @@ struct Shared {
     /// Signalled when a connection is released while checkouts wait for
     /// the budget: one of them may evict it.
     idled: Notify,
+    /// Entries are connection targets: a dedicated clinic's database (by
+    /// the clinic's id) or a pod (by the pod's id).
     registry: Mutex<Registry<Arc<Clinic>, Live>>,
+    /// Where each clinic opened here connects (see [`Route`]).
+    routes: Mutex<HashMap<ClinicId, Route>>,
     /// Transactions dropped without commit, rolled back before release.
     rolled_back: AtomicU64,
     /// Connections released still in a transaction, closed instead.
     refused_in_transaction: AtomicU64,
 }
 
-/// A clinic opened in this instance: its credentials, unsealed once.
+/// Where a clinic's transactions go: the registry entry (its own, or its
+/// pod's) and, on the shared tier, the statement that puts a transaction
+/// in the clinic's scope.
+#[derive(Clone)]
+struct Route {
+    target: ClinicId,
+    scope: Option<Arc<str>>,
+}
+
+impl Route {
+    fn of(id: ClinicId, placement: &Placement) -> Self {
+        match &placement.shared {
+            None => Self {
+                target: id,
+                scope: None,
+            },
+            Some(shared) => Self {
+                target: ClinicId(shared.pod_id),
+                scope: Some(
+                    format!(
+                        "SET LOCAL ROLE {}; SET LOCAL search_path TO {}",
+                        quote_ident(&shared.serving_role),
+                        quote_ident(&shared.schema)
+                    )
+                    .into(),
+                ),
+            },
+        }
+    }
+}
+
+/// A registry entry opened in this instance (a dedicated clinic, or a
+/// pod): its credentials, unsealed once.
 struct Clinic {
+    /// The entry's id: the clinic's, or the pod's.
     id: ClinicId,
+    /// A clinic whose placement gives these credentials (read again when
+    /// the password is refused).
+    placed: ClinicId,
     /// Its entry in the registry.
     key: Key,
     credentials: OnceCell<Credentials>,
@@ -224,6 +273,7 @@ impl ClinicPools {
             idled: Notify::new(),
             settings,
             registry: Mutex::new(Registry::default()),
+            routes: Mutex::new(HashMap::new()),
             rolled_back: AtomicU64::new(0),
             refused_in_transaction: AtomicU64::new(0),
         });
@@ -235,27 +285,51 @@ impl ClinicPools {
 
     /// The clinic's handle, opened from its central record on first use.
     pub async fn pool(&self, id: ClinicId) -> Result<ClinicPool, PoolError> {
-        let clinic = self.shared.clinic(id);
+        let known = self.shared.route(id);
+        let (route, placement) = match known {
+            Some(route) => (route, None),
+            None => {
+                let placement = companies::placement(&self.shared.central, id)
+                    .await?
+                    .ok_or(PoolError::NotProvisioned(id))?;
+                let route = Route::of(id, &placement);
+                (route, Some(placement))
+            }
+        };
+        let clinic = self.shared.clinic(id, &route);
         let opened = clinic
             .credentials
             .get_or_try_init(|| async {
-                let mut known = self.shared.credentials(id).await?;
+                let placement = match placement {
+                    Some(placement) => placement,
+                    None => companies::placement(&self.shared.central, id)
+                        .await?
+                        .ok_or(PoolError::NotProvisioned(id))?,
+                };
+                let mut known = self.shared.options(id, &placement)?;
                 Ok(Credentials::new(known.remove(0)))
             })
             .await;
         if let Err(error) = opened {
             self.shared.forget_unopened(&clinic);
+            self.shared.forget_route(id);
             return Err(error);
         }
+        self.shared.remember_route(id, &route);
         Ok(ClinicPool {
             shared: self.shared.clone(),
             clinic,
+            id,
+            scope: route.scope,
         })
     }
 
     /// Closes a clinic's connections and forgets its credentials
     /// (suspension, deletion, restore). Busy connections close on release.
+    /// A shared-tier clinic only forgets its route: its pod's connections
+    /// serve other clinics (and its next transaction takes the new route).
     pub async fn close(&self, id: ClinicId) {
+        self.shared.forget_route(id);
         let removed = self.shared.lock().remove(id);
         let idle = removed.map(|(_, idle)| idle).unwrap_or_default();
         close_all(&self.shared.exits, idle).await;
@@ -265,6 +339,7 @@ impl ClinicPools {
     /// placement again on next use; unlike [`close_all`](Self::close_all),
     /// later checkouts open them again (change notices were missed).
     pub async fn close_each(&self) {
+        self.shared.routes.lock().expect("routes lock").clear();
         let ids = self.shared.lock().clinic_ids();
         for id in ids {
             self.close(id).await;
@@ -308,17 +383,39 @@ impl Shared {
             .expect("clinic connection registry lock")
     }
 
-    /// The clinic's entry, created (not yet opened) if missing.
-    fn clinic(&self, id: ClinicId) -> Arc<Clinic> {
-        self.lock().entry(id, Instant::now(), |key| {
+    /// The entry `route` leads clinic `id` to, created (not yet opened)
+    /// if missing.
+    fn clinic(&self, id: ClinicId, route: &Route) -> Arc<Clinic> {
+        let most = if route.scope.is_some() {
+            self.settings.per_pod_max
+        } else {
+            self.settings.per_clinic_max
+        };
+        self.lock().entry(route.target, Instant::now(), |key| {
             Arc::new(Clinic {
-                id,
+                id: route.target,
+                placed: id,
                 key,
                 credentials: OnceCell::new(),
-                checkouts: Arc::new(Semaphore::new(self.settings.per_clinic_max as usize)),
+                checkouts: Arc::new(Semaphore::new(most as usize)),
                 released: Notify::new(),
             })
         })
+    }
+
+    fn route(&self, id: ClinicId) -> Option<Route> {
+        self.routes.lock().expect("routes lock").get(&id).cloned()
+    }
+
+    fn remember_route(&self, id: ClinicId, route: &Route) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .insert(id, route.clone());
+    }
+
+    fn forget_route(&self, id: ClinicId) {
+        self.routes.lock().expect("routes lock").remove(&id);
     }
 
     /// Drops an entry whose opening failed, so the next request retries.
@@ -328,16 +425,27 @@ impl Shared {
         }
     }
 
-    /// Reads the placement from central and unseals its passwords: the
-    /// one in place, then one being rotated in (see `ops::keys`). Never
-    /// empty.
+    /// Reads clinic `id`'s placement from central and unseals its
+    /// passwords (see [`Shared::options`]).
     async fn credentials(&self, id: ClinicId) -> Result<Vec<PgConnectOptions>, PoolError> {
         let placement = companies::placement(&self.central, id)
             .await?
             .ok_or(PoolError::NotProvisioned(id))?;
+        self.options(id, &placement)
+    }
+
+    /// The connect options of a placement, one per password it unseals:
+    /// the one in place, then one being rotated in (see `ops::keys`).
+    /// Never empty.
+    fn options(
+        &self,
+        id: ClinicId,
+        placement: &Placement,
+    ) -> Result<Vec<PgConnectOptions>, PoolError> {
+        let sealed_for = placement.sealed_for(id);
         let options: Vec<_> = placement
             .sealed_passwords()
-            .filter_map(|sealed| self.keys.open(sealed, id.0.as_bytes()).ok())
+            .filter_map(|sealed| self.keys.open(sealed, sealed_for.as_bytes()).ok())
             .filter_map(|password| String::from_utf8(password).ok())
             .map(|password| {
                 self.base_options
@@ -368,7 +476,7 @@ impl Shared {
             Err(error) if is_password_refused(&error) => error,
             connected => return connected,
         };
-        let Ok(known) = self.credentials(clinic.id).await else {
+        let Ok(known) = self.credentials(clinic.placed).await else {
             return Err(refused);
         };
         for options in known {
@@ -439,7 +547,11 @@ impl Shared {
 #[derive(Clone)]
 pub struct ClinicPool {
     shared: Arc<Shared>,
+    /// The registry entry: the clinic's own, or its pod's.
     clinic: Arc<Clinic>,
+    id: ClinicId,
+    /// Shared tier: what puts a transaction in the clinic's role and schema.
+    scope: Option<Arc<str>>,
 }
 
 /// What [`ClinicPool::run_alone`] runs: one statement on the connection.
@@ -447,31 +559,33 @@ pub type Statement<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> 
 
 impl ClinicPool {
     pub fn clinic_id(&self) -> ClinicId {
-        self.clinic.id
+        self.id
     }
 
     /// A transaction on the clinic's database, within the checkout timeout.
     pub async fn begin(&self) -> Result<ClinicTransaction, PoolError> {
-        self.begin_with(None).await
+        self.begin_with("BEGIN").await
     }
 
     /// A transaction that PostgreSQL keeps from writing anything.
     pub async fn begin_read_only(&self) -> Result<ClinicTransaction, PoolError> {
-        self.begin_with(Some("BEGIN READ ONLY")).await
+        self.begin_with("BEGIN READ ONLY").await
     }
 
-    async fn begin_with(
-        &self,
-        statement: Option<&'static str>,
-    ) -> Result<ClinicTransaction, PoolError> {
+    /// `begin`, then (shared tier) the clinic's scope, in one round trip.
+    async fn begin_with(&self, begin: &'static str) -> Result<ClinicTransaction, PoolError> {
+        let statement: std::borrow::Cow<'static, str> = match &self.scope {
+            None => begin.into(),
+            Some(scope) => format!("{begin}; {scope}").into(),
+        };
         let (mut lease, deadline) = self.lease().await?;
-        let unavailable = |reason| PoolError::Unavailable(self.clinic.id, reason);
+        let unavailable = |reason| PoolError::Unavailable(self.id, reason);
         loop {
             let (live, fresh) = self.connection(deadline).await.map_err(unavailable)?;
             lease.live = Some(live);
             let begun = timeout_at(
                 deadline,
-                PgTransactionManager::begin(lease.conn(), statement.map(Into::into)),
+                PgTransactionManager::begin(lease.conn(), Some(statement.clone())),
             )
             .await;
             let error = match begun {
@@ -494,17 +608,25 @@ impl ClinicPool {
     /// `begin`, the statement and `commit` take three. A reused connection
     /// found closed by the server is dropped and the statement run again on
     /// the next one, so it must bear running twice (a read). The outer
-    /// error: no connection; the inner: the statement's own.
+    /// error: no connection; the inner: the statement's own. On the shared
+    /// tier, the statement needs the clinic's scope, hence a transaction.
     pub async fn run_alone<T>(
         &self,
         statement: impl for<'c> Fn(&'c mut PgConnection) -> Statement<'c, T>,
     ) -> Result<Result<T, sqlx::Error>, PoolError> {
+        if self.scope.is_some() {
+            let mut tx = self.begin().await?;
+            return Ok(match statement(&mut tx).await {
+                Ok(value) => tx.commit().await.map(|()| value),
+                Err(error) => Err(error),
+            });
+        }
         let (mut lease, deadline) = self.lease().await?;
         loop {
             let (live, fresh) = self
                 .connection(deadline)
                 .await
-                .map_err(|reason| PoolError::Unavailable(self.clinic.id, reason))?;
+                .map_err(|reason| PoolError::Unavailable(self.id, reason))?;
             lease.live = Some(live);
             match statement(lease.conn()).await {
                 Err(error) if connection_lost(&error) => {
@@ -523,7 +645,7 @@ impl ClinicPool {
     /// A checkout slot of the clinic's (within the checkout timeout), and
     /// the deadline for the connection itself.
     async fn lease(&self) -> Result<(Lease, tokio::time::Instant), PoolError> {
-        let unavailable = |reason| PoolError::Unavailable(self.clinic.id, reason);
+        let unavailable = |reason| PoolError::Unavailable(self.id, reason);
         let deadline = tokio::time::Instant::now() + self.shared.settings.checkout_timeout;
         let checkout = timeout_at(deadline, self.clinic.checkouts.clone().acquire_owned())
             .await
