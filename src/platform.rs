@@ -82,12 +82,16 @@ pub struct ClinicSummary {
     pub email: String,
     /// `active`, `suspended`, `pending` (not provisioned) or `deleted`.
     pub status: String,
+    /// `dedicated` or `shared`.
+    pub tier: String,
+    /// Its database, or (shared tier) `<pod database>.<schema>`.
     pub database: Option<String>,
     /// The name of its database server in `db_servers`.
     pub server: Option<String>,
     /// The schema version central last recorded for it.
     pub schema_version: i64,
-    /// `pg_database_size`, when the database is on the central server.
+    /// `pg_database_size` (dedicated tier), when the database is on the
+    /// central server; shared-tier schema sizes are in `/metrics`.
     pub size_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
@@ -115,9 +119,10 @@ const SUMMARY_COLUMNS: &str = "
     CASE WHEN c.deleted_at IS NOT NULL THEN 'deleted'
          WHEN c.provisioning_status <> 'ready' THEN 'pending'
          WHEN c.is_active THEN 'active' ELSE 'suspended' END AS status,
-    c.db_name AS database, s.name AS server, c.schema_version,
+    c.tier, CASE WHEN c.db_schema IS NULL THEN c.db_name ELSE c.db_name || '.' || c.db_schema END AS database,
+    s.name AS server, c.schema_version,
     (SELECT pg_database_size(d.oid) FROM pg_database d
-      WHERE d.datname = c.db_name AND d.datallowconn) AS size_bytes,
+      WHERE d.datname = c.db_name AND d.datallowconn AND c.db_schema IS NULL) AS size_bytes,
     c.created_at";
 
 /// A page of clinics, oldest first, and how many match in all; `search`

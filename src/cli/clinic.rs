@@ -15,7 +15,7 @@ use crate::app::{self, Environment};
 use crate::auth::credentials::unusable_hash;
 use crate::auth::password;
 use crate::central::password_links::Purpose;
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, Tier};
 use crate::ops::{accounts, delete};
 use crate::platform::{self, ChangedBy};
 use crate::tenancy::naming::ClinicId;
@@ -123,13 +123,14 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&[
-        "ID", "NAME", "STATUS", "DATABASE", "SERVER", "SCHEMA", "SIZE", "CREATED",
+        "ID", "NAME", "STATUS", "TIER", "DATABASE", "SERVER", "SCHEMA", "SIZE", "CREATED",
     ]);
     for clinic in &clinics {
         table.row(vec![
             clinic.id.to_string(),
             clinic.name.clone(),
             clinic.status.clone(),
+            clinic.tier.clone(),
             clinic.database.clone().unwrap_or_else(|| "-".into()),
             clinic.server.clone().unwrap_or_else(|| "-".into()),
             clinic.schema_version.to_string(),
@@ -226,6 +227,9 @@ pub struct CreateClinicArgs {
     /// ISO 3166-1 alpha-2 country code.
     #[arg(long, default_value = "FR")]
     pub country: String,
+    /// Its isolation tier (default: `DEFAULT_TIER`).
+    #[arg(long)]
+    pub tier: Option<Tier>,
     /// Create the clinic's first admin with this login: with
     /// --admin-password-stdin its password, otherwise a one-time setup link
     /// printed on standard output.
@@ -283,8 +287,11 @@ async fn create_clinic(args: CreateClinicArgs) -> anyhow::Result<ExitCode> {
     let environment = Environment::resolve(&args.db).await?;
     let result = async {
         let state = app::build_state(&environment.settings).await?;
-        let provisioned = state
-            .provisioner
+        let provisioner = match args.tier {
+            Some(tier) => state.provisioner.clone().with_tier(tier),
+            None => state.provisioner.clone(),
+        };
+        let provisioned = provisioner
             .provision(
                 NewClinic {
                     name,

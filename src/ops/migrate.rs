@@ -20,7 +20,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{applied_versions, connect, for_each_bounded, ClinicRecord, Fleet};
+use super::{
+    applied_versions, applied_versions_in, connect, for_each_bounded, ClinicRecord, Fleet,
+};
 use crate::migrations;
 use crate::tenancy::ddl::{self, TenantRoles};
 use crate::tenancy::naming::ClinicId;
@@ -241,6 +243,18 @@ async fn migrate_into(
 ) -> anyhow::Result<()> {
     let roles = TenantRoles::of(ClinicId(clinic.id), &fleet.settings.prefix);
     let in_database = fleet.admin_options_on(clinic, &clinic.db_name);
+    if clinic.is_shared() {
+        return migrate_schema(
+            fleet,
+            clinic,
+            &roles,
+            in_database,
+            migrator,
+            dry_run,
+            outcome,
+        )
+        .await;
+    }
     if !dry_run {
         let mut admin = fleet
             .admin_on_server(&clinic.db_host, clinic.db_port)
@@ -289,7 +303,7 @@ async fn migrate_as_owner(
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let migrated = migrations::run_on(migrator, &mut *as_owner).await;
-    let after = applied_versions(&mut *as_owner).await?;
+    let after = applied_versions_in(&mut *as_owner, clinic.schema()).await?;
     outcome.to_version = after.last().copied().unwrap_or(0);
     outcome.applied = after
         .iter()
@@ -298,10 +312,51 @@ async fn migrate_as_owner(
         .collect();
     let recorded = record_version(fleet, clinic.id, outcome.to_version).await;
     migrated?;
-    ddl::install_audit_trail(&mut *as_owner).await?;
-    ddl::lock_down(as_owner, &clinic.db_user).await?;
+    ddl::install_audit_trail(&mut *as_owner, clinic.schema()).await?;
+    ddl::lock_down(as_owner, &clinic.db_user, clinic.schema()).await?;
     recorded?;
     Ok(())
+}
+
+/// A shared-tier clinic: its schema migrated in its pod, as its owner,
+/// under a lock of its own (the pod's other schemas migrate meanwhile).
+async fn migrate_schema(
+    fleet: &Fleet,
+    clinic: &ClinicRecord,
+    roles: &TenantRoles,
+    in_pod: sqlx::postgres::PgConnectOptions,
+    migrator: &Migrator,
+    dry_run: bool,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let schema = clinic.schema();
+    let mut as_admin = connect(&ddl::admin_session(in_pod.clone())).await?;
+    let before = applied_versions_in(&mut as_admin, schema).await;
+    let _ = as_admin.close().await;
+    let before = before?;
+    outcome.from_version = before.last().copied().unwrap_or(0);
+    outcome.to_version = outcome.from_version;
+    outcome.applied = pending(migrator, &before);
+    if dry_run {
+        return Ok(());
+    }
+    let options = in_pod.options([
+        ("role", roles.owner.as_str()),
+        ("search_path", &format!("{schema},extensions")),
+        ("lock_timeout", LOCK_TIMEOUT),
+    ]);
+    let mut as_owner = connect(&options).await?;
+    let result = async {
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+            .bind(schema)
+            .execute(&mut as_owner)
+            .await?;
+        let in_schema = migrations::in_schema(migrator, schema);
+        migrate_as_owner(fleet, clinic, &mut as_owner, &in_schema, &before, outcome).await
+    }
+    .await;
+    let _ = as_owner.close().await;
+    result
 }
 
 pub(super) async fn record_version(

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::central::Databases;
 use crate::config::Settings;
-use crate::tenancy::naming::ClinicId;
+use crate::tenancy::naming::{quote_ident, ClinicId};
 
 /// How long an operation waits for one clinic database to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,12 +50,35 @@ pub struct ClinicRecord {
     pub id: Uuid,
     pub name: String,
     pub is_active: bool,
+    /// `dedicated` or `shared`.
+    pub tier: String,
     pub db_host: String,
     pub db_port: i32,
+    /// Its database, or (shared tier) its pod's.
     pub db_name: String,
+    /// Its login role, or (shared tier) its serving role.
     pub db_user: String,
-    pub db_password_sealed: Vec<u8>,
+    /// Dedicated tier: its login role's password, sealed.
+    pub db_password_sealed: Option<Vec<u8>>,
+    /// Shared tier: its pod, and its schema there.
+    pub pod_id: Option<Uuid>,
+    pub db_schema: Option<String>,
+    /// Shared tier: the pod's login role and its password, sealed.
+    pub pod_user: Option<String>,
+    pub pod_password_sealed: Option<Vec<u8>>,
     pub schema_version: i64,
+}
+
+impl ClinicRecord {
+    pub fn is_shared(&self) -> bool {
+        self.pod_id.is_some()
+    }
+
+    /// The schema holding its tables: `public` of its own database, or its
+    /// own in its pod.
+    pub fn schema(&self) -> &str {
+        self.db_schema.as_deref().unwrap_or("public")
+    }
 }
 
 /// The central database of these settings does not exist yet.
@@ -133,12 +156,13 @@ impl Fleet {
     /// first; only `only` when given.
     pub async fn clinics(&self, only: Option<ClinicId>) -> Result<Vec<ClinicRecord>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT id, name, is_active, db_host, db_port, db_name, db_user, db_password_sealed,
-                    schema_version
-               FROM companies
-              WHERE provisioning_status = 'ready' AND deleted_at IS NULL
-                AND ($1::uuid IS NULL OR id = $1)
-              ORDER BY created_at, id",
+            "SELECT c.id, c.name, c.is_active, c.tier, c.db_host, c.db_port, c.db_name, c.db_user,
+                    c.db_password_sealed, c.pod_id, c.db_schema, p.db_user AS pod_user,
+                    p.db_password_sealed AS pod_password_sealed, c.schema_version
+               FROM companies c LEFT JOIN pods p ON p.id = c.pod_id
+              WHERE c.provisioning_status = 'ready' AND c.deleted_at IS NULL
+                AND ($1::uuid IS NULL OR c.id = $1)
+              ORDER BY c.created_at, c.id",
         )
         .bind(only.map(|id| id.0))
         .fetch_all(&self.databases.central)
@@ -168,22 +192,36 @@ impl Fleet {
     }
 
     /// The clinic's own role on its own database, its password unsealed
-    /// with the configured keys (current, then previous).
+    /// with the configured keys (current, then previous); on the shared
+    /// tier, its pod's login role taking on the clinic's serving role and
+    /// schema for the whole session, as the server does per transaction.
     pub fn role_options(&self, clinic: &ClinicRecord) -> anyhow::Result<PgConnectOptions> {
-        let password = self
-            .settings
-            .keys
-            .open(&clinic.db_password_sealed, clinic.id.as_bytes())
-            .ok()
+        let (user, sealed, sealed_for) = match (&clinic.pod_user, &clinic.pod_password_sealed) {
+            (Some(user), Some(sealed)) => (user, Some(sealed), clinic.pod_id.unwrap_or(clinic.id)),
+            _ => (
+                &clinic.db_user,
+                clinic.db_password_sealed.as_ref(),
+                clinic.id,
+            ),
+        };
+        let password = sealed
+            .and_then(|sealed| self.settings.keys.open(sealed, sealed_for.as_bytes()).ok())
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| {
                 anyhow::anyhow!("its stored password cannot be opened with MASTER_KEY (nor MASTER_KEY_PREVIOUS)")
             })?;
-        Ok(self
+        let options = self
             .admin_options_on(clinic, &clinic.db_name)
-            .username(&clinic.db_user)
+            .username(user)
             .password(&password)
-            .application_name("medicalpro-ops"))
+            .application_name("medicalpro-ops");
+        Ok(match &clinic.db_schema {
+            Some(schema) => options.options([
+                ("role", clinic.db_user.as_str()),
+                ("search_path", schema.as_str()),
+            ]),
+            None => options,
+        })
     }
 }
 
@@ -198,16 +236,27 @@ pub async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgConnection>
 /// The versions of the migrations applied to a database, oldest first
 /// (none before the first migration).
 pub async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
-    let ledger: bool =
-        sqlx::query_scalar("SELECT pg_catalog.to_regclass('public._sqlx_migrations') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
-    if !ledger {
+    applied_versions_in(conn, "public").await
+}
+
+/// [`applied_versions`] of the clinic schema `schema`.
+pub async fn applied_versions_in(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let ledger = format!("{}._sqlx_migrations", quote_ident(schema));
+    let exists: bool = sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
+        .bind(&ledger)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(conn)
-        .await
+    sqlx::query_scalar(&format!(
+        "SELECT version FROM {ledger} WHERE success ORDER BY version"
+    ))
+    .fetch_all(conn)
+    .await
 }
 
 /// Runs `work` over `items` with at most `jobs` at once, calling `done`

@@ -498,7 +498,7 @@ async fn stage(
             )
             .await
             .map_err(anyhow::Error::from)?;
-            ddl::install_audit_trail(&mut as_owner).await?;
+            ddl::install_audit_trail(&mut as_owner, "public").await?;
             let order = tables_in_load_order(&mut as_owner).await?;
             load_rows(
                 &tools,
@@ -512,8 +512,8 @@ async fn stage(
             migrations::run_on(&migrations::CLINIC, &mut as_owner)
                 .await
                 .map_err(anyhow::Error::from)?;
-            ddl::install_audit_trail(&mut as_owner).await?;
-            ddl::lock_down(&mut as_owner, &roles.login).await?;
+            ddl::install_audit_trail(&mut as_owner, "public").await?;
+            ddl::lock_down(&mut as_owner, &roles.login, "public").await?;
             let settings: Option<(Uuid, String, String)> = sqlx::query_as(
                 "SELECT clinic_id, name, country::text FROM public.clinic_settings LIMIT 1",
             )

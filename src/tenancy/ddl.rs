@@ -383,17 +383,26 @@ pub fn owner_session(options: PgConnectOptions, owner: &str) -> PgConnectOptions
     options.options([("role", owner), ("search_path", "public")])
 }
 
-/// As the owner: installs (or brings up to date) the audit trail.
-pub async fn install_audit_trail(as_owner: &mut PgConnection) -> Result<(), sqlx::Error> {
-    run(as_owner, clinic_audit::SCHEMA).await
+/// As the owner: installs (or brings up to date) the audit trail in the
+/// clinic schema `schema`.
+pub async fn install_audit_trail(
+    as_owner: &mut PgConnection,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    run(as_owner, &in_schema(clinic_audit::SCHEMA, schema)).await
 }
 
 /// As the owner, once the schema is complete: takes the `public` schema,
 /// withdraws every privilege of `PUBLIC` and of the login role, then grants
 /// the login role [`TABLE_GRANTS`] and [`TRAIL_FUNCTIONS`]. One
 /// transaction; run after every migration, so new tables get their grants.
-pub async fn lock_down(as_owner: &mut PgConnection, login: &str) -> Result<(), sqlx::Error> {
-    run(as_owner, &lock_down_script(login, "public")).await
+/// On the shared tier, the same in the clinic's schema for its serving role.
+pub async fn lock_down(
+    as_owner: &mut PgConnection,
+    login: &str,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    run(as_owner, &lock_down_script(login, schema)).await
 }
 
 /// [`lock_down`]'s statements for the clinic schema `schema` (`public`

@@ -568,9 +568,9 @@ async fn lay_out(
 ) -> Result<(), ProvisionError> {
     if !copied {
         migrations::run_on(&migrations::CLINIC, &mut *as_owner).await?;
-        ddl::install_audit_trail(&mut *as_owner).await?;
+        ddl::install_audit_trail(&mut *as_owner, "public").await?;
     }
-    ddl::lock_down(as_owner, &roles.login).await?;
+    ddl::lock_down(as_owner, &roles.login, "public").await?;
     Ok(())
 }
 

@@ -167,7 +167,7 @@ async fn fill(as_role: &mut PgConnection) -> Result<(), sqlx::Error> {
     migrations::run_on(&migrations::CLINIC, &mut *as_role)
         .await
         .map_err(|error| sqlx::Error::Migrate(Box::new(error)))?;
-    ddl::install_audit_trail(as_role).await
+    ddl::install_audit_trail(as_role, "public").await
 }
 
 /// `medicalpro clinic template v<newest version> <hash>`, the hash over

@@ -10,7 +10,7 @@ use crate::helpers::{settings_for, spawn_app, TestApp, TestClinic};
 
 /// A practitioner of `clinic`, inserted directly (its API lives elsewhere).
 pub async fn practitioner(app: &TestApp, clinic: &TestClinic, last_name: &str) -> String {
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.clinic_admin(clinic.id).await;
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO practitioners (first_name, last_name) VALUES ('Dr', $1) RETURNING id",
     )
@@ -29,7 +29,7 @@ pub async fn product(
     cents: i64,
     vat: i32,
 ) -> String {
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.clinic_admin(clinic.id).await;
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO products_services (name, unit_price_cents, vat_rate) VALUES ($1, $2, $3)
          RETURNING id",
@@ -45,7 +45,7 @@ pub async fn product(
 
 /// Runs `sql` (with `$1` = `id`) in `clinic`'s database as the admin role.
 pub async fn clinic_exec(app: &TestApp, clinic: &TestClinic, sql: &str, id: &str) {
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.clinic_admin(clinic.id).await;
     sqlx::query(sql)
         .bind(Uuid::parse_str(id).unwrap())
         .execute(&mut conn)
@@ -616,9 +616,7 @@ async fn concurrent_overlapping_bookings_leave_exactly_one() {
         .filter(|s| **s == StatusCode::CONFLICT)
         .count();
     assert_eq!((booked, refused), (1, 19), "{statuses:?}");
-    let mut conn = app
-        .admin_connection(&app.clinic_database(s.clinic.id))
-        .await;
+    let mut conn = app.clinic_admin(s.clinic.id).await;
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM appointments")
         .fetch_one(&mut conn)
         .await

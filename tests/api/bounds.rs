@@ -13,7 +13,7 @@ use crate::helpers::{spawn_app, TestApp, TestClinic, TestResponse};
 /// Holds an exclusive lock on the clinic's `patients` table until the
 /// returned connection rolls back.
 async fn lock_patients(app: &TestApp, clinic: &TestClinic) -> PgConnection {
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.clinic_admin(clinic.id).await;
     sqlx::raw_sql("BEGIN; LOCK TABLE patients IN ACCESS EXCLUSIVE MODE")
         .execute(&mut conn)
         .await
@@ -44,7 +44,7 @@ fn assert_unavailable(response: &TestResponse) {
 }
 
 async fn patient_count(app: &TestApp, clinic: &TestClinic) -> i64 {
-    let mut conn = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut conn = app.clinic_admin(clinic.id).await;
     let count = sqlx::query_scalar("SELECT count(*) FROM patients")
         .fetch_one(&mut conn)
         .await

@@ -418,7 +418,7 @@ async fn pending_events_are_sealed_before_audit_reads_and_survive_a_failed_seal(
     // This instance runs no sealer task: only the reads themselves seal.
     let other = app.second_instance().await;
     read_leaving_its_event_pending(&other, &clinic.token, &patient).await;
-    let mut checker = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut checker = app.clinic_admin(clinic.id).await;
     assert_eq!(pending(&mut checker).await, 1);
     // A seal that fails (the chain refuses rows, by a constraint added by
     // hand) leaves the event pending.
@@ -471,7 +471,7 @@ async fn a_stopping_server_seals_the_events_its_requests_left_pending() {
     let patient = app.create_patient(&clinic.token, "Sam", "Stopping").await;
     let other = app.second_instance().await;
     read_leaving_its_event_pending(&other, &clinic.token, &patient).await;
-    let mut checker = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut checker = app.clinic_admin(clinic.id).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(pending(&mut checker).await, 1, "nothing sealed it yet");
     other.close_instance().await;

@@ -43,7 +43,7 @@ async fn audit_verify_exits_non_zero_on_a_broken_chain_and_names_the_row() {
     );
     assert!(String::from_utf8_lossy(&intact.stdout).contains("intact"));
 
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     sqlx::raw_sql("ALTER TABLE audit_events DISABLE TRIGGER USER; UPDATE audit_events SET action = 'list' WHERE id = 2;")
         .execute(&mut db)
         .await
@@ -205,7 +205,7 @@ async fn migrate_reports_each_clinic_migrated_or_failed() {
         (behind.id, "DROP INDEX patients_search_idx;"),
         (broken.id, ""),
     ] {
-        let mut db = app.admin_connection(&app.clinic_database(clinic)).await;
+        let mut db = app.clinic_admin(clinic).await;
         sqlx::raw_sql(&format!(
             "{undo} DELETE FROM _sqlx_migrations WHERE version = {latest};"
         ))

@@ -137,7 +137,7 @@ async fn a_change_whose_event_fails_does_not_happen() {
     let clinic = app.register_clinic("Atomic").await;
     let id = app.create_patient(&clinic.token, "Ada", "Atomic").await;
     // The trail refuses update events (a constraint added by hand).
-    let mut admin = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut admin = app.clinic_admin(clinic.id).await;
     sqlx::raw_sql(
         "ALTER TABLE audit_events_pending ADD CONSTRAINT refuse_updates
              CHECK (action <> 'update') NOT VALID",
@@ -299,7 +299,7 @@ async fn verify_finds_an_edited_row_a_removed_row_and_a_cut_tail() {
         assert_eq!((sound.events, sound.broken), (5, None));
     }
     // The admin owns the table, so it can bypass the triggers: the chain tells.
-    let mut db = app.admin_connection(&app.clinic_database(edited)).await;
+    let mut db = app.clinic_admin(edited).await;
     sqlx::raw_sql("ALTER TABLE audit_events DISABLE TRIGGER USER; UPDATE audit_events SET actor_role = 'readonly' WHERE id = 3;")
         .execute(&mut db)
         .await
@@ -307,7 +307,7 @@ async fn verify_finds_an_edited_row_a_removed_row_and_a_cut_tail() {
     let report = verify_clinic(databases, ClinicId(edited)).await.unwrap();
     assert_eq!(report.broken.map(|b| b.id), Some(3));
 
-    let mut db = app.admin_connection(&app.clinic_database(removed)).await;
+    let mut db = app.clinic_admin(removed).await;
     sqlx::raw_sql(
         "ALTER TABLE audit_events DISABLE TRIGGER USER; DELETE FROM audit_events WHERE id = 2;",
     )
@@ -323,7 +323,7 @@ async fn verify_finds_an_edited_row_a_removed_row_and_a_cut_tail() {
 
     // New events after the anchor, then the newest rows removed.
     let patient: Uuid = sqlx::query_scalar("SELECT id FROM patients LIMIT 1")
-        .fetch_one(&mut app.admin_connection(&app.clinic_database(cut)).await)
+        .fetch_one(&mut app.clinic_admin(cut).await)
         .await
         .unwrap();
     app.get(&format!("/api/v1/patients/{patient}"), &token)
@@ -414,7 +414,7 @@ async fn export_holds_everything_about_the_patient_and_is_audited() {
     let clinic = app.register_clinic("Export").await;
     let other = app.create_patient(&clinic.token, "Other", "Person").await;
     let id = app.create_patient(&clinic.token, "Eveline", "Export").await;
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     attach_everything(&mut db, &id, 1, Some(2026)).await;
     attach_everything(&mut db, &other, 1, None).await;
     let export = app
@@ -455,7 +455,7 @@ async fn erasure_waits_for_retention_then_leaves_no_trace_of_the_name() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Erase").await;
     let kept = app.create_patient(&clinic.token, "Keeper", "Kept").await;
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     // A recent medical record and this year's invoice: both retained.
     let today = chrono::Utc::now().date_naive();
     let this_year = today.year();
@@ -768,7 +768,7 @@ async fn events_left_pending_are_sealed_shortly_after_the_request() {
     let id = app.create_patient(&clinic.token, "Sally", "Seal").await;
     // Another session extends the chain meanwhile: the reads are served,
     // their events left pending.
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock(7311, 1)")
         .execute(&mut db)
         .await

@@ -219,8 +219,8 @@ async fn invalid_documents_name_each_field_and_foreign_ids_are_refused() {
     let b = app.register_clinic("Checks B").await;
     let patient_a = app.create_patient(&a.token, "Ana", "Lopez").await;
     let patient_b = app.create_patient(&b.token, "Bob", "Martin").await;
-    let mut db_a = app.admin_connection(&app.clinic_database(a.id)).await;
-    let mut db_b = app.admin_connection(&app.clinic_database(b.id)).await;
+    let mut db_a = app.clinic_admin(a.id).await;
+    let mut db_b = app.clinic_admin(b.id).await;
     let product_a = catalogue_row(&mut db_a, false).await;
     let deleted_a = catalogue_row(&mut db_a, true).await;
     let product_b = catalogue_row(&mut db_b, false).await;
@@ -868,7 +868,7 @@ async fn concurrent_issues_are_numbered_in_order_without_gap_or_repeat() {
     // a trigger rejects writing a number onto those documents.
     let doomed: Vec<String> = drafts.iter().step_by(5).cloned().collect();
     assert_eq!(doomed.len(), 10);
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     let list = doomed
         .iter()
         .map(|id| format!("'{id}'"))

@@ -521,9 +521,28 @@ impl TestApp {
     /// A connection as the admin role to the clinic's database, with the
     /// events that requests left pending sealed into the audit chain.
     pub async fn audit_trail(&self, clinic: Uuid) -> PgConnection {
-        let mut conn = self.admin_connection(&self.clinic_database(clinic)).await;
+        let mut conn = self.clinic_admin(clinic).await;
         seal(&mut conn).await.expect("sealing pending audit events");
         conn
+    }
+
+    /// A connection as the admin role to the clinic's data: its database
+    /// (dedicated tier), or its pod with its schema first on the search
+    /// path (shared tier).
+    pub async fn clinic_admin(&self, clinic: Uuid) -> PgConnection {
+        let mut central = self.admin_connection(&self.central_database()).await;
+        let (database, schema): (String, Option<String>) =
+            sqlx::query_as("SELECT db_name, db_schema FROM companies WHERE id = $1")
+                .bind(clinic)
+                .fetch_one(&mut central)
+                .await
+                .expect("the clinic's placement");
+        let _ = central.close().await;
+        let mut options = admin_options().database(&database);
+        if let Some(schema) = schema {
+            options = options.options([("search_path", format!("{schema},extensions"))]);
+        }
+        options.connect().await.expect("admin connection")
     }
 
     pub fn clinic_database(&self, clinic: Uuid) -> String {
@@ -573,7 +592,8 @@ impl TestApp {
                 "JWT_SECRET",
                 "a test secret that is long enough to sign tokens",
             )
-            .env("MASTER_KEY", self.master_key().to_base64());
+            .env("MASTER_KEY", self.master_key().to_base64())
+            .env("DEFAULT_TIER", test_tier().as_str());
         command
     }
 

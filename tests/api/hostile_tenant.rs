@@ -526,7 +526,7 @@ async fn prefixed_databases(app: &TestApp) -> Vec<String> {
 /// Asserts that no object of the code planted before a backup is in the
 /// clinic's database.
 async fn assert_no_planted_code(app: &TestApp, clinic: Uuid) {
-    let mut db = app.admin_connection(&app.clinic_database(clinic)).await;
+    let mut db = app.clinic_admin(clinic).await;
     let planted: Vec<String> = sqlx::query_scalar(
         "SELECT proname::text FROM pg_proc WHERE proname = 'planted'
          UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname = 'planted'
@@ -550,7 +550,7 @@ async fn restores_keep_the_layout_and_refuse_an_edited_file() {
     // Code in the backed-up database that is not the product's (as an
     // earlier layout's login role could leave it): the backup holds it, no
     // restore may run or keep it.
-    let mut admin = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut admin = app.clinic_admin(clinic.id).await;
     sqlx::raw_sql(
         "CREATE FUNCTION public.planted() RETURNS trigger LANGUAGE plpgsql
              AS $$BEGIN RAISE EXCEPTION 'planted code ran'; END$$;

@@ -143,7 +143,7 @@ async fn central_holds_no_patient_data() {
         assert_eq!(hits, 0, "patient data in central {table}.{column}");
     }
     // Control: the clinic database does hold it.
-    let mut clinic = app.admin_connection(&app.clinic_database(a.id)).await;
+    let mut clinic = app.clinic_admin(a.id).await;
     let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE first_name = $1")
         .bind(marker)
         .fetch_one(&mut clinic)

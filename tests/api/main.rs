@@ -37,5 +37,6 @@ mod safe_backups;
 mod scale;
 mod servers;
 mod settings;
+mod shared_tier;
 mod users;
 mod web;

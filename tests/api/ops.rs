@@ -83,7 +83,7 @@ async fn a_fleet_is_migrated_despite_one_failing_clinic_and_finished_by_a_second
     let ids = provision(&app, 20).await;
     let broken = ids[7];
     // Sabotage: the table the new migration creates already exists there.
-    let mut admin = app.admin_connection(&app.clinic_database(broken)).await;
+    let mut admin = app.clinic_admin(broken).await;
     sqlx::raw_sql("CREATE TABLE fleet_probe (id integer)")
         .execute(&mut admin)
         .await
@@ -148,7 +148,7 @@ async fn a_fleet_is_migrated_despite_one_failing_clinic_and_finished_by_a_second
     }
     // Migrations ran as each clinic's owner role: it owns what they made.
     let other = ids[0];
-    let mut conn = app.admin_connection(&app.clinic_database(other)).await;
+    let mut conn = app.clinic_admin(other).await;
     let owner: String = sqlx::query_scalar(
         "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'fleet_probe'",
     )

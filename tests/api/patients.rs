@@ -313,7 +313,7 @@ async fn duplicate_national_ids_never_reach_the_database_log() {
 
     // Control: a unique violation does reach this log, with its key.
     let marker = format!("marker{}", uuid::Uuid::new_v4().simple());
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     sqlx::query("CREATE TEMP TABLE seen (k text UNIQUE)")
         .execute(&mut db)
         .await
@@ -401,7 +401,7 @@ async fn malformed_requests_get_the_envelope_never_a_500() {
 async fn a_search_among_many_patients_uses_the_search_index() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Search index").await;
-    let mut db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut db = app.clinic_admin(clinic.id).await;
     sqlx::query(
         "INSERT INTO patients (first_name, last_name, email, phone, deleted_at)
          SELECT 'Pat' || i, 'Name' || i % 1000, 'p' || i || '@example.fr',

@@ -115,7 +115,7 @@ async fn a_clinic_database_belongs_to_its_owner_role_and_is_closed_to_public() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("Owned").await;
     crate::hostile_tenant::assert_locked_down(&app, clinic.id).await;
-    let mut clinic_db = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut clinic_db = app.clinic_admin(clinic.id).await;
     let version: i64 = sqlx::query_scalar("SELECT schema_version FROM companies WHERE id = $1")
         .bind(clinic.id)
         .fetch_one(&app.state.databases.central)

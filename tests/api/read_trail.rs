@@ -165,8 +165,7 @@ async fn a_server_killed_under_load_answered_no_read_left_out_of_the_trail() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let database = app.clinic_database(clinic.id);
-    let mut holder = app.admin_connection(&database).await;
+    let mut holder = app.clinic_admin(clinic.id).await;
     sqlx::raw_sql("BEGIN; LOCK TABLE audit_events_pending IN EXCLUSIVE MODE")
         .execute(&mut holder)
         .await
@@ -179,9 +178,8 @@ async fn a_server_killed_under_load_answered_no_read_left_out_of_the_trail() {
     // uncommitted (they would commit once it is released otherwise).
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE datname = $1 AND pid <> pg_backend_pid()",
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
-    .bind(&database)
     .execute(&mut holder)
     .await
     .unwrap();
@@ -196,7 +194,7 @@ async fn a_server_killed_under_load_answered_no_read_left_out_of_the_trail() {
         answered_before_lock > 50,
         "only {answered_before_lock} reads answered"
     );
-    let mut trail = app.admin_connection(&app.clinic_database(clinic.id)).await;
+    let mut trail = app.clinic_admin(clinic.id).await;
     let found = recorded(&mut trail, &answered).await;
     let missing: Vec<&String> = answered.iter().filter(|id| !found.contains(*id)).collect();
     assert!(

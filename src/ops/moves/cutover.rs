@@ -46,8 +46,8 @@ pub(super) async fn prepare(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError>
         migrations::run_on(&migrations::CLINIC, &mut as_owner)
             .await
             .context("migrating the target database")?;
-        ddl::install_audit_trail(&mut as_owner).await?;
-        ddl::lock_down(&mut as_owner, &plan.roles.login).await?;
+        ddl::install_audit_trail(&mut as_owner, "public").await?;
+        ddl::lock_down(&mut as_owner, &plan.roles.login, "public").await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
@@ -320,7 +320,10 @@ pub(super) async fn undo(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
     let password = fleet
         .settings
         .keys
-        .open(&clinic.db_password_sealed, plan.clinic.0.as_bytes())
+        .open(
+            clinic.db_password_sealed.as_deref().unwrap_or_default(),
+            plan.clinic.0.as_bytes(),
+        )
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| {
@@ -331,7 +334,7 @@ pub(super) async fn undo(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
         &plan.roles.owner,
     ))
     .await?;
-    let unfrozen = ddl::lock_down(&mut as_owner, &plan.roles.login).await;
+    let unfrozen = ddl::lock_down(&mut as_owner, &plan.roles.login, "public").await;
     let _ = as_owner.close().await;
     unfrozen.context("giving the login role its grants back on the source")?;
     let mut admin = connect(&plan.source_admin(fleet)).await?;

@@ -1,0 +1,287 @@
+//! The shared tier: clinics in schemas of a pod database, reached through
+//! the pod's shared connections, each transaction in one clinic's serving
+//! role. Its isolation is attacked here as the dedicated tier's is in
+//! `isolation` and `hostile_tenant`: with the tokens, with the serving
+//! roles, and with the pod's own credentials.
+
+use std::process::Output;
+
+use axum::http::StatusCode;
+use medicalpro::config::Tier;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+/// An app whose clinics go to the shared tier, `pod_max` to a pod.
+async fn shared_app(pod_max: u32) -> TestApp {
+    spawn_app_with(|settings| {
+        settings.provisioning.default_tier = Tier::Shared;
+        settings.provisioning.pod_max_clinics = pod_max;
+    })
+    .await
+}
+
+/// Where a shared clinic lives, and its pod's credentials, unsealed as the
+/// server does.
+struct Place {
+    pod: String,
+    pod_password: String,
+    schema: String,
+    serving: String,
+    owner: String,
+}
+
+async fn place(app: &TestApp, clinic: Uuid) -> Place {
+    let (tier, pod_id, pod, schema, serving, sealed): (
+        String,
+        Uuid,
+        String,
+        String,
+        String,
+        Vec<u8>,
+    ) = sqlx::query_as(
+        "SELECT c.tier, p.id, p.db_name, c.db_schema, c.db_user, p.db_password_sealed
+               FROM companies c JOIN pods p ON p.id = c.pod_id WHERE c.id = $1",
+    )
+    .bind(clinic)
+    .fetch_one(&app.state.databases.central)
+    .await
+    .expect("a shared clinic's place");
+    assert_eq!(tier, "shared");
+    let password = app.settings.keys.open(&sealed, pod_id.as_bytes()).unwrap();
+    Place {
+        pod,
+        pod_password: String::from_utf8(password).unwrap(),
+        schema,
+        serving,
+        owner: format!("{}_owner_{}", app.prefix, clinic.simple()),
+    }
+}
+
+/// The SQLSTATE of a statement that must fail.
+async fn refused(conn: &mut PgConnection, sql: &str) -> String {
+    match sqlx::raw_sql(sql).execute(&mut *conn).await {
+        Ok(_) => panic!("`{sql}` was allowed"),
+        Err(sqlx::Error::Database(db)) => db.code().unwrap_or_default().into_owned(),
+        Err(other) => panic!("`{sql}`: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn shared_clinics_share_a_pod_and_each_token_reaches_its_own_schema_only() {
+    let app = shared_app(10).await;
+    let a = app.register_clinic("Shared A").await;
+    let b = app.register_clinic("Shared B").await;
+    let (place_a, place_b) = (place(&app, a.id).await, place(&app, b.id).await);
+    assert_eq!(place_a.pod, place_b.pod, "both in one pod");
+    assert_ne!(place_a.schema, place_b.schema);
+    let patient_a = app.create_patient(&a.token, "Alice", "Shared").await;
+    let patient_b = app.create_patient(&b.token, "Bruno", "Shared").await;
+
+    let list = app.get("/api/v1/patients", &a.token).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let listed = list.body.to_string();
+    assert!(listed.contains(&patient_a) && !listed.contains(&patient_b));
+    let across = app
+        .get(&format!("/api/v1/patients/{patient_b}"), &a.token)
+        .await;
+    assert_eq!(across.status, StatusCode::NOT_FOUND, "{}", across.body);
+
+    // Each schema holds its own clinic's rows, and its own chain.
+    let mut pod = app.admin_connection(&place_a.pod).await;
+    for (place, patient) in [(&place_a, &patient_a), (&place_b, &patient_b)] {
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar(&format!("SELECT id FROM \"{}\".patients", place.schema))
+                .fetch_all(&mut pod)
+                .await
+                .unwrap();
+        assert_eq!(ids, vec![patient.parse::<Uuid>().unwrap()]);
+    }
+    drop(app.audit_trail(a.id).await);
+    let events: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".audit_events WHERE patient_id = $1",
+        place_a.schema
+    ))
+    .bind(patient_b.parse::<Uuid>().unwrap())
+    .fetch_one(&mut pod)
+    .await
+    .unwrap();
+    assert_eq!(events, 0, "B's patient is not in A's trail");
+    let _ = pod.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_pod_role_reads_nothing_and_a_serving_role_reaches_no_other_schema() {
+    let app = shared_app(10).await;
+    let a = app.register_clinic("Shared A").await;
+    let b = app.register_clinic("Shared B").await;
+    app.create_patient(&a.token, "Alice", "Shared").await;
+    app.create_patient(&b.token, "Bruno", "Shared").await;
+    let (place_a, place_b) = (place(&app, a.id).await, place(&app, b.id).await);
+    let mut conn = app
+        .connect_as(&place_a.pod, &place_a.pod_password, &place_a.pod)
+        .await
+        .expect("the pod's login role connects to its pod");
+
+    // The pod's role by itself: no clinic's rows, no owner role.
+    for place in [&place_a, &place_b] {
+        for table in ["patients", "audit_events", "medical_records"] {
+            let sql = format!("SELECT * FROM \"{}\".{table}", place.schema);
+            assert_eq!(refused(&mut conn, &sql).await, "42501", "{sql}");
+        }
+        let sql = format!("SET ROLE \"{}\"", place.owner);
+        assert_eq!(refused(&mut conn, &sql).await, "42501", "{sql}");
+    }
+
+    // As A's serving role: A's rows, and nothing of B's.
+    let as_a = format!(
+        "BEGIN; SET LOCAL ROLE \"{}\"; SET LOCAL search_path TO \"{}\";",
+        place_a.serving, place_a.schema
+    );
+    sqlx::raw_sql(&as_a).execute(&mut conn).await.unwrap();
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM patients")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(own, 1);
+    sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+    for attack in [
+        format!("SELECT * FROM \"{}\".patients", place_b.schema),
+        format!(
+            "UPDATE \"{}\".patients SET first_name = 'x'",
+            place_b.schema
+        ),
+        format!("SELECT \"{}\".audit_events_seal(1)", place_b.schema),
+        // Nothing it could create would run as another role.
+        format!("CREATE TABLE \"{}\".planted (x int)", place_a.schema),
+        "CREATE FUNCTION public.planted() RETURNS int LANGUAGE sql AS 'SELECT 1'".to_owned(),
+        "CREATE TEMP TABLE planted (x int)".to_owned(),
+        "CREATE SCHEMA planted".to_owned(),
+        format!("SET ROLE \"{}\"", place_a.owner),
+    ] {
+        sqlx::raw_sql(&as_a).execute(&mut conn).await.unwrap();
+        assert_eq!(refused(&mut conn, &attack).await, "42501", "{attack}");
+        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+    }
+
+    // The catalog's statistics show A's role no value of B's columns.
+    let mut admin = app.admin_connection(&place_b.pod).await;
+    sqlx::raw_sql(&format!("ANALYZE \"{}\".patients", place_b.schema))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    sqlx::raw_sql(&as_a).execute(&mut conn).await.unwrap();
+    let leaked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_catalog.pg_stats WHERE schemaname = $1")
+            .bind(&place_b.schema)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(leaked, 0, "pg_stats shows B's values to A's role");
+    sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+    let _ = conn.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_pods_credentials_reach_no_other_pod() {
+    let app = shared_app(1).await;
+    let a = app.register_clinic("Alone A").await;
+    let b = app.register_clinic("Alone B").await;
+    let (place_a, place_b) = (place(&app, a.id).await, place(&app, b.id).await);
+    assert_ne!(place_a.pod, place_b.pod, "a full pod makes a new one");
+    let refused = app
+        .connect_as(&place_a.pod, &place_a.pod_password, &place_b.pod)
+        .await;
+    assert!(refused.is_err(), "pod A's role connected to pod B");
+    assert!(app
+        .connect_as(&place_a.pod, &place_a.pod_password, &app.central_database())
+        .await
+        .is_err());
+    app.cleanup().await;
+}
+
+fn medicalpro(app: &TestApp, args: &[&str]) -> Output {
+    app.medicalpro_command().args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_work_on_a_clinic_schema() {
+    let app = shared_app(10).await;
+    let behind = app.register_clinic("Behind").await;
+    let other = app.register_clinic("Other").await;
+    let patient = app.create_patient(&behind.token, "Mona", "Migrated").await;
+    let place = place(&app, behind.id).await;
+    let latest = medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC);
+
+    // `clinic list` shows the tier and the schema.
+    let list = medicalpro(&app, &["clinic", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.contains(&behind.id.to_string()))
+        .expect("the clinic is listed");
+    assert!(
+        line.contains("shared") && line.contains(&place.schema),
+        "{line}"
+    );
+
+    // `migrate` brings one schema forward and leaves the others alone.
+    let mut db = app.clinic_admin(behind.id).await;
+    sqlx::raw_sql(&format!(
+        "DROP INDEX patients_search_idx; DELETE FROM _sqlx_migrations WHERE version = {latest};"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let migrated = medicalpro(&app, &["migrate"]);
+    let stdout = String::from_utf8_lossy(&migrated.stdout);
+    assert!(migrated.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} {} -> {latest}", behind.id, latest - 1)),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&other.id.to_string()), "{stdout}");
+    let index: bool = sqlx::query_scalar("SELECT to_regclass('patients_search_idx') IS NOT NULL")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(index, "the migration ran in the clinic's schema");
+    let _ = db.close().await;
+    let search = app.get("/api/v1/patients?search=migr", &behind.token).await;
+    assert!(
+        search.body.to_string().contains(&patient),
+        "{}",
+        search.body
+    );
+
+    // The audit chain verifies per schema; `doctor` finds nothing wrong.
+    let verified = medicalpro(
+        &app,
+        &["audit", "verify", "--clinic", &behind.id.to_string()],
+    );
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let doctor = medicalpro(&app, &["doctor"]);
+    assert!(
+        doctor.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&doctor.stdout),
+        String::from_utf8_lossy(&doctor.stderr)
+    );
+
+    // Suspension stops the clinic at once and only it.
+    let suspended = medicalpro(&app, &["clinic", "suspend", &behind.id.to_string()]);
+    assert!(suspended.status.success());
+    let refused = app.get("/api/v1/patients", &behind.token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let served = app.get("/api/v1/patients", &other.token).await;
+    assert_eq!(served.status, StatusCode::OK);
+    app.cleanup().await;
+}
