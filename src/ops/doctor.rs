@@ -11,7 +11,9 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::pgtools::{server_major, PgTools};
-use super::{applied_versions, connect, for_each_bounded, keys, ClinicRecord, Fleet};
+use super::{
+    applied_versions, applied_versions_in, connect, for_each_bounded, keys, ClinicRecord, Fleet,
+};
 use crate::central::users;
 use crate::compliance;
 use crate::config::Settings;
@@ -315,7 +317,7 @@ async fn check_reach(conn: &mut PgConnection, clinic: &ClinicRecord) -> Option<F
 }
 
 async fn check_version(conn: &mut PgConnection, clinic: &ClinicRecord) -> Finding {
-    let applied = match applied_versions(conn).await {
+    let applied = match applied_versions_in(conn, clinic.schema()).await {
         Ok(versions) => versions.last().copied().unwrap_or(0),
         Err(error) => {
             return Finding::clinic(
