@@ -88,7 +88,7 @@ pub async fn backup_clinic(
     out: &Path,
     when_exists: WhenExists,
 ) -> anyhow::Result<Backup> {
-    let clinic = fleet.clinic(id).await?;
+    let clinic = fleet.dedicated_clinic(id, "`backup`").await?;
     dump(fleet, &clinic, out, when_exists).await
 }
 
@@ -103,7 +103,7 @@ pub async fn backup_all(
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<Vec<BackupResult>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let clinics = fleet.clinics(None).await?;
+    let clinics = fleet.dedicated_clinics("`backup --all`").await?;
     let total = clinics.len();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let fleet = Arc::new(fleet.clone());

@@ -56,7 +56,7 @@ impl From<sqlx::Error> for DeleteError {
 /// missing database holds none, so a deletion interrupted after the drop
 /// can be run again).
 pub async fn delete_clinic(fleet: &Fleet, id: ClinicId) -> Result<Deleted, DeleteError> {
-    let clinic = fleet.clinic(id).await?;
+    let clinic = fleet.dedicated_clinic(id, "`clinic delete`").await?;
     let mut admin = fleet
         .admin_on_server(&clinic.db_host, clinic.db_port)
         .await?;

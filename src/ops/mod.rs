@@ -177,6 +177,34 @@ impl Fleet {
             .ok_or_else(|| anyhow::anyhow!("no provisioned clinic has the id {id}"))
     }
 
+    /// One provisioned clinic of the dedicated tier: `what` (an operation
+    /// on a clinic database) is refused for a shared-tier clinic, whose
+    /// pod holds other clinics too.
+    pub async fn dedicated_clinic(&self, id: ClinicId, what: &str) -> anyhow::Result<ClinicRecord> {
+        let clinic = self.clinic(id).await?;
+        if clinic.is_shared() {
+            anyhow::bail!(
+                "clinic {id} is on the shared tier: {what} works on dedicated clinics only for now"
+            );
+        }
+        Ok(clinic)
+    }
+
+    /// Provisioned clinics of the dedicated tier (see [`Fleet::clinics`]);
+    /// the shared ones passed by are logged.
+    pub async fn dedicated_clinics(&self, what: &str) -> Result<Vec<ClinicRecord>, sqlx::Error> {
+        let (dedicated, shared): (Vec<_>, Vec<_>) = self
+            .clinics(None)
+            .await?
+            .into_iter()
+            .partition(|clinic| !clinic.is_shared());
+        for clinic in shared {
+            tracing::warn!(clinic.id = %clinic.id, "{what} passes by a shared-tier clinic (dedicated clinics only for now)");
+            eprintln!("clinic {}: shared tier, passed by ({what} works on dedicated clinics only for now)", clinic.id);
+        }
+        Ok(dedicated)
+    }
+
     /// One connection as the admin role to the maintenance database of the
     /// server at `host:port` (creating, dropping and altering clinic
     /// databases and roles).

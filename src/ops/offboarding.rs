@@ -65,7 +65,7 @@ pub struct ExportedFile {
 /// an empty directory.
 pub async fn export_clinic(fleet: &Fleet, id: ClinicId, out: &Path) -> anyhow::Result<Exported> {
     let started = Instant::now();
-    let clinic = fleet.clinic(id).await?;
+    let clinic = fleet.dedicated_clinic(id, "offboarding").await?;
     prepare_dir(out)?;
     let mut db = connect(&ddl::admin_session(
         fleet.admin_options_on(&clinic, &clinic.db_name),
@@ -273,7 +273,7 @@ pub async fn destroy_periodically(fleet: Fleet) {
 }
 
 async fn destroy(fleet: &Fleet, id: ClinicId) -> anyhow::Result<()> {
-    let clinic = fleet.clinic(id).await?;
+    let clinic = fleet.dedicated_clinic(id, "offboarding").await?;
     let mut admin = fleet
         .admin_on_server(&clinic.db_host, clinic.db_port)
         .await?;

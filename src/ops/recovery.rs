@@ -219,7 +219,7 @@ async fn recover_clinics(
     .fetch_one(central)
     .await?;
     let mut recovered = Vec::new();
-    for clinic in fleet.clinics(None).await? {
+    for clinic in fleet.dedicated_clinics("platform recovery").await? {
         let file = manifest
             .clinics
             .iter()

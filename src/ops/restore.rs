@@ -224,7 +224,7 @@ async fn into_existing(
     file: &AuthenticatedFile,
     announce: &(dyn Fn(&Replacement) + Sync),
 ) -> Result<(Loaded, Replacement), RestoreError> {
-    let clinic = fleet.clinic(id).await?;
+    let clinic = fleet.dedicated_clinic(id, "`restore`").await?;
     if !options.force && has_patients(fleet, &clinic).await? {
         return Err(RestoreError::HasPatients(id));
     }

@@ -309,7 +309,7 @@ async fn move_locked(
 /// Checks the clinic and the target, and records the new move.
 async fn plan(fleet: &Fleet, options: &MoveOptions) -> Result<Plan, MoveError> {
     let id = options.clinic;
-    let clinic = fleet.clinic(id).await?;
+    let clinic = fleet.dedicated_clinic(id, "`clinic move`").await?;
     let target = servers::find(fleet, &options.server).await?;
     if !target.is_active {
         return Err(
