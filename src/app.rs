@@ -238,6 +238,7 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
             }
         });
     }
+    tokio::spawn(state.provisioner.clone().keep_spares());
     state.coherence.start();
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     tokio::spawn(crate::central::purge_periodically(

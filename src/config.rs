@@ -17,6 +17,7 @@
 //! | `PROVISION_CONCURRENCY` | clinics provisioned at once; more registrations wait their turn | `4` |
 //! | `DEFAULT_TIER` | the isolation tier of new clinics: `dedicated` (a database and login role each) or `shared` (a schema and serving role each, in a pod) | `dedicated` |
 //! | `POD_MAX_CLINICS` | shared tier: clinics one pod database holds before a new pod is made | `500` |
+//! | `POD_SPARE_SCHEMAS` | shared tier: clinic schemas each pod keeps laid out ahead, so that a new shared clinic takes one instead of waiting for its migrations | `8` |
 //! | `POD_POOL_MAX` | shared tier: connections one pod may hold at once, all its clinics together | `20` |
 //! | `PROVISION_FROM_TEMPLATE` | create clinic databases by copying the migrated template database | `true` |
 //! | `REFRESH_FAMILY_MAX_DAYS` | a login's refresh tokens stop refreshing this many days after the login, however often rotated | `30` |
@@ -94,6 +95,9 @@ pub struct DatabaseArgs {
     /// Shared tier: clinics one pod database holds.
     #[arg(long, env = "POD_MAX_CLINICS", default_value_t = 500)]
     pub pod_max_clinics: u32,
+    /// Shared tier: clinic schemas each pod keeps laid out ahead.
+    #[arg(long, env = "POD_SPARE_SCHEMAS", default_value_t = 8)]
+    pub pod_spare_schemas: u32,
     /// Shared tier: connections one pod may hold at once.
     #[arg(long, env = "POD_POOL_MAX", default_value_t = 20)]
     pub pod_pool_max: u32,
@@ -355,6 +359,8 @@ pub struct ProvisioningSettings {
     pub default_tier: Tier,
     /// Clinics one pod holds (shared tier).
     pub pod_max_clinics: u32,
+    /// Schemas each pod keeps laid out ahead (shared tier).
+    pub pod_spare_schemas: u32,
 }
 
 /// How a clinic is isolated (see the README's threat model).
@@ -386,6 +392,7 @@ impl Default for ProvisioningSettings {
             from_template: true,
             default_tier: Tier::Dedicated,
             pod_max_clinics: 500,
+            pod_spare_schemas: 8,
         }
     }
 }
@@ -461,6 +468,7 @@ impl DatabaseArgs {
             from_template: self.provision_from_template,
             default_tier: self.default_tier,
             pod_max_clinics: self.pod_max_clinics,
+            pod_spare_schemas: self.pod_spare_schemas.min(1000),
         })
     }
 }

@@ -39,3 +39,14 @@ ALTER TABLE companies ADD CONSTRAINT companies_ready_has_placement CHECK (
         END)
 );
 CREATE INDEX companies_pod_idx ON companies (pod_id) WHERE pod_id IS NOT NULL;
+
+-- Clinic schemas laid out ahead in a pod, each with its roles, named after
+-- the id of the clinic that will take it: a shared clinic is provisioned by
+-- taking one (see src/tenancy/pods.rs). A spare counts toward its pod's
+-- max_clinics.
+CREATE TABLE pod_spares (
+    id         uuid PRIMARY KEY,
+    pod_id     uuid NOT NULL REFERENCES pods (id),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX pod_spares_pod_idx ON pod_spares (pod_id, created_at);

@@ -13,22 +13,77 @@ pub struct Pod {
     pub db_password_sealed: Vec<u8>,
 }
 
-/// The fullest ready pod of `server` with room for one more clinic (its
-/// live clinics, pending ones included, fewer than its `max_clinics`):
-/// pods fill one after the other. Run under the placement lock.
+/// Live clinics (pending ones included) and spare schemas of each pod.
+const OCCUPANCY: &str =
+    "(SELECT COUNT(*) FROM companies c WHERE c.pod_id = p.id AND c.deleted_at IS NULL)
+      + (SELECT COUNT(*) FROM pod_spares s WHERE s.pod_id = p.id)";
+
+/// The fullest ready pod of `server` with a spare schema or room for one
+/// more clinic (its clinics and spares fewer than its `max_clinics`): pods
+/// fill one after the other. Run under the placement lock.
 pub async fn with_room(conn: &mut PgConnection, server: Uuid) -> Result<Option<Pod>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "SELECT p.id, p.db_name, p.db_user, p.db_password_sealed
            FROM pods p
-           LEFT JOIN companies c ON c.pod_id = p.id AND c.deleted_at IS NULL
           WHERE p.db_server_id = $1 AND p.is_ready
-          GROUP BY p.id
-         HAVING COUNT(c.id) < p.max_clinics
-          ORDER BY COUNT(c.id) DESC, p.created_at
-          LIMIT 1",
-    )
+            AND ({OCCUPANCY} < p.max_clinics
+                 OR EXISTS (SELECT 1 FROM pod_spares s WHERE s.pod_id = p.id))
+          ORDER BY {OCCUPANCY} DESC, p.created_at
+          LIMIT 1"
+    ))
     .bind(server)
     .fetch_optional(conn)
+    .await
+}
+
+/// Takes one of the pod's spare schemas (the oldest): its id becomes the
+/// new clinic's. Run in the claiming transaction.
+pub async fn take_spare(conn: &mut PgConnection, pod: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM pod_spares WHERE id = (
+             SELECT id FROM pod_spares WHERE pod_id = $1
+              ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind(pod)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a spare schema laid out in a pod.
+pub async fn add_spare(central: &PgPool, id: Uuid, pod: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO pod_spares (id, pod_id) VALUES ($1, $2)")
+        .bind(id)
+        .bind(pod)
+        .execute(central)
+        .await?;
+    Ok(())
+}
+
+/// A ready pod of an active server that has fewer than `wanted` spares and
+/// room for one more, with where it is.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShortOfSpares {
+    #[sqlx(flatten)]
+    pub pod: Pod,
+    pub host: String,
+    pub port: i32,
+}
+
+pub async fn short_of_spares(
+    central: &PgPool,
+    wanted: u32,
+) -> Result<Vec<ShortOfSpares>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT p.id, p.db_name, p.db_user, p.db_password_sealed, v.host, v.port
+           FROM pods p JOIN db_servers v ON v.id = p.db_server_id
+          WHERE p.is_ready AND v.is_active
+            AND (SELECT COUNT(*) FROM pod_spares s WHERE s.pod_id = p.id) < $1
+            AND {OCCUPANCY} < p.max_clinics
+          ORDER BY p.created_at"
+    ))
+    .bind(i64::from(wanted))
+    .fetch_all(central)
     .await
 }
 
@@ -76,5 +131,13 @@ pub async fn find(central: &PgPool, id: Uuid) -> Result<Option<Pod>, sqlx::Error
     sqlx::query_as("SELECT id, db_name, db_user, db_password_sealed FROM pods WHERE id = $1")
         .bind(id)
         .fetch_optional(central)
+        .await
+}
+
+/// How many spare schemas a pod has.
+pub async fn spares_of(central: &PgPool, pod: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pod_spares WHERE pod_id = $1")
+        .bind(pod)
+        .fetch_one(central)
         .await
 }

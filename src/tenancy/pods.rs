@@ -8,9 +8,16 @@
 //! A clinic's schema and serving role are named like a dedicated clinic's
 //! database and login role (`<prefix>_clinic_<uuid>`), so a clinic keeps
 //! its names when it moves between tiers.
+//!
+//! Laying a schema out runs every migration (about a tenth of a second of
+//! the server's time), so each pod keeps `POD_SPARE_SCHEMAS` schemas laid
+//! out ahead with their roles, each named after a fresh id: the clinic that
+//! takes one takes its id too, and only its settings are written then.
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::tenancy::naming::{quote_ident, ClinicId};
 use uuid::Uuid;
 
 use crate::central::pods::{self, Pod};
@@ -89,4 +96,54 @@ pub async fn lay_out_clinic(
 ) -> Result<(), sqlx::Error> {
     let script = ddl::shared_layout_script(schema, roles, &migrations::clinic_script(schema));
     ddl::run(tx, &script).await
+}
+
+/// In a laid-out clinic schema, inside `tx` (the admin's, in the pod):
+/// acts as the clinic's owner with the schema on the search path, as
+/// [`lay_out_clinic`] leaves it.
+pub async fn enter_as_owner(
+    tx: &mut PgConnection,
+    roles: &TenantRoles,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    ddl::run(
+        tx,
+        &format!(
+            "SET LOCAL ROLE {}; SET LOCAL search_path TO {}, extensions",
+            quote_ident(&roles.owner),
+            quote_ident(schema)
+        ),
+    )
+    .await
+}
+
+/// Lays out one spare schema in `pod`, with its roles, named after a fresh
+/// id, and records it. On failure, what was made is dropped.
+pub async fn make_spare(
+    central: &PgPool,
+    on_server: &PgConnectOptions,
+    in_pod: &PgPool,
+    pod: &Pod,
+    prefix: &DbPrefix,
+) -> Result<(), sqlx::Error> {
+    let id = ClinicId::generate();
+    let roles = TenantRoles::of(id, prefix);
+    let schema = id.database_name(prefix);
+    let mut admin = on_server.connect().await?;
+    let made = async {
+        ddl::create_shared_roles(&mut admin, &roles, &pod.db_user).await?;
+        let mut tx = in_pod.begin().await?;
+        lay_out_clinic(&mut tx, &roles, &schema).await?;
+        tx.commit().await?;
+        pods::add_spare(central, id.0, pod.id).await
+    }
+    .await;
+    if made.is_err() {
+        if let Ok(mut conn) = in_pod.acquire().await {
+            let _ = ddl::drop_schema(&mut conn, &schema).await;
+        }
+        let _ = ddl::drop_roles(&mut admin, &roles).await;
+    }
+    let _ = admin.close().await;
+    made
 }

@@ -16,10 +16,14 @@
 //!
 //! A shared-tier clinic (`DEFAULT_TIER`, `clinic create --tier`) gets a
 //! place in the fullest pod of its server with room (a new pod is made when
-//! none has), its owner and serving roles, and its schema, laid out, locked
-//! down and given its settings in one transaction of the admin's in the pod
-//! (see `tenancy::pods`): a failure leaves no schema, and the roles are
-//! dropped.
+//! none has). It takes one of the pod's spare schemas when there is one
+//! (laid out ahead, with its roles, and named after the id the clinic then
+//! takes: see `tenancy::pods`), so that only its settings are written;
+//! else its owner and serving roles are made and its schema laid out,
+//! locked down and given its settings in one transaction of the admin's in
+//! the pod. A failure leaves no schema, and the roles are dropped. After
+//! each shared clinic, `serve` makes the pods' spares up again in the
+//! background.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,6 +110,18 @@ pub struct Provisioner {
     /// Held while a pod is made, so that provisionings racing for a full
     /// server's last pod make one new pod, not several.
     pod_building: Arc<tokio::sync::Mutex<()>>,
+    /// Held while spare schemas are made.
+    spares_building: Arc<tokio::sync::Mutex<()>>,
+    /// Signalled when a spare schema was taken (see [`Provisioner::keep_spares`]).
+    spare_taken: Arc<tokio::sync::Notify>,
+    /// The admin's connections into each pod (by database name).
+    pod_admins: Arc<Mutex<std::collections::HashMap<String, sqlx::PgPool>>>,
+}
+
+/// A shared clinic's pod, and whether it takes a spare schema there.
+struct PodPlace {
+    pod: Pod,
+    spare: bool,
 }
 
 /// What exists so far, to undo on failure.
@@ -133,6 +149,9 @@ impl Provisioner {
             template_failed: Arc::new(Mutex::new(None)),
             fail_after: None,
             pod_building: Arc::new(tokio::sync::Mutex::new(())),
+            spares_building: Arc::new(tokio::sync::Mutex::new(())),
+            spare_taken: Arc::new(tokio::sync::Notify::new()),
+            pod_admins: Arc::new(Mutex::new(std::collections::HashMap::new())),
         }
     }
 
@@ -183,14 +202,16 @@ impl Provisioner {
         admin: Option<FirstAdmin>,
     ) -> Result<Provisioned, ProvisionError> {
         let started = Instant::now();
-        let id = ClinicId::generate();
-        let (admin, server, pod) = self.claim(id, &clinic, admin.as_ref()).await?;
+        let (id, admin, server, pod) = self.claim(&clinic, admin.as_ref()).await?;
         let mut made = Made::default();
         let built = match &pod {
             None => self.build(id, &clinic, &server, &mut made).await,
-            Some(pod) => {
-                self.build_shared(id, &clinic, &server, pod, &mut made)
-                    .await
+            Some(place) => {
+                let built = self
+                    .build_shared(id, &clinic, &server, place, &mut made)
+                    .await;
+                self.spare_taken.notify_one();
+                built
             }
         };
         match built {
@@ -229,13 +250,22 @@ impl Provisioner {
     /// registrations racing for one email, the unique index lets one win,
     /// and of two racing for a server's last place, the second sees the
     /// first's row.
+    /// A shared-tier clinic takes the id of the spare schema it is given.
     async fn claim(
         &self,
-        id: ClinicId,
         clinic: &NewClinic,
         admin: Option<&FirstAdmin>,
-    ) -> Result<(Option<UserRecord>, servers::DbServer, Option<Pod>), ProvisionError> {
+    ) -> Result<
+        (
+            ClinicId,
+            Option<UserRecord>,
+            servers::DbServer,
+            Option<PodPlace>,
+        ),
+        ProvisionError,
+    > {
         loop {
+            let mut id = ClinicId::generate();
             let mut tx = self.databases.central.begin().await?;
             servers::lock_placements(&mut tx).await?;
             let server = servers::pick_for_new_clinic(&mut *tx)
@@ -244,7 +274,16 @@ impl Provisioner {
             let pod = match self.settings.default_tier {
                 Tier::Dedicated => None,
                 Tier::Shared => match pods::with_room(&mut tx, server.id).await? {
-                    Some(pod) => Some(pod),
+                    Some(pod) => {
+                        let spare = pods::take_spare(&mut tx, pod.id).await?;
+                        if let Some(spare) = spare {
+                            id = ClinicId(spare);
+                        }
+                        Some(PodPlace {
+                            pod,
+                            spare: spare.is_some(),
+                        })
+                    }
                     None => {
                         tx.rollback().await?;
                         self.add_pod(&server).await?;
@@ -259,7 +298,7 @@ impl Provisioner {
                 email: &clinic.email,
                 phone: clinic.phone.as_deref(),
                 country: &clinic.country,
-                pod_id: pod.as_ref().map(|pod| pod.id),
+                pod_id: pod.as_ref().map(|place| place.pod.id),
             };
             companies::insert_pending(&mut tx, &company)
                 .await
@@ -284,7 +323,7 @@ impl Provisioner {
                 None => None,
             };
             tx.commit().await.map_err(email_conflict)?;
-            return Ok((user, server, pod));
+            return Ok((id, user, server, pod));
         }
     }
 
@@ -309,14 +348,15 @@ impl Provisioner {
         Ok(())
     }
 
-    /// A shared-tier clinic: its roles, then its schema, laid out and given
-    /// its settings in one transaction in the pod.
+    /// A shared-tier clinic: its spare schema given its settings; or its
+    /// roles, then its schema, laid out and given its settings in one
+    /// transaction in the pod.
     async fn build_shared(
         &self,
         id: ClinicId,
         clinic: &NewClinic,
         server: &servers::DbServer,
-        pod: &Pod,
+        place: &PodPlace,
         made: &mut Made,
     ) -> Result<(), ProvisionError> {
         let _slot = self
@@ -324,29 +364,29 @@ impl Provisioner {
             .acquire()
             .await
             .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))?;
+        let pod = &place.pod;
         let roles = TenantRoles::of(id, &self.prefix);
         let schema = id.database_name(&self.prefix);
-        let on_server = self.admin_on_server(server);
-        let mut admin = on_server.connect().await?;
-        let created = ddl::create_shared_roles(&mut admin, &roles, &pod.db_user).await;
-        let _ = admin.close().await;
-        created?;
-        made.roles = true;
-        self.fail_if(FailAfter::RoleCreated)?;
-
-        let mut in_pod = ddl::admin_session(on_server.database(&pod.db_name))
-            .connect()
-            .await?;
-        let laid_out = async {
-            let mut tx = in_pod.begin().await?;
-            crate::tenancy::pods::lay_out_clinic(&mut tx, &roles, &schema).await?;
-            let version = fill(&mut tx, id, clinic).await?;
-            tx.commit().await?;
-            Ok::<_, ProvisionError>(version)
+        let in_pod = self.pod_admin(server, &pod.db_name);
+        if place.spare {
+            made.roles = true;
+            made.schema_in = Some(pod.db_name.clone());
+        } else {
+            let mut admin = self.admin_on_server(server).connect().await?;
+            let created = ddl::create_shared_roles(&mut admin, &roles, &pod.db_user).await;
+            let _ = admin.close().await;
+            created?;
+            made.roles = true;
         }
-        .await;
-        let _ = in_pod.close().await;
-        let version = laid_out?;
+        self.fail_if(FailAfter::RoleCreated)?;
+        let mut tx = in_pod.begin().await?;
+        if place.spare {
+            crate::tenancy::pods::enter_as_owner(&mut tx, &roles, &schema).await?;
+        } else {
+            crate::tenancy::pods::lay_out_clinic(&mut tx, &roles, &schema).await?;
+        }
+        let version = fill(&mut tx, id, clinic).await?;
+        tx.commit().await?;
         made.schema_in = Some(pod.db_name.clone());
         self.fail_if(FailAfter::DatabaseCreated)?;
         self.fail_if(FailAfter::Migrated)?;
@@ -366,6 +406,69 @@ impl Provisioner {
         };
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())
+    }
+
+    /// The admin's connections into a pod (a pool of two, kept).
+    fn pod_admin(&self, server: &servers::DbServer, pod: &str) -> sqlx::PgPool {
+        let mut pools = self.pod_admins.lock().expect("pod admin pools lock");
+        pools
+            .entry(pod.to_owned())
+            .or_insert_with(|| {
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .min_connections(0)
+                    .idle_timeout(Duration::from_secs(60))
+                    .connect_lazy_with(ddl::admin_session(
+                        self.admin_on_server(server).database(pod),
+                    ))
+            })
+            .clone()
+    }
+
+    /// Makes up every pod's spare schemas to `POD_SPARE_SCHEMAS`, one at a
+    /// time; returns how many were made. A failure is logged and ends the
+    /// round (the next provisioning tries again).
+    pub async fn replenish_spares(&self) -> Result<usize, sqlx::Error> {
+        let wanted = self.settings.pod_spare_schemas;
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let _building = self.spares_building.lock().await;
+        let mut made = 0;
+        for short in pods::short_of_spares(&self.databases.central, wanted).await? {
+            let on_server = self.databases.admin_on_server(&short.host, short.port);
+            let server = servers::DbServer {
+                id: Uuid::nil(),
+                host: short.host.clone(),
+                port: short.port,
+            };
+            let in_pod = self.pod_admin(&server, &short.pod.db_name);
+            let have = pods::spares_of(&self.databases.central, short.pod.id).await?;
+            for _ in have..i64::from(wanted) {
+                crate::tenancy::pods::make_spare(
+                    &self.databases.central,
+                    &on_server,
+                    &in_pod,
+                    &short.pod,
+                    &self.prefix,
+                )
+                .await?;
+                made += 1;
+            }
+        }
+        Ok(made)
+    }
+
+    /// `serve`'s task: [`replenish_spares`](Self::replenish_spares) at
+    /// start and after each shared clinic provisioned. (Other commands
+    /// leave the spares to the servers.)
+    pub async fn keep_spares(self) {
+        loop {
+            if let Err(error) = self.replenish_spares().await {
+                tracing::warn!(%error, "making spare clinic schemas failed; provisioning lays schemas out meanwhile");
+            }
+            self.spare_taken.notified().await;
+        }
     }
 
     async fn build(

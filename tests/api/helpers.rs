@@ -225,6 +225,9 @@ pub fn settings_for(prefix: &str) -> Settings {
         },
         provisioning: ProvisioningSettings {
             default_tier: test_tier(),
+            // One spare per pod: each shared registration after a pod's
+            // first takes a spare schema, and the suite stays light.
+            pod_spare_schemas: 1,
             ..ProvisioningSettings::default()
         },
         refresh_family_max_days: 30,
@@ -263,6 +266,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let state = build_state(&settings).await.expect("building the app");
     state.coherence.start();
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
+    tokio::spawn(state.provisioner.clone().keep_spares());
     TestApp {
         router: medicalpro::http::router(state.clone()),
         state,

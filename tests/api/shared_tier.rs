@@ -285,3 +285,42 @@ async fn operations_work_on_a_clinic_schema() {
     assert_eq!(served.status, StatusCode::OK);
     app.cleanup().await;
 }
+
+/// The spare schemas of the app's pods, polled until there are `count`
+/// (or ten seconds have passed).
+async fn spares_when(app: &TestApp, count: i64) -> Vec<Uuid> {
+    for _ in 0..200 {
+        let spares: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM pod_spares ORDER BY created_at")
+            .fetch_all(&app.state.databases.central)
+            .await
+            .unwrap();
+        if spares.len() as i64 >= count {
+            return spares;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the pod never had {count} spare schema(s)");
+}
+
+#[tokio::test]
+async fn a_new_shared_clinic_takes_a_spare_schema_laid_out_ahead() {
+    let app = shared_app(10).await;
+    let first = app.register_clinic("First").await;
+    let spare = spares_when(&app, 1).await[0];
+    assert_ne!(spare, first.id);
+    let second = app.register_clinic("Second").await;
+    assert_eq!(second.id, spare, "the new clinic took the spare and its id");
+    let patient = app.create_patient(&second.token, "Sara", "Spare").await;
+    let read = app
+        .get(&format!("/api/v1/patients/{patient}"), &second.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    let settings = app.get("/api/v1/clinic", &second.token).await;
+    assert_eq!(settings.data()["name"], "Second", "{}", settings.body);
+    let next = spares_when(&app, 1).await;
+    assert!(
+        !next.contains(&spare),
+        "the taken spare is gone from the list"
+    );
+    app.cleanup().await;
+}
