@@ -312,10 +312,11 @@ const COLUMNS: &str = "timezone, currency::text AS currency, locale, address_lin
     siret, vat_number, updated_at";
 
 pub async fn preferences(conn: &mut PgConnection) -> Result<Preferences, sqlx::Error> {
-    let row: PreferencesRow =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM clinic_settings WHERE id = 1"))
-            .fetch_one(conn)
-            .await?;
+    let row: PreferencesRow = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM clinic_settings WHERE id = 1"
+    ))
+    .fetch_one(conn)
+    .await?;
     Ok(row.into())
 }
 
@@ -423,9 +424,19 @@ mod tests {
 
     #[test]
     fn french_vat_numbers_carry_their_siren_and_key() {
-        assert_eq!(vat_number("fr 40 303265045".into()).unwrap(), "FR40303265045");
+        assert_eq!(
+            vat_number("fr 40 303265045".into()).unwrap(),
+            "FR40303265045"
+        );
         assert_eq!(vat_number("DE123456789".into()).unwrap(), "DE123456789");
-        for bad in ["FR41303265045", "FR4030326504", "F", "FR", "12345678901", "DE1"] {
+        for bad in [
+            "FR41303265045",
+            "FR4030326504",
+            "F",
+            "FR",
+            "12345678901",
+            "DE1",
+        ] {
             assert!(vat_number(bad.into()).is_err(), "{bad}");
         }
     }

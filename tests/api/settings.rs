@@ -185,7 +185,11 @@ async fn the_clinic_keeps_what_its_invoices_say_of_it_and_clears_it_on_null() {
         let response = app
             .patch("/api/v1/clinic/settings", &a.token, body.clone())
             .await;
-        assert!(response.status.is_client_error(), "{body}: {}", response.status);
+        assert!(
+            response.status.is_client_error(),
+            "{body}: {}",
+            response.status
+        );
         assert_ne!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
