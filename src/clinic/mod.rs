@@ -2,6 +2,7 @@
 //! function here takes a connection or transaction to one clinic database,
 //! handed over by the routing layer; none can choose a clinic itself.
 
+pub mod address;
 pub mod appointment_items;
 pub mod appointments;
 pub mod audit;

@@ -11,23 +11,13 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_list, like_pattern, list_statement, nir, Page};
+pub use super::address::{Address, AddressInput};
+use super::{address, fetch_list, like_pattern, list_statement, nir, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Nested, Patch};
 
 pub const GENDERS: &[&str] = &["male", "female", "other", "unknown"];
 pub const STATUSES: &[&str] = &["active", "inactive", "deceased"];
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Address {
-    pub line1: Option<String>,
-    pub line2: Option<String>,
-    pub city: Option<String>,
-    pub postal_code: Option<String>,
-    /// ISO 3166-1 alpha-2.
-    pub country: Option<String>,
-}
 
 /// A patient as the API returns it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -114,22 +104,6 @@ impl Creatable for PatientInput {
     const REQUIRED: &'static [&'static str] = &["firstName", "lastName"];
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AddressInput {
-    #[schema(schema_with = v::schema::text_or_null::<200>)]
-    pub line1: Option<String>,
-    #[schema(schema_with = v::schema::text_or_null::<200>)]
-    pub line2: Option<String>,
-    #[schema(schema_with = v::schema::text_or_null::<100>)]
-    pub city: Option<String>,
-    #[schema(schema_with = v::schema::text_or_null::<20>)]
-    pub postal_code: Option<String>,
-    /// ISO 3166-1 alpha-2.
-    #[schema(schema_with = v::schema::country_or_null)]
-    pub country: Option<String>,
-}
-
 impl PatientInput {
     /// The names of the fields this request sets or clears (for the audit
     /// trail: names only, never values).
@@ -188,7 +162,7 @@ impl PatientInput {
         let address = match self.address {
             Patch::Absent => current.address,
             Patch::Null => Address::default(),
-            Patch::Value(Nested(input)) => address(input, e),
+            Patch::Value(Nested(input)) => address::check(input, e),
         };
         let notes = self.notes.apply(current.notes, v::text(10_000), "notes", e);
         let status = self
@@ -239,16 +213,6 @@ fn national_id(raw: String, is_french: bool) -> Result<String, String> {
         nir::check(&raw)
     } else {
         v::text(40)(raw)
-    }
-}
-
-fn address(input: AddressInput, errors: &mut FieldErrors) -> Address {
-    Address {
-        line1: v::optional(input.line1, v::text(200), "address.line1", errors),
-        line2: v::optional(input.line2, v::text(200), "address.line2", errors),
-        city: v::optional(input.city, v::text(100), "address.city", errors),
-        postal_code: v::optional(input.postal_code, v::text(20), "address.postalCode", errors),
-        country: v::optional(input.country, v::country, "address.country", errors),
     }
 }
 

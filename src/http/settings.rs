@@ -1,6 +1,6 @@
 //! `/clinic`: the caller's clinic as the platform knows it (central) with
-//! its preferences (its own database); `/clinic/settings` changes the
-//! preferences (admins; `PUT` means the same). Every role of the clinic
+//! its settings (its own database); `/clinic/settings` changes the
+//! settings (admins; `PUT` means the same). Every role of the clinic
 //! may read.
 
 use axum::extract::State;
@@ -65,7 +65,8 @@ impl ClinicView {
     }
 }
 
-/// The caller's clinic: its central record and its preferences (timezone, currency, locale).
+/// The caller's clinic: its central record and its settings (timezone, currency, locale,
+/// postal address, SIRET, VAT number).
 #[utoipa::path(get, path = "/clinic", tag = "clinic", security(("bearer" = [])),
     responses((status = 200, body = ClinicView)))]
 async fn get_clinic(
@@ -78,8 +79,11 @@ async fn get_clinic(
     Ok(ok(view(&clinic, &state, preferences).await?))
 }
 
-/// Changes the given preferences: `timezone` (IANA, checked by the
-/// database), `currency` (ISO 4217), `locale` (`fr-FR`, `en`).
+/// Changes the given settings: `timezone` (IANA, checked by the
+/// database), `currency` (ISO 4217), `locale` (`fr-FR`, `en`), and what
+/// invoices print of the clinic: `address` (replaced as a whole), `siret`
+/// (14 digits, Luhn-checked), `vatNumber` (`FR` numbers checked against
+/// their SIREN); these three are cleared by `null`.
 #[utoipa::path(patch, path = "/clinic/settings", tag = "clinic", security(("bearer" = [])),
     request_body = PreferencesInput, responses((status = 200, body = ClinicView),
         (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]

@@ -239,10 +239,10 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
     let patient = app.create_patient(&clinic.token, "Olga", "Older").await;
     let database = app.clinic_database(clinic.id);
     let latest = medicalpro::migrations::latest_version(&medicalpro::migrations::CLINIC);
-    // The clinic as the previous release left it: no migration 8.
+    // The clinic as the previous release left it: no migration 9.
     let mut admin = app.admin_connection(&database).await;
     crate::hostile_tenant::as_previous_release(&mut admin).await;
-    assert_eq!(latest, 8, "the previous release is the one before 8");
+    assert_eq!(latest, 9, "the previous release is the one before 9");
     let fleet = Fleet::attach(&app.settings).await.unwrap();
     let dir = scratch_dir();
     let older = dir.join("older.dump");
@@ -282,13 +282,14 @@ async fn restores_migrate_older_backups_forward_and_refuse_newer_ones() {
         (latest - 1, latest)
     );
     let mut db = app.admin_connection(&database).await;
-    let indexes: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'patients_search_idx'",
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns
+          WHERE table_name = 'clinic_settings' AND column_name IN ('siret', 'vat_number')",
     )
     .fetch_one(&mut db)
     .await
     .unwrap();
-    assert_eq!(indexes, 1);
+    assert_eq!(columns, 2);
     db.close().await.unwrap();
     let recorded: i64 = sqlx::query_scalar("SELECT schema_version FROM companies WHERE id = $1")
         .bind(clinic.id)

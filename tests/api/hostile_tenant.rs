@@ -88,22 +88,27 @@ async fn assert_refused(conn: &mut PgConnection, statements: impl IntoIterator<I
 /// previous release: without migration 8's search index (nor the extension
 /// it brought), nor its ledger row.
 pub async fn as_previous_release(admin_in_clinic: &mut PgConnection) {
-    sqlx::raw_sql(
-        "DROP INDEX patients_search_idx;
-         DROP EXTENSION pg_trgm;
-         DELETE FROM _sqlx_migrations WHERE version = 8;",
-    )
-    .execute(&mut *admin_in_clinic)
-    .await
-    .unwrap();
+    sqlx::raw_sql(UNDO_9)
+        .execute(&mut *admin_in_clinic)
+        .await
+        .unwrap();
 }
+
+/// Undoes clinic migration 9 (the clinic's address, SIRET and VAT number).
+pub const UNDO_9: &str = "ALTER TABLE clinic_settings DROP COLUMN address_line1,
+         DROP COLUMN address_line2, DROP COLUMN address_city, DROP COLUMN address_postal_code,
+         DROP COLUMN address_country, DROP COLUMN siret, DROP COLUMN vat_number;
+     DELETE FROM _sqlx_migrations WHERE version = 9;";
 
 /// Takes a clinic database (as the admin) back to the schema of the release
 /// before the previous one: also without migration 7's invariants.
 pub async fn as_release_before_invariants(admin_in_clinic: &mut PgConnection) {
     as_previous_release(admin_in_clinic).await;
     sqlx::raw_sql(
-        "DROP TRIGGER documents_issued_frozen ON documents;
+        "DROP INDEX patients_search_idx;
+         DROP EXTENSION pg_trgm;
+         DELETE FROM _sqlx_migrations WHERE version = 8;
+         DROP TRIGGER documents_issued_frozen ON documents;
          DROP TRIGGER document_items_issued_frozen ON document_items;
          DROP TRIGGER document_counters_forward ON document_counters;
          DROP FUNCTION documents_issued_frozen(), document_items_issued_frozen(),
@@ -727,7 +732,7 @@ async fn migrate_takes_an_earlier_layout_from_the_login_role() {
         .await
         .unwrap();
     assert_eq!(report.failures().count(), 0, "{:?}", report.clinics);
-    assert_eq!(report.clinics[0].applied, [7, 8]);
+    assert_eq!(report.clinics[0].applied, [7, 8, 9]);
 
     let planted: Vec<String> = sqlx::query_scalar(
         "SELECT proname::text FROM pg_proc WHERE proname IN ('unnest', 'spy')

@@ -129,3 +129,81 @@ async fn only_admins_change_the_settings() {
     assert_eq!(unchanged.data()["settings"]["currency"], "EUR");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_clinic_keeps_what_its_invoices_say_of_it_and_clears_it_on_null() {
+    let app = spawn_app().await;
+    let a = app.register_clinic("Legal Alpha").await;
+    let b = app.register_clinic("Legal Beta").await;
+    let fresh = app.get("/api/v1/clinic", &a.token).await;
+    assert_eq!(fresh.data()["settings"]["siret"], json!(null));
+    assert_eq!(fresh.data()["settings"]["address"]["city"], json!(null));
+    let changed = app
+        .patch(
+            "/api/v1/clinic/settings",
+            &a.token,
+            json!({
+                "address": {"line1": " 12 rue Pasteur ", "postalCode": "75015", "city": "Paris", "country": "fr"},
+                "siret": "732 829 320 00074",
+                "vatNumber": "fr40 303265045",
+            }),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let read = app.get("/api/v1/clinic", &a.token).await;
+    let settings = &read.data()["settings"];
+    assert_eq!(settings["address"]["line1"], "12 rue Pasteur");
+    assert_eq!(settings["address"]["postalCode"], "75015");
+    assert_eq!(settings["address"]["country"], "FR");
+    assert_eq!(settings["siret"], "73282932000074");
+    assert_eq!(settings["vatNumber"], "FR40303265045");
+    assert_eq!(settings["timezone"], "Europe/Paris");
+    let other = app.get("/api/v1/clinic", &b.token).await;
+    assert_eq!(other.data()["settings"]["siret"], json!(null));
+
+    let refused = app
+        .patch(
+            "/api/v1/clinic/settings",
+            &a.token,
+            json!({
+                "address": {"line1": "x".repeat(201), "country": "France"},
+                "siret": "73282932000075",
+                "vatNumber": "FR41303265045",
+            }),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.detail_fields(),
+        ["address.line1", "address.country", "siret", "vatNumber"]
+    );
+    for body in [
+        json!({"address": ["12 rue Pasteur"]}),
+        json!({"address": {"street": "12 rue Pasteur"}}),
+        json!({"siret": 73282932000074_i64}),
+    ] {
+        let response = app
+            .patch("/api/v1/clinic/settings", &a.token, body.clone())
+            .await;
+        assert!(
+            response.status.is_client_error(),
+            "{body}: {}",
+            response.status
+        );
+        assert_ne!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    let cleared = app
+        .patch(
+            "/api/v1/clinic/settings",
+            &a.token,
+            json!({"address": null, "siret": null, "vatNumber": null}),
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
+    let settings = &cleared.data()["settings"];
+    assert_eq!(settings["address"]["line1"], json!(null));
+    assert_eq!(settings["siret"], json!(null));
+    assert_eq!(settings["vatNumber"], json!(null));
+    app.cleanup().await;
+}

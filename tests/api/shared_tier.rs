@@ -231,12 +231,10 @@ async fn operations_work_on_a_clinic_schema() {
 
     // `migrate` brings one schema forward and leaves the others alone.
     let mut db = app.clinic_admin(behind.id).await;
-    sqlx::raw_sql(&format!(
-        "DROP INDEX patients_search_idx; DELETE FROM _sqlx_migrations WHERE version = {latest};"
-    ))
-    .execute(&mut db)
-    .await
-    .unwrap();
+    sqlx::raw_sql(crate::hostile_tenant::UNDO_9)
+        .execute(&mut db)
+        .await
+        .unwrap();
     let migrated = medicalpro(&app, &["migrate"]);
     let stdout = String::from_utf8_lossy(&migrated.stdout);
     assert!(migrated.status.success(), "{stdout}");
@@ -245,18 +243,18 @@ async fn operations_work_on_a_clinic_schema() {
         "{stdout}"
     );
     assert!(!stdout.contains(&other.id.to_string()), "{stdout}");
-    let index: bool = sqlx::query_scalar("SELECT to_regclass('patients_search_idx') IS NOT NULL")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert!(index, "the migration ran in the clinic's schema");
+    let column: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                         WHERE table_schema = current_schema() AND table_name = 'clinic_settings'
+                           AND column_name = 'siret')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(column, "the migration ran in the clinic's schema");
     let _ = db.close().await;
     let search = app.get("/api/v1/patients?search=migr", &behind.token).await;
-    assert!(
-        search.body.to_string().contains(&patient),
-        "{}",
-        search.body
-    );
+    assert!(search.body.to_string().contains(&patient), "{}", search.body);
 
     // The audit chain verifies per schema; `doctor` finds nothing wrong.
     let verified = medicalpro(

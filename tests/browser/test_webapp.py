@@ -1,11 +1,17 @@
 """The staff web app in Chromium, against a real `medicalpro serve`.
 
-Usage: test_webapp.py BASE_URL. A new user registers a clinic, adds a
-practitioner, a secretary and a patient, books two appointments (the second
-overlaps: the refusal is shown on the slot), moves the first, issues an
-invoice, adds acts to the first appointment, lengthens it (an overlap is
-refused, a fitting length spans its slots) and makes a quote of its acts and cancels it (the credit note appears), downloads the GDPR
-export; the secretary cannot reach medical records. Every screen is saved
+Usage: test_webapp.py BASE_URL. A new user registers a clinic (the API's
+422 shown in French under the field), adds a practitioner, a secretary and
+a patient, fills the clinic's address and SIRET, creates a catalogue item
+and a category and assigns it, books two appointments (the second
+overlaps: the refusal is shown on the slot), moves the first, drags it to
+another slot and another practitioner's column, stretches it by its bottom
+edge (an overlapping drop is refused on the slot), issues an invoice whose
+printable view names the clinic's address and SIRET, adds acts to the
+first appointment, lengthens it (an overlap is refused, a fitting length
+spans its slots) and makes a quote of its acts and cancels it (the credit
+note appears), downloads the GDPR export; the secretary cannot reach
+medical records. Every screen is saved
 to tests/browser/screenshots/. Prints the agenda's first load time and the
 gzipped size of the app's assets.
 """
@@ -72,7 +78,7 @@ def main():
         page.get_by_label("E-mail").fill(EMAIL)
         page.get_by_label(re.compile("Mot de passe")).fill("short")
         page.get_by_role("button", name="Créer le cabinet").click()
-        expect(page.locator("#register-form .field-error:not(:empty)")).to_have_text("must be at least 8 characters")
+        expect(page.locator("#register-form .field-error:not(:empty)")).to_have_text("Au moins 8 caractères.")
         shot(page, "register-field-error")
         page.get_by_label(re.compile("Mot de passe")).fill(PASSWORD)
         page.get_by_role("button", name="Créer le cabinet").click()
@@ -93,8 +99,18 @@ def main():
         form.get_by_label("Prénom").fill("Louis")
         form.get_by_label("Spécialité").fill("Médecine générale")
         form.get_by_role("button", name="Créer").click()
-        expect(page.get_by_role("cell", name="Louis Pasteur")).to_be_visible()
+        expect(page.get_by_role("cell", name="Louis Pasteur", exact=True)).to_be_visible()
         shot(page, "admin-practitioners")
+        # A second practitioner, edited, for the clinic-wide day's columns.
+        form.get_by_label("Nom", exact=True).fill("Curie")
+        form.get_by_label("Prénom").fill("Marie")
+        form.get_by_role("button", name="Créer").click()
+        page.get_by_role("button", name="Modifier Marie Curie").click()
+        expect(page.locator("#practitioners-form h2")).to_contain_text("Modifier le praticien")
+        form.get_by_label("Spécialité").fill("Pédiatrie")
+        form.get_by_role("button", name="Enregistrer").click()
+        expect(page.get_by_role("cell", name="Pédiatrie", exact=True)).to_be_visible()
+        shot(page, "admin-practitioner-edited")
         page.get_by_role("link", name="Équipe").click()
         form = page.locator("#users-form")
         form.get_by_label("Nom", exact=True).fill("Durand")
@@ -103,21 +119,72 @@ def main():
         form.get_by_label("Mot de passe").fill(PASSWORD)
         form.get_by_label("Rôle").select_option("secretary")
         form.get_by_role("button", name="Créer").click()
-        expect(page.get_by_role("cell", name=SECRETARY)).to_be_visible()
+        expect(page.get_by_role("cell", name=SECRETARY, exact=True)).to_be_visible()
         shot(page, "admin-staff")
-        for tab in ["Réglages", "Catalogue", "Modèles de consentement"]:
-            page.get_by_role("link", name=tab).click()
-            page.wait_for_timeout(300)
-            if tab == "Catalogue":
-                catalogue = page.locator("#products-services-form")
-                catalogue.get_by_label("Nom", exact=True).fill("Consultation G")
-                catalogue.get_by_label("Prix HT (€)").fill("30")
-                catalogue.get_by_role("button", name="Créer").click()
-                expect(page.get_by_role("cell", name="Consultation G")).to_be_visible()
+        # Settings: a wrong SIRET is said in French under its field, then
+        # the clinic's address and SIRET are kept.
+        page.get_by_role("link", name="Réglages").click()
+        settings = page.locator("#settings-form")
+        settings.get_by_label("Adresse", exact=True).fill("12 rue Pasteur")
+        settings.get_by_label("Code postal").fill("75015")
+        settings.get_by_label("Ville").fill("Paris")
+        settings.get_by_label("SIRET").fill("732 829 320 00075")
+        settings.get_by_role("button", name="Enregistrer").click()
+        expect(page.locator("#settings-form [name=siret] ~ .field-error")).to_contain_text("SIRET invalide")
+        shot(page, "admin-settings-field-error")
+        settings.get_by_label("SIRET").fill("732 829 320 00074")
+        settings.get_by_role("button", name="Enregistrer").click()
+        expect(settings.get_by_text("Enregistré.")).to_be_visible()
+        shot(page, "admin-settings")
+
+        # Catalogue and categories end to end: a category made, an item
+        # made, the category assigned to it, renamed; the item deactivated.
+        page.get_by_role("link", name="Catégories").click()
+        categories = page.locator("#categories-form")
+        categories.get_by_label("Nom", exact=True).fill("Consultations")
+        categories.get_by_role("button", name="Créer").click()
+        expect(page.get_by_role("cell", name="Consultations", exact=True)).to_be_visible()
+        page.get_by_role("link", name="Catalogue").click()
+        catalogue = page.locator("#products-services-form")
+        catalogue.get_by_label("Nom", exact=True).fill("Consultation G")
+        catalogue.get_by_label("Prix HT (€)").fill("30")
+        catalogue.get_by_role("button", name="Créer").click()
+        expect(page.get_by_role("cell", name="Consultation G", exact=True)).to_be_visible()
+        catalogue.get_by_label("Nom", exact=True).fill("Vaccin")
+        catalogue.get_by_label("Prix HT (€)").fill("-1")
+        catalogue.get_by_role("button", name="Créer").click()
+        expect(page.locator("#products-services-form [name=unitPriceCents] ~ .field-error")).to_have_text("Montant invalide (positif ou nul).")
+        catalogue.get_by_label("Prix HT (€)").fill("12")
+        catalogue.get_by_role("button", name="Créer").click()
+        expect(page.get_by_role("cell", name="Vaccin", exact=True)).to_be_visible()
+        page.get_by_role("button", name="Modifier Consultation G").click()
+        catalogue.get_by_label("Consultations").check()
+        catalogue.get_by_label("Code").fill("CG")
+        catalogue.get_by_role("button", name="Enregistrer").click()
+        row = page.locator("#admin-catalogue tr").filter(has_text="Consultation G")
+        expect(row).to_contain_text("Consultations")
+        expect(row).to_contain_text("CG")
+        page.get_by_role("button", name="Désactiver Vaccin").click()
+        expect(page.locator("#admin-catalogue tr").filter(has_text="Vaccin")).to_contain_text("Inactif")
+        shot(page, "admin-catalogue")
+        page.get_by_role("link", name="Catégories").click()
+        page.get_by_role("button", name="Modifier Consultations").click()
+        categories.get_by_label("Nom", exact=True).fill("Consultations générales")
+        categories.get_by_role("button", name="Enregistrer").click()
+        expect(page.get_by_role("cell", name="Consultations générales", exact=True)).to_be_visible()
+        shot(page, "admin-categories")
+        page.get_by_role("link", name="Catalogue").click()
+        expect(page.locator("#admin-catalogue tr").filter(has_text="Consultation G")).to_contain_text("Consultations générales")
+        page.get_by_role("link", name="Modèles de consentement").click()
         page.locator("#consent-templates-form").get_by_label("Titre").fill("Soins courants")
         page.locator("#consent-templates-form").get_by_label("Texte").fill("J'accepte les soins.")
         page.locator("#consent-templates-form").get_by_role("button", name="Créer").click()
-        expect(page.get_by_role("cell", name="Soins courants")).to_be_visible()
+        expect(page.get_by_role("cell", name="Soins courants", exact=True)).to_be_visible()
+        page.get_by_role("button", name="Modifier Soins courants").click()
+        page.locator("#consent-templates-form").get_by_label("Texte").fill("J'accepte les soins courants.")
+        page.locator("#consent-templates-form").get_by_role("button", name="Enregistrer").click()
+        expect(page.get_by_role("cell", name="v1", exact=True)).to_be_visible()
+        shot(page, "admin-templates")
 
         # Patient: the API's 422 shown next to its field, then created.
         page.get_by_role("link", name="Patients", exact=True).click()
@@ -174,6 +241,7 @@ def main():
         wall_ms = (time.monotonic() - started) * 1000
         mark_ms = page.evaluate("performance.getEntriesByName('agenda-rendered')[0].startTime")
         shot(page, "agenda-day-empty")
+        page.locator("#agenda-practitioner").select_option(label="Louis Pasteur")
 
         # Book 09:00, then an overlapping 09:00: refused on the slot.
         def book(slot_time, name="Dupont"):
@@ -202,6 +270,51 @@ def main():
         page.get_by_role("button", name="Confirmer").click()
         expect(page.locator(".appt .appt-status")).to_have_text("Confirmé")
         shot(page, "agenda-moved-confirmed")
+
+        # Drag it from 10:30 to 14:00, then to Marie Curie's column at 15:00.
+        def cell(slot_time, column=0):
+            return page.locator(f"button.free[data-slot$='T{slot_time}']").nth(column).locator("xpath=..")
+
+        page.locator("#agenda-practitioner").select_option("")
+        columns = page.locator(".col-head")
+        expect(columns).to_have_count(2)
+        curie = [columns.nth(i).inner_text() for i in range(2)].index("Marie Curie")
+        pasteur = 1 - curie
+        page.locator(".appt").first.drag_to(cell("14:00", pasteur))
+        expect(cell("14:00", pasteur).locator(".appt")).to_have_count(1)
+        expect(page.locator(".appt .appt-time")).to_have_text("14:00–14:30")
+        page.locator(".appt").first.drag_to(cell("15:00", curie))
+        expect(cell("15:00", curie).locator(".appt")).to_have_count(1)
+        expect(page.locator("#move-form select option:checked")).to_have_text("Marie Curie")
+        shot(page, "agenda-dragged-to-another-practitioner")
+        # Stretch it by its bottom edge to 16:00 (two slots more).
+        page.locator(".appt .resize-handle").drag_to(cell("15:30", curie))
+        expect(page.locator("#appt-length")).to_have_text("Durée : 60 min")
+        expect(cell("15:30", curie).locator(".appt-cont")).to_have_count(1)
+        shot(page, "agenda-drag-resized")
+        # A second appointment at 16:30 with her; stretching the first over it is refused on the slot.
+        page.locator("#agenda-practitioner").select_option(label="Marie Curie")
+        book("16:30")
+        expect(page.locator(".appt")).to_have_count(2)
+        page.locator(".appt-cont .resize-handle").drag_to(cell("16:30"))
+        expect(cell("16:30").locator(".slot-error")).to_contain_text("chevauche")
+        shot(page, "agenda-drag-overlap-refused")
+        # And dropping the first onto it is refused too; both stay.
+        page.locator(".appt").first.drag_to(cell("16:30"))
+        expect(cell("16:30").locator(".slot-error")).to_contain_text("Créneau déjà pris")
+        expect(page.locator(".appt .appt-time").first).to_have_text("15:00–16:00")
+        # Back to 10:30 with Louis Pasteur by the keyboard path (the panel's fields).
+        page.locator(".appt").first.click()
+        page.locator("#move-form input").fill(page.locator("#move-form input").input_value()[:11] + "10:30")
+        page.locator("#move-form select").select_option(label="Louis Pasteur")
+        page.get_by_role("button", name="Déplacer", exact=True).click()
+        expect(page.locator(".appt")).to_have_count(1)
+        page.locator("#agenda-practitioner").select_option(label="Louis Pasteur")
+        page.locator(".appt").first.click()
+        page.locator("#resize-form input").fill("30")
+        page.get_by_role("button", name="Changer la durée").click()
+        expect(page.locator("#appt-length")).to_have_text("Durée : 30 min")
+        expect(page.locator(".appt .appt-time")).to_have_text("10:30–11:00")
         page.locator("#agenda-view").select_option("week")
         expect(page.locator(".col-head")).to_have_count(6)
         shot(page, "agenda-week")
@@ -223,6 +336,9 @@ def main():
         page.get_by_role("link", name="Version imprimable").click()
         expect(page.locator("#printable-sheet")).to_contain_text("261-4-1°")
         expect(page.locator("#printable-sheet")).to_contain_text("Cabinet Pasteur")
+        expect(page.locator("#sheet-seller address")).to_contain_text("12 rue Pasteur")
+        expect(page.locator("#sheet-seller address")).to_contain_text("75015 Paris")
+        expect(page.locator("#sheet-seller")).to_contain_text("SIRET : 732 829 320 00074")
         shot(page, "invoice-printable")
         page.get_by_role("link", name=re.compile("Retour")).click()
         page.once("dialog", lambda d: d.accept())
@@ -294,7 +410,7 @@ def main():
         page.get_by_role("button", name="Créer un devis avec ces actes").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("Devis Brouillon")
         expect(page.locator("#doc-total")).to_contain_text("60,00")
-        expect(page.get_by_role("cell", name="Consultation G")).to_be_visible()
+        expect(page.get_by_role("cell", name="Consultation G", exact=True)).to_be_visible()
         shot(page, "quote-from-appointment")
 
         # GDPR: the export downloads as a file; erasure is refused, explained.

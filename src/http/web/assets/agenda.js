@@ -2,7 +2,11 @@
 // Pick a free slot to book; pick an appointment to confirm, cancel, mark a
 // no-show, move it or change its length (it spans the slots it covers), list
 // its acts from the catalogue, add or remove one, and make a quote of them.
-// A refused booking, move or length (409: overlap) is said in words.
+// With the pointer, an appointment is dragged to another slot (or another
+// practitioner's column) and its bottom edge dragged to change its length,
+// snapped to the slots; the panel's fields do both from the keyboard.
+// A refused booking, move or length (409: overlap) is said in words, on the
+// slot where it was asked.
 // Times are the clinic's (its timezone from GET /clinic), not the browser's.
 
 import { get, post, patch, del, qs } from './api.js';
@@ -113,14 +117,15 @@ export async function render(main) {
         const s = new Date(a.startAt);
         return s >= start && s < end && (!c.practitioner || a.practitionerId === c.practitioner.id);
       });
-      const cell = h('div', { class: 'slot' },
+      const cell = h('div', { class: 'slot', 'data-start': start.toISOString(), 'data-col': columns.indexOf(c) },
         here.map((a) => h('button', {
-          type: 'button', class: `appt ${color.get(a.practitionerId) || ''} st-${a.status}`,
+          type: 'button', class: `appt ${color.get(a.practitionerId) || ''} st-${a.status}`, 'data-appt': a.id,
           onclick: () => showAppointment(a),
         }, h('span', { class: 'appt-time' }, `${fmtTime(new Date(a.startAt))}–${fmtTime(new Date(a.endAt))}`),
         ` ${patientNames.get(a.patientId) || ''}`,
         c.practitioner ? null : h('span', { class: 'appt-pr' }, prName.get(a.practitionerId)),
-        h('span', { class: 'appt-status' }, t(`astatus.${a.status}`)))));
+        h('span', { class: 'appt-status' }, t(`astatus.${a.status}`)),
+        new Date(a.endAt) <= end ? edge(a) : null)));
       // The slots an appointment started earlier still covers.
       for (const a of appts) {
         const s = new Date(a.startAt);
@@ -129,7 +134,7 @@ export async function render(main) {
           cell.append(h('div', {
             class: `appt-cont ${color.get(a.practitionerId) || ''} st-${a.status}`, 'data-appt': a.id,
             title: `${fmtTime(s)}–${fmtTime(e)} ${patientNames.get(a.patientId) || ''}`,
-          }));
+          }, e <= end ? edge(a) : null));
         }
       }
       if (can('write')) {
@@ -142,6 +147,7 @@ export async function render(main) {
       grid.append(cell);
     }
   }
+  if (can('write')) grid.addEventListener('pointerdown', grab);
   const again = reopen && appts.find((a) => a.id === reopen);
   reopen = null;
   if (again) showAppointment(again); else clear(panel, h('p', { class: 'muted' }, can('write') ? t('agenda.hint') : ''));
@@ -150,6 +156,82 @@ export async function render(main) {
   function done() {
     performance.mark('agenda-rendered');
     document.body.setAttribute('data-ready', 'agenda');
+  }
+
+  function live(a) { return !['cancelled', 'completed', 'no_show'].includes(a.status); }
+
+  /** The bottom edge of an appointment's last slot: dragged, it changes the length. */
+  function edge(a) {
+    return can('write') && live(a) ? h('span', { class: 'resize-handle', 'aria-hidden': 'true', title: t('agenda.resizeHandle') }) : null;
+  }
+
+  // Dragging: a press on an appointment that travels a few pixels becomes a
+  // move (or, from its bottom edge, a resize); the slot under the pointer at
+  // release is the target. A press that does not travel stays a click.
+  function grab(event) {
+    const piece = event.button === 0 && event.target.closest('[data-appt]');
+    const a = piece && appts.find((x) => x.id === piece.dataset.appt);
+    if (!a || !live(a)) return;
+    const from = piece.closest('.slot');
+    const first = grid.querySelector(`.appt[data-appt="${a.id}"]`);
+    const drag = {
+      a, resize: !!event.target.closest('.resize-handle'), x: event.clientX, y: event.clientY, started: false,
+      // Whole slots between the appointment's first slot and the one grabbed.
+      offset: first ? Math.round((new Date(from.dataset.start) - new Date(first.closest('.slot').dataset.start)) / (SLOT_MINUTES * 60000)) : 0,
+      col: first ? first.closest('.slot').dataset.col : from.dataset.col,
+      target: null,
+    };
+    const target = (e) => {
+      const cell = document.elementFromPoint(e.clientX, e.clientY);
+      const slot = cell && cell.closest('.slot');
+      return slot && grid.contains(slot) && (!drag.resize || slot.dataset.col === drag.col) ? slot : null;
+    };
+    const move = (e) => {
+      if (!drag.started && Math.hypot(e.clientX - drag.x, e.clientY - drag.y) < 6) return;
+      drag.started = true;
+      grid.classList.add(drag.resize ? 'resizing' : 'dragging');
+      const slot = target(e);
+      if (slot !== drag.target) {
+        if (drag.target) drag.target.classList.remove('drop-target');
+        if (slot) slot.classList.add('drop-target');
+        drag.target = slot;
+      }
+    };
+    const up = (e) => {
+      removeEventListener('pointermove', move);
+      removeEventListener('pointerup', up);
+      removeEventListener('pointercancel', cancel);
+      grid.classList.remove('dragging', 'resizing');
+      if (drag.target) drag.target.classList.remove('drop-target');
+      if (!drag.started) return;
+      // The click that follows a drag is not a pick.
+      const swallow = (c) => { c.stopPropagation(); c.preventDefault(); };
+      grid.addEventListener('click', swallow, { capture: true, once: true });
+      setTimeout(() => grid.removeEventListener('click', swallow, { capture: true }));
+      const slot = target(e);
+      if (slot) dropped(drag, slot);
+    };
+    const cancel = () => { drag.started = false; up({}); };
+    addEventListener('pointermove', move);
+    addEventListener('pointerup', up);
+    addEventListener('pointercancel', cancel);
+  }
+
+  async function dropped({ a, resize, offset }, slot) {
+    const slotStart = new Date(slot.dataset.start);
+    const column = columns[Number(slot.dataset.col)];
+    const practitionerId = column.practitioner && !resize ? column.practitioner.id : a.practitionerId;
+    let r;
+    if (resize) {
+      const endAt = new Date(slotStart.getTime() + SLOT_MINUTES * 60000);
+      if (endAt <= new Date(a.startAt) || endAt.getTime() === new Date(a.endAt).getTime()) return;
+      r = await patch(`/appointments/${a.id}`, { endAt: endAt.toISOString() });
+    } else {
+      const start = new Date(slotStart.getTime() - offset * SLOT_MINUTES * 60000);
+      if (start.getTime() === new Date(a.startAt).getTime() && practitionerId === a.practitionerId) return;
+      r = await move(a, start, practitionerId);
+    }
+    if (r.ok) { reopen = a.id; render(main); } else slotError(slot, r, practitionerId);
   }
 
   function slotError(cell, r, practitionerId) {
@@ -203,12 +285,14 @@ export async function render(main) {
       if (r.ok) render(main); else clear(error, banner(explain(r)));
     };
     const when = input({ type: 'datetime-local', value: localInput(new Date(a.startAt)), step: 300 });
+    const who = select(practitioners.map((p) => [p.id, prName.get(p.id)]), { value: a.practitionerId });
     const moveForm = h('form', { id: 'move-form', class: 'inline-form' },
-      field(t('agenda.moveTo'), when, 'startAt'), h('button', { type: 'submit' }, t('agenda.move')));
+      field(t('agenda.moveTo'), when, 'startAt'), field(t('agenda.practitioner'), who, 'practitionerId'),
+      h('button', { type: 'submit' }, t('agenda.move')));
     moveForm.addEventListener('submit', async (event) => {
       event.preventDefault();
-      const r = await move(a, fromInput(when.value));
-      if (r.ok) { reopen = a.id; render(main); } else clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) }) : explain(r)));
+      const r = await move(a, fromInput(when.value), who.value);
+      if (r.ok) { reopen = a.id; render(main); } else clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(who.value) }) : explain(r)));
     });
     const minutes = Math.round((new Date(a.endAt) - new Date(a.startAt)) / 60000);
     const length = input({ type: 'number', min: 5, max: 720, step: 5, value: String(minutes) });
@@ -222,7 +306,6 @@ export async function render(main) {
       if (r.ok) { reopen = a.id; render(main); return; }
       clear(error, banner(r.status === 409 ? t('agenda.overlap', { who: prName.get(a.practitionerId) || '' }) : explain(r)));
     });
-    const live = !['cancelled', 'completed', 'no_show'].includes(a.status);
     const items = h('section', { id: 'appt-items', class: 'appt-items' }, h('h3', {}, t('items.title')), h('p', { class: 'muted' }, t('common.loading')));
     clear(panel,
       h('h2', {}, patientNames.get(a.patientId) || ''),
@@ -232,7 +315,7 @@ export async function render(main) {
       a.reason ? h('p', {}, a.reason) : null,
       h('p', {}, h('a', { href: `#/patients/${a.patientId}` }, t('patients.title'))),
       error,
-      can('write') && live ? [
+      can('write') && live(a) ? [
         h('div', { class: 'actions' },
           a.status === 'scheduled' ? h('button', { type: 'button', onclick: setStatus('confirmed') }, t('agenda.confirm')) : null,
           h('button', { type: 'button', onclick: setStatus('completed') }, t('agenda.complete')),
@@ -300,14 +383,18 @@ export async function render(main) {
     return catalogueRows;
   }
 
-  function move(a, start) {
+  /** Moves `a` to `start`, keeping its length, and to `practitionerId` when it differs. */
+  function move(a, start, practitionerId = a.practitionerId) {
     const length = new Date(a.endAt) - new Date(a.startAt);
-    return patch(`/appointments/${a.id}`, { startAt: start.toISOString(), endAt: new Date(start.getTime() + length).toISOString() });
+    const body = { startAt: start.toISOString(), endAt: new Date(start.getTime() + length).toISOString() };
+    if (practitionerId !== a.practitionerId) body.practitionerId = practitionerId;
+    return patch(`/appointments/${a.id}`, body);
   }
 
   async function moveTo(a, start, practitioner, cell) {
     moving = null;
-    const r = await move(a, start);
-    if (r.ok) render(main); else slotError(cell, r, a.practitionerId);
+    const practitionerId = practitioner ? practitioner.id : a.practitionerId;
+    const r = await move(a, start, practitionerId);
+    if (r.ok) render(main); else slotError(cell, r, practitionerId);
   }
 }

@@ -1,8 +1,8 @@
 // Sign in and sign up.
 
 import { login, register } from './api.js';
-import { t, explain } from './i18n.js';
-import { h, field, input, banner, showFieldErrors, formValues } from './dom.js';
+import { t } from './i18n.js';
+import { h, field, input, banner, refusal, formValues } from './dom.js';
 
 function frame(title, ctx, form, switchTo) {
   return h('div', { class: 'auth' },
@@ -23,8 +23,7 @@ async function submitting(form, work) {
 
 function showError(form, r) {
   const slot = form.querySelector('.form-error');
-  const rest = r.error.code === 'validation_failed' ? showFieldErrors(form, r.error.details) : [];
-  slot.replaceChildren(banner([explain(r), ...rest.map((d) => ` ${d.field}: ${d.message}`)].join('')));
+  slot.replaceChildren(refusal(form, r));
 }
 
 export function loginView(ctx) {

@@ -4,7 +4,7 @@
 
 import { get, post, patch, del, qs } from './api.js';
 import { t, explain, fmtDate, fmtMoney } from './i18n.js';
-import { h, clear, field, input, select, banner, showFieldErrors } from './dom.js';
+import { h, clear, field, input, select, banner, refusal } from './dom.js';
 import { can } from './main.js';
 import { patientPicker } from './patients.js';
 
@@ -94,8 +94,7 @@ async function newDocument(onCancel) {
     }));
     const r = await post('/documents', { documentType: type.value, patientId: patient.id, items });
     if (r.ok) { location.hash = `#/documents/${r.data.id}`; return; }
-    const rest = r.error.code === 'validation_failed' ? showFieldErrors(form, r.error.details) : [];
-    clear(error, banner([explain(r), ...rest.map((d) => ` ${d.field}: ${d.message}`)].join('')));
+    clear(error, refusal(form, r));
   });
   return form;
 }
@@ -155,6 +154,22 @@ async function detail(main, id) {
         d.number ? h('a', { href: `#/documents/${id}/print`, class: 'button', id: 'printable' }, t('doc.printable')) : null)));
 }
 
+/** The clinic as its invoices must name it: name, postal address, SIRET and
+ * VAT number (from its settings; what is missing is said), email, phone. */
+function seller(c) {
+  const s = c.settings || {};
+  const a = s.address || {};
+  const street = [a.line1, a.line2].filter(Boolean);
+  const town = [a.postalCode, a.city].filter(Boolean).join(' ');
+  const lines = street.length || town ? [...street, town, a.country && a.country !== c.country ? a.country : null]
+    : [t('legal.missing', { what: t('legal.address') })];
+  return h('div', { id: 'sheet-seller' }, h('p', { class: 'muted' }, t('legal.seller')), h('strong', {}, c.name || ''),
+    h('address', {}, lines.filter(Boolean).map((line) => [line, h('br')])),
+    h('p', { class: 'sheet-ids' }, [c.email, c.phone].filter(Boolean).map((x) => [x, h('br')]),
+      s.siret ? t('legal.siret', { siret: s.siret.replace(/^(\d{3})(\d{3})(\d{3})(\d{5})$/, '$1 $2 $3 $4') }) : t('legal.missing', { what: t('s.siret') }), h('br'),
+      s.vatNumber ? t('legal.vatNumber', { vat: s.vatNumber }) : null));
+}
+
 async function printable(main, id) {
   const [r, clinic] = await Promise.all([get(`/documents/${id}`), get('/clinic')]);
   if (!r.ok) { clear(main, banner(explain(r))); return; }
@@ -171,7 +186,7 @@ async function printable(main, id) {
       h('button', { type: 'button', class: 'primary', onclick: () => print() }, t('common.print'))),
     h('article', { class: 'sheet', id: 'printable-sheet' },
       h('header', { class: 'sheet-head' },
-        h('div', {}, h('p', { class: 'muted' }, t('legal.seller')), h('strong', {}, c.name || ''), h('br'), c.email || '', h('br'), c.phone || '', h('br'), t('legal.siret')),
+        seller(c),
         h('div', { class: 'right' }, h('h1', {}, `${t(`dtype.${d.documentType}`)} ${d.number || ''}`),
           h('p', {}, `${t('doc.issueDate')} : ${fmtDate(d.issueDate)}`),
           d.dueDate ? h('p', {}, `${t('doc.dueDate')} : ${fmtDate(d.dueDate)}`) : null,

@@ -1,6 +1,8 @@
 // Building the page with DOM calls only (never HTML strings), so that no
 // text coming from the API can become markup.
 
+import { explain, fieldMessage } from './i18n.js';
+
 /** h('button', {class: 'x', onclick: f}, 'text', child, [more]) */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -49,7 +51,8 @@ export function select(options, attrs) {
     h('option', { value, selected: attrs && attrs.value === value }, text)));
 }
 
-/** Shows 422 `details` next to the fields of `form` (by `name`); returns what no field took. */
+/** Shows 422 `details` next to the fields of `form` (by `name`), in the
+ * page's language; returns what no field took. */
 export function showFieldErrors(form, details) {
   for (const el of form.querySelectorAll('.field-error')) el.textContent = '';
   for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
@@ -60,11 +63,18 @@ export function showFieldErrors(form, details) {
     if (!control) { rest.push(detail); continue; }
     control.setAttribute('aria-invalid', 'true');
     const slot = document.getElementById(`${control.id}-error`);
-    if (slot) slot.textContent = detail.message;
+    if (slot) slot.textContent = fieldMessage(detail);
     first = first || control;
   }
   if (first) first.focus();
   return rest;
+}
+
+/** A refused submission of `form` in words: a 422's details next to their
+ * fields, the rest (and any other refusal) in the banner returned. */
+export function refusal(form, r) {
+  const rest = r.error.code === 'validation_failed' ? showFieldErrors(form, r.error.details) : [];
+  return banner([explain(r), ...rest.map((d) => ` ${d.field} : ${fieldMessage(d)}`)].join(''));
 }
 
 /** Reads the named controls of a form; empty text becomes absent. */
@@ -72,6 +82,11 @@ export function formValues(form) {
   const values = {};
   for (const el of form.elements) {
     if (!el.name) continue;
+    if (el.dataset.group !== undefined) {
+      // A group of checkboxes sharing one name: the list of those checked.
+      values[el.name] = [...(values[el.name] || []), ...(el.checked ? [el.value] : [])];
+      continue;
+    }
     const v = el.type === 'checkbox' ? el.checked : el.value.trim();
     values[el.name] = v;
   }

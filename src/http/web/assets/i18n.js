@@ -52,7 +52,8 @@ const fr = {
   'consent.template': 'Modèle', 'consent.add': 'Demander un consentement', 'consent.sign': 'Marquer signé', 'consent.revoke': 'Révoquer',
   'cstatus.pending': 'En attente', 'cstatus.signed': 'Signé', 'cstatus.revoked': 'Révoqué',
   'agenda.title': 'Agenda', 'agenda.day': 'Jour', 'agenda.week': 'Semaine', 'agenda.practitioner': 'Praticien',
-  'agenda.allPractitioners': 'Tout le cabinet', 'agenda.book': 'Nouveau rendez-vous', 'agenda.hint': 'Choisissez un créneau libre (+) pour prendre rendez-vous, ou un rendez-vous pour le confirmer, l’annuler ou le déplacer.', 'agenda.patient': 'Patient',
+  'agenda.allPractitioners': 'Tout le cabinet', 'agenda.book': 'Nouveau rendez-vous', 'agenda.hint': 'Choisissez un créneau libre (+) pour prendre rendez-vous, ou un rendez-vous pour le confirmer, l’annuler ou le déplacer. Glissez un rendez-vous vers un autre créneau pour le déplacer, son bord inférieur pour changer sa durée.',
+  'agenda.resizeHandle': 'Glisser pour changer la durée', 'agenda.patient': 'Patient',
   'agenda.duration': 'Durée (minutes)', 'agenda.reason': 'Motif', 'agenda.bookAt': 'Rendez-vous le {when}',
   'agenda.overlap': 'Créneau déjà pris : {who} a un autre rendez-vous qui chevauche celui-ci.',
   'agenda.move': 'Déplacer', 'agenda.movePickButton': 'Déplacer vers un créneau…', 'agenda.movePick': 'Choisissez le nouveau créneau dans l’agenda (+).', 'agenda.moveTo': 'Nouvelle date et heure', 'agenda.confirm': 'Confirmer',
@@ -79,9 +80,17 @@ const fr = {
   'legal.vatExempt': 'TVA non applicable, article 261-4-1° du Code général des impôts (soins dispensés par les professions médicales et paramédicales).',
   'legal.payment': 'Paiement à réception. Pas d’escompte pour paiement anticipé.',
   'legal.late': 'En cas de retard de paiement : pénalités au taux d’intérêt légal ; pour un client professionnel, indemnité forfaitaire pour frais de recouvrement de 40 € (art. L441-10 et D441-5 du Code de commerce).',
-  'legal.seller': 'Émis par', 'legal.client': 'Patient', 'legal.siret': 'SIRET : à compléter dans les réglages du cabinet',
+  'legal.seller': 'Émis par', 'legal.client': 'Patient', 'legal.siret': 'SIRET : {siret}', 'legal.vatNumber': 'N° TVA intracommunautaire : {vat}',
+  'legal.missing': '{what} : à compléter dans les réglages du cabinet', 'legal.address': 'Adresse',
   'admin.title': 'Administration', 'admin.staff': 'Équipe', 'admin.practitioners': 'Praticiens', 'admin.settings': 'Réglages',
   'admin.catalogue': 'Catalogue', 'admin.templates': 'Modèles de consentement', 'admin.audit': 'Journal d’audit',
+  'admin.categories': 'Catégories', 'catg.new': 'Nouvelle catégorie', 'catg.edit': 'Renommer la catégorie', 'catg.description': 'Description',
+  'cat.categories': 'Catégories', 'cat.edit': 'Modifier l’article', 'cat.noCategory': 'Aucune catégorie : créez-en dans l’onglet Catégories.',
+  'pr.edit': 'Modifier le praticien', 'tpl.edit': 'Modifier le modèle',
+  'tpl.newVersion': 'Ce modèle avait été signé : sa version {version} est créée ; les consentements signés gardent leur texte.',
+  'u.inactive': 'Inactif', 'common.deleteConfirm': 'Supprimer « {what} » ?',
+  's.preferences': 'Préférences', 's.legal': 'Mentions des factures', 's.siret': 'SIRET', 's.vatNumber': 'N° de TVA intracommunautaire',
+  's.legalHint': 'Imprimés sur chaque facture : l’adresse du cabinet, son SIRET et son numéro de TVA intracommunautaire.',
   'u.role': 'Rôle', 'u.active': 'Actif', 'u.deactivate': 'Désactiver', 'u.activate': 'Réactiver', 'u.new': 'Nouveau compte',
   'role.admin': 'Administrateur', 'role.doctor': 'Médecin', 'role.secretary': 'Secrétaire', 'role.readonly': 'Lecture seule',
   'role.super_admin': 'Plateforme',
@@ -133,7 +142,8 @@ const en = {
   'consent.template': 'Template', 'consent.add': 'Request consent', 'consent.sign': 'Mark signed', 'consent.revoke': 'Revoke',
   'cstatus.pending': 'Pending', 'cstatus.signed': 'Signed', 'cstatus.revoked': 'Revoked',
   'agenda.title': 'Schedule', 'agenda.day': 'Day', 'agenda.week': 'Week', 'agenda.practitioner': 'Practitioner',
-  'agenda.allPractitioners': 'Whole practice', 'agenda.book': 'New appointment', 'agenda.hint': 'Pick a free slot (+) to book, or an appointment to confirm, cancel or move it.', 'agenda.patient': 'Patient',
+  'agenda.allPractitioners': 'Whole practice', 'agenda.book': 'New appointment', 'agenda.hint': 'Pick a free slot (+) to book, or an appointment to confirm, cancel or move it. Drag an appointment to another slot to move it, its bottom edge to change its length.',
+  'agenda.resizeHandle': 'Drag to change the length', 'agenda.patient': 'Patient',
   'agenda.duration': 'Duration (minutes)', 'agenda.reason': 'Reason', 'agenda.bookAt': 'Appointment on {when}',
   'agenda.overlap': 'Slot taken: {who} has another appointment overlapping this one.', 'agenda.move': 'Move', 'agenda.movePickButton': 'Move to a slot…', 'agenda.movePick': 'Pick the new slot in the schedule (+).',
   'agenda.moveTo': 'New date and time', 'agenda.confirm': 'Confirm', 'agenda.cancelAppt': 'Cancel appointment',
@@ -159,9 +169,17 @@ const en = {
   'legal.vatExempt': 'VAT not applicable, article 261-4-1° of the French tax code (care given by medical professions).',
   'legal.payment': 'Payable on receipt. No discount for early payment.',
   'legal.late': 'Late payment: penalties at the legal interest rate; for business clients, a fixed recovery fee of €40 (French commercial code, L441-10 and D441-5).',
-  'legal.seller': 'Issued by', 'legal.client': 'Patient', 'legal.siret': 'SIRET: to be completed in the practice settings',
+  'legal.seller': 'Issued by', 'legal.client': 'Patient', 'legal.siret': 'SIRET: {siret}', 'legal.vatNumber': 'VAT number: {vat}',
+  'legal.missing': '{what}: to be completed in the practice settings', 'legal.address': 'Address',
   'admin.title': 'Administration', 'admin.staff': 'Staff', 'admin.practitioners': 'Practitioners', 'admin.settings': 'Settings',
   'admin.catalogue': 'Catalogue', 'admin.templates': 'Consent templates', 'admin.audit': 'Audit trail',
+  'admin.categories': 'Categories', 'catg.new': 'New category', 'catg.edit': 'Rename category', 'catg.description': 'Description',
+  'cat.categories': 'Categories', 'cat.edit': 'Edit item', 'cat.noCategory': 'No category yet: create some in the Categories tab.',
+  'pr.edit': 'Edit practitioner', 'tpl.edit': 'Edit template',
+  'tpl.newVersion': 'This template had been signed: its version {version} is created; signed consents keep their text.',
+  'u.inactive': 'Inactive', 'common.deleteConfirm': 'Delete “{what}”?',
+  's.preferences': 'Preferences', 's.legal': 'What invoices say of the practice', 's.siret': 'SIRET', 's.vatNumber': 'VAT number',
+  's.legalHint': 'Printed on every invoice: the practice’s address, SIRET and intra-community VAT number.',
   'u.role': 'Role', 'u.active': 'Active', 'u.deactivate': 'Deactivate', 'u.activate': 'Reactivate', 'u.new': 'New account',
   'role.admin': 'Administrator', 'role.doctor': 'Doctor', 'role.secretary': 'Secretary', 'role.readonly': 'Read-only',
   'role.super_admin': 'Platform', 'pr.specialty': 'Specialty', 'pr.licenseNumber': 'Licence number (RPPS)', 'pr.new': 'New practitioner',
@@ -225,6 +243,65 @@ export function fmtWait(seconds) {
   const minutes = Math.ceil(seconds / 60);
   if (seconds < 60) return current === 'fr' ? `${seconds} s` : `${seconds} s`;
   return current === 'fr' ? `${minutes} min` : `${minutes} min`;
+}
+
+// The API's 422 details say what is wrong with a field in English; the app
+// shows them in the page's language. Each rule: the API's message (a
+// pattern, its numbers captured), then French and English. A message no
+// rule knows is shown as the API wrote it.
+const FIELD_MESSAGES = [
+  [/^is required$/, 'Champ obligatoire.', 'Required.'],
+  [/^must not be empty$/, 'Ne doit pas être vide.', 'Must not be empty.'],
+  [/^must not be null$/, 'Ne doit pas être vide.', 'Must not be empty.'],
+  [/^must be at most (\d+) characters$/, '{1} caractères au maximum.', 'At most {1} characters.'],
+  [/^must be at least (\d+) characters$/, 'Au moins {1} caractères.', 'At least {1} characters.'],
+  [/^must not contain (control|NUL) characters$/, 'Ne doit pas contenir de caractères de contrôle.', 'Must not contain control characters.'],
+  [/^must be a valid email address$/, 'Adresse e-mail invalide.', 'Not a valid email address.'],
+  [/^must be a phone number/, 'Numéro de téléphone invalide (chiffres, espaces, + . - ( )).', 'Not a phone number (digits, spaces, + . - ( )).'],
+  [/^must be an ISO 3166-1 alpha-2 country code/, 'Code pays de deux lettres, par exemple FR.', 'A two-letter country code, such as FR.'],
+  [/currency code such as EUR$/, 'Code devise de trois lettres, par exemple EUR.', 'A three-letter currency code, such as EUR.'],
+  [/^must be an IANA time zone/, 'Fuseau horaire inconnu : par exemple Europe/Paris.', 'Unknown time zone: for example Europe/Paris.'],
+  [/^must be a language tag/, 'Code de langue, par exemple fr-FR ou en.', 'A language tag, such as fr-FR or en.'],
+  [/^must be a date as YYYY-MM-DD$/, 'Date invalide.', 'Not a valid date.'],
+  [/^must be an RFC 3339 timestamp/, 'Date et heure invalides.', 'Not a valid date and time.'],
+  [/^must be after 1890-01-01$/, 'Doit être postérieure au 1er janvier 1890.', 'Must be after 1 January 1890.'],
+  [/^must be between the years 1900 and 9999$/, 'Année entre 1900 et 9999.', 'A year between 1900 and 9999.'],
+  [/^must not be in the future$/, 'Ne peut pas être dans le futur.', 'Cannot be in the future.'],
+  [/^must be after startAt$/, 'Doit être après le début.', 'Must be after the start.'],
+  [/^must not be before issueDate$/, 'Ne peut pas précéder la date d’émission.', 'Cannot be before the issue date.'],
+  [/^must be one of: (.*)$/, 'Valeur non permise (choix : {1}).', 'Not allowed (one of: {1}).'],
+  [/^must be between (\d+) and (\d+)$/, 'Entre {1} et {2}.', 'Between {1} and {2}.'],
+  [/^must be 0 or more$/, 'Doit être positif ou nul.', 'Must be 0 or more.'],
+  [/^must be more than 0 minutes$/, 'Doit durer plus de 0 minute.', 'Must last more than 0 minutes.'],
+  [/^must be an integer number of cents/, 'Montant invalide (positif ou nul).', 'Not a valid amount (0 or more).'],
+  [/^must be in basis points/, 'Taux de TVA entre 0 et 100 %.', 'A VAT rate from 0 to 100 %.'],
+  [/^must be a NIR of 15 characters/, 'Le NIR compte 15 caractères (13 et une clé de 2 chiffres).', 'A NIR has 15 characters (13 and a 2-digit key).'],
+  [/^the NIR key does not match the number$/, 'La clé du NIR ne correspond pas au numéro.', 'The NIR key does not match the number.'],
+  [/^a NIR is made of digits/, 'Un NIR est fait de chiffres (2A ou 2B pour la Corse).', 'A NIR is made of digits (2A or 2B for Corsica).'],
+  [/^a NIR starts with/, 'Un NIR commence par 1, 2, 3, 4, 7 ou 8.', 'A NIR starts with 1, 2, 3, 4, 7 or 8.'],
+  [/^must be a SIRET/, 'SIRET invalide : 14 chiffres dont le dernier est une clé de contrôle.', 'Not a SIRET: 14 digits, the last one a check digit.'],
+  [/^must be a VAT number/, 'Numéro de TVA invalide, par exemple FR40303265045.', 'Not a VAT number, such as FR40303265045.'],
+  [/^cannot be cleared$/, 'Ne peut pas être vidé.', 'Cannot be cleared.'],
+  [/^cannot be changed/, 'Ne peut pas être modifié.', 'Cannot be changed.'],
+  [/^(does not name a record of this clinic|no such patient in this clinic)$/, 'Introuvable dans ce cabinet.', 'Not found in this practice.'],
+  [/^names a practitioner who is not active$/, 'Ce praticien est désactivé.', 'This practitioner is deactivated.'],
+  [/^names a product or service that is not active$/, 'Cet article du catalogue est désactivé.', 'This catalogue item is deactivated.'],
+  [/^must be a staff account of this clinic$/, 'Doit être un compte de ce cabinet.', 'Must be an account of this practice.'],
+  [/^super_admin cannot be given/, 'Ce rôle ne peut pas être donné.', 'This role cannot be given.'],
+  [/^must be true or false$/, 'Doit être oui ou non.', 'Must be yes or no.'],
+  [/^a record needs a title or a content$/, 'Un titre ou un contenu est nécessaire.', 'A title or a content is needed.'],
+  [/^a document needs at least one item/, 'Au moins une ligne est nécessaire pour émettre.', 'At least one line is needed to issue.'],
+  [/^must have at most (\d+) items$/, '{1} lignes au maximum.', 'At most {1} lines.'],
+];
+
+/** A 422 detail's message in the page's language. */
+export function fieldMessage(detail) {
+  const message = detail.message || '';
+  for (const [pattern, french, english] of FIELD_MESSAGES) {
+    const m = message.match(pattern);
+    if (m) return (current === 'fr' ? french : english).replace(/\{(\d)\}/g, (_, i) => m[Number(i)]);
+  }
+  return message;
 }
 
 /** A failed API answer in words. */

@@ -3,7 +3,7 @@
 
 import { get, post, patch, qs, download } from './api.js';
 import { t, explain, fmtDate, fmtDateTime, fmtMoney } from './i18n.js';
-import { h, clear, field, input, select, banner, showFieldErrors, formValues } from './dom.js';
+import { h, clear, field, input, select, banner, refusal, formValues } from './dom.js';
 import { can } from './main.js';
 import { patientForm } from './patients.js';
 
@@ -79,8 +79,7 @@ async function records(p, names) {
     for (const k of Object.keys(body)) if (body[k] === '') delete body[k];
     const r = await post('/medical-records', body);
     if (r.ok) { form.reset(); clear(form.querySelector('.form-error')); await load(); return; }
-    if (r.error.code === 'validation_failed') showFieldErrors(form, r.error.details);
-    clear(form.querySelector('.form-error'), banner(explain(r)));
+    clear(form.querySelector('.form-error'), refusal(form, r));
   });
   await load();
   return section('patient-records', t('patient.records'), list, form);

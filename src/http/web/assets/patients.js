@@ -3,7 +3,7 @@
 
 import { get, post, patch, qs } from './api.js';
 import { t, explain, fmtDate } from './i18n.js';
-import { h, clear, field, input, select, banner, showFieldErrors, formValues } from './dom.js';
+import { h, clear, field, input, select, banner, refusal, formValues } from './dom.js';
 import { can } from './main.js';
 
 let lastSearch = '';
@@ -85,8 +85,7 @@ export function patientForm(patient, onSaved, onCancel) {
     else if (patient) body.address = null;
     const r = patient ? await patch(`/patients/${patient.id}`, body) : await post('/patients', body);
     if (r.ok) { onSaved(r.data); return; }
-    const rest = r.error.code === 'validation_failed' ? showFieldErrors(form, r.error.details) : [];
-    clear(form.querySelector('.form-error'), banner([explain(r), ...rest.map((d) => ` ${d.field}: ${d.message}`)].join('')));
+    clear(form.querySelector('.form-error'), refusal(form, r));
   });
   return form;
 }
