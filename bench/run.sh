@@ -14,9 +14,11 @@
 # filling the connection budget), list (GET a page of 20), write (POST a
 # patient), spread (GET a patient as one of SPREAD_CLINICS clinics at
 # random), spread-50 (the same among 50 clinics), mixed (a clinic day among
-# MIXED_CLINICS clinics: mostly reads, some writes), provision-template and
+# MIXED_CLINICS clinics: mostly reads, some writes), spread-shared (spread
+# over SPREAD_CLINICS shared-tier clinics), provision-template and
 # provision-migrate (REGISTRATIONS registrations one at a time, copying the
-# template database or running the migrations). Next to each, the CPU time
+# template database or running the migrations), provision-shared (the same
+# on the shared tier, taking spare schemas). Next to each, the CPU time
 # of the PostgreSQL cluster per request (or transaction).
 #
 # Settings (environment): DURATION (seconds per run, 30), RUNS (3),
@@ -271,12 +273,23 @@ stop_server
 start_server "$DATA" PROVISION_FROM_TEMPLATE=false
 provision provision-migrate
 
+# The shared tier: SPREAD_CLINICS clinics in pods (POD_MAX_CLINICS each),
+# spread-shared (each request as one of them at random), then
+# provision-shared (registrations one at a time, each taking a spare schema
+# laid out ahead when its pod has one).
+stop_server
+start_server "$DATA" DEFAULT_TIER=shared
+RUN_ID=$RUN_ID-shared setup_clinics "$SPREAD_CLINICS" "$WORK/clinics-shared" 8
+echo "spread-shared: $(wc -l <"$WORK/clinics-shared") shared clinics ready"
+scenario spread-shared -s "$BENCH_DIR/spread.lua" "$BASE/" -- "$WORK/clinics-shared"
+provision provision-shared
+
 floor_rps=$(awk '{ print $1 }' <<<"${RESULT[floor]}")
 read_rps=$(awk '{ print $1 }' <<<"${RESULT[read]}")
 echo
 printf '%-18s %10s %9s %9s %7s %6s %9s %9s %11s %12s %7s\n' scenario "req/s" "p50 ms" "p99 ms" errors 503s "RSS MB" "vs floor" "pg cpu/req" "srv cpu/req" "idle"
 for name in floor floor-connect floor-audited read burst-then-read list write spread spread-50 mixed \
-    provision-template provision-migrate; do
+    spread-shared provision-template provision-migrate provision-shared; do
     read -r rps p50 p99 errors documented <<<"${RESULT[$name]}"
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     [[ $name == provision-* ]] && ratio="-"
@@ -288,8 +301,9 @@ spread_rps=$(awk '{ print $1 }' <<<"${RESULT[spread]}")
 audited_rps=$(awk '{ print $1 }' <<<"${RESULT[floor-audited]}")
 echo "read / floor-audited: $(awk -v a="$read_rps" -v b="$audited_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "spread / read: $(awk -v a="$spread_rps" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
+echo "spread-shared / read: $(awk -v a="$(awk '{ print $1 }' <<<"${RESULT[spread-shared]}")" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 echo "burst-then-read / read: $(awk -v a="$(awk '{ print $1 }' <<<"${RESULT[burst-then-read]}")" -v b="$read_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
-echo "spread: each request as one of $SPREAD_CLINICS clinics at random; spread-50: one of 50 (they fit in the connection budget)"
+echo "spread: each request as one of $SPREAD_CLINICS clinics at random; spread-50: one of 50 (they fit in the connection budget); spread-shared: one of $(wc -l <"$WORK/clinics-shared") shared-tier clinics"
 echo "burst-then-read: read just after $(wc -l <"$WORK/clinics-burst") other clinics made 3 GETs each, before each run ($burst_failed of $(wc -l <"$WORK/burst-codes") answers not 2xx); after the first burst $burst_all clinic backends were open, $burst_main of the main clinic; 1 s into the run the main clinic held $main_later"
 echo "mixed: each request as one of $(wc -l <"$WORK/clinics-mixed") clinics at random: 70% GET a patient, 10% GET an appointment, 15% GET 20 patients, 5% POST a patient"
 echo "errors: failed connections and answers other than 2xx; 503s: the documented clinic_unavailable with Retry-After (spread and mixed scenarios), not counted as errors"
