@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::output::{human_bytes, print_json, Table};
 use super::{with_fleet, Connect};
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, Tier};
 use crate::ops::moves::{self, MoveOptions};
 use crate::ops::servers;
 use crate::tenancy::naming::ClinicId;
@@ -73,8 +73,11 @@ pub struct MoveArgs {
     /// The clinic's id.
     pub id: Uuid,
     /// The target server's id or name.
+    #[arg(long, required_unless_present = "tier", conflicts_with = "tier")]
+    pub server: Option<String>,
+    /// The target tier, on the clinic's server (see `ops::moves::tier`).
     #[arg(long)]
-    pub server: String,
+    pub tier: Option<Tier>,
     /// Drop the source database and roles once moved (default: kept
     /// renamed `<prefix>_moved_<move id>`, its role NOLOGIN).
     #[arg(long)]
@@ -194,7 +197,12 @@ async fn drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn move_clinic(args: MoveArgs) -> anyhow::Result<ExitCode> {
-    let mut options = MoveOptions::new(ClinicId(args.id), &args.server);
+    let server = match (args.server, args.tier) {
+        (_, Some(tier)) => return move_to_tier(&args.db, ClinicId(args.id), tier, args.json).await,
+        (Some(server), None) => server,
+        (None, None) => anyhow::bail!("--server or --tier is required"),
+    };
+    let mut options = MoveOptions::new(ClinicId(args.id), &server);
     options.drop_source = args.drop_source;
     options.sync_timeout = Duration::from_secs(args.sync_timeout_secs);
     let moved = with_fleet(&args.db, Connect::Attach, |fleet| async move {
@@ -230,6 +238,41 @@ pub async fn move_clinic(args: MoveArgs) -> anyhow::Result<ExitCode> {
     match &moved.source_kept_as {
         Some(kept) => println!("the source database is kept as {kept} (its role cannot log in); drop it when no longer needed"),
         None => println!("the source database and roles were dropped"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn move_to_tier(
+    db: &DatabaseArgs,
+    id: ClinicId,
+    tier: Tier,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let moved = with_fleet(db, Connect::Attach, |fleet| async move {
+        moves::tier::move_to_tier(&fleet, id, tier).await
+    })
+    .await?;
+    if json {
+        print_json(&moved)?;
+    } else if moved.already {
+        println!(
+            "clinic {} is on the {} tier (what an interrupted move left is cleaned up)",
+            moved.clinic_id,
+            moved.to.as_str()
+        );
+    } else {
+        let rows: i64 = moved.rows.values().sum();
+        println!(
+            "clinic {} moved from the {} tier to the {} tier: {rows} rows, audit chain head {}, writes frozen {} ms",
+            moved.clinic_id,
+            moved.from.as_str(),
+            moved.to.as_str(),
+            moved
+                .audit_head
+                .as_ref()
+                .map_or_else(|| "none".into(), |(id, _)| id.to_string()),
+            moved.freeze_ms
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

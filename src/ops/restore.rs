@@ -635,18 +635,31 @@ fn entries(contents: &str, wanted: fn(&[&str]) -> bool) -> String {
 /// The tables of `public`, each after every table its foreign keys
 /// reference (a table referencing itself aside).
 pub(super) async fn tables_in_load_order(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    tables_in_load_order_in(conn, "public").await
+}
+
+/// [`tables_in_load_order`] of the schema `schema`.
+pub(super) async fn tables_in_load_order_in(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> anyhow::Result<Vec<String>> {
     let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_class
-          WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY relname",
+        "SELECT c.relname::text FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname",
     )
+    .bind(schema)
     .fetch_all(&mut *conn)
     .await?;
     let references: Vec<(String, String)> = sqlx::query_as(
-        "SELECT DISTINCT c.conrelid::regclass::text, c.confrelid::regclass::text
-           FROM pg_constraint c
-          WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
-            AND c.conrelid <> c.confrelid",
+        "SELECT DISTINCT child.relname::text, parent.relname::text
+           FROM pg_catalog.pg_constraint c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace
+           JOIN pg_catalog.pg_class child ON child.oid = c.conrelid
+           JOIN pg_catalog.pg_class parent ON parent.oid = c.confrelid
+          WHERE c.contype = 'f' AND n.nspname = $1 AND c.conrelid <> c.confrelid",
     )
+    .bind(schema)
     .fetch_all(conn)
     .await?;
     let mut placed: Vec<String> = Vec::with_capacity(tables.len());

@@ -254,7 +254,11 @@ async fn operations_work_on_a_clinic_schema() {
     assert!(column, "the migration ran in the clinic's schema");
     let _ = db.close().await;
     let search = app.get("/api/v1/patients?search=migr", &behind.token).await;
-    assert!(search.body.to_string().contains(&patient), "{}", search.body);
+    assert!(
+        search.body.to_string().contains(&patient),
+        "{}",
+        search.body
+    );
 
     // The audit chain verifies per schema; `doctor` finds nothing wrong.
     let verified = medicalpro(
@@ -320,5 +324,116 @@ async fn a_new_shared_clinic_takes_a_spare_schema_laid_out_ahead() {
         !next.contains(&spare),
         "the taken spare is gone from the list"
     );
+    app.cleanup().await;
+}
+
+/// Every table's row count and a hash of its rows, and the audit chain's
+/// head, as the admin sees them in the clinic's place.
+async fn fingerprint(app: &TestApp, clinic: Uuid) -> (Vec<(String, i64, String)>, (i64, Vec<u8>)) {
+    drop(app.audit_trail(clinic).await);
+    let mut conn = app.clinic_admin(clinic).await;
+    let mut tables = Vec::new();
+    for table in [
+        "clinic_settings",
+        "patients",
+        "practitioners",
+        "appointments",
+        "audit_events",
+        "_sqlx_migrations",
+    ] {
+        let (count, hash): (i64, Option<String>) = sqlx::query_as(&format!(
+            "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        tables.push((table.to_owned(), count, hash.unwrap_or_default()));
+    }
+    let head = sqlx::query_as("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    (tables, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinic_moves_between_tiers_both_ways_whole() {
+    let app = spawn_app_with(|settings| {
+        settings.provisioning.default_tier = Tier::Dedicated;
+    })
+    .await;
+    let clinic = app.register_clinic("Moving").await;
+    let neighbour = app.register_clinic("Staying").await;
+    let patient = app.create_patient(&clinic.token, "Théo", "Tiers").await;
+    let practitioner = app
+        .post(
+            "/api/v1/practitioners",
+            &clinic.token,
+            serde_json::json!({"firstName": "Claude", "lastName": "Bernard"}),
+        )
+        .await
+        .id();
+    let booked = app
+        .post(
+            "/api/v1/appointments",
+            &clinic.token,
+            serde_json::json!({"patientId": patient, "practitionerId": practitioner,
+                "startAt": "2031-03-03T09:00:00Z", "endAt": "2031-03-03T09:30:00Z"}),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let id = clinic.id.to_string();
+    let mut before = fingerprint(&app, clinic.id).await;
+
+    for (tier, shared) in [("shared", true), ("dedicated", false)] {
+        let moved = medicalpro(&app, &["clinic", "move", &id, "--tier", tier]);
+        assert!(
+            moved.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&moved.stdout),
+            String::from_utf8_lossy(&moved.stderr)
+        );
+        let (on, schema): (String, Option<String>) =
+            sqlx::query_as("SELECT tier, db_schema FROM companies WHERE id = $1")
+                .bind(clinic.id)
+                .fetch_one(&app.state.databases.central)
+                .await
+                .unwrap();
+        assert_eq!((on.as_str(), schema.is_some()), (tier, shared));
+        let after = fingerprint(&app, clinic.id).await;
+        assert_eq!(
+            after, before,
+            "rows, hashes and chain head equal after the move to {tier}"
+        );
+        let verified = medicalpro(&app, &["audit", "verify", "--clinic", &id]);
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+        // The clinic serves from its new place, reads and writes.
+        let read = app
+            .get(&format!("/api/v1/patients/{patient}"), &clinic.token)
+            .await;
+        assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+        app.create_patient(&clinic.token, "Nina", tier).await;
+        before = fingerprint(&app, clinic.id).await;
+    }
+    // The shared place it left is gone, the neighbour untouched; its login
+    // role is a member of no pod's role.
+    let mut admin = app.admin_connection("postgres").await;
+    let memberships: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+          WHERE r.rolname = $1",
+    )
+    .bind(app.clinic_database(clinic.id))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(memberships, 0);
+    let _ = admin.close().await;
+    let served = app.get("/api/v1/patients", &neighbour.token).await;
+    assert_eq!(served.status, StatusCode::OK);
     app.cleanup().await;
 }

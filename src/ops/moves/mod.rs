@@ -53,6 +53,7 @@ use uuid::Uuid;
 
 mod cutover;
 mod replication;
+pub mod tier;
 
 use cutover::{compare, copy_sequences, cut_off, finish, freeze, prepare, switch, undo};
 use replication::{catch_up, subscribe, wait_synced};
