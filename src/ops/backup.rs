@@ -27,7 +27,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::pgtools::{PgTools, Target};
-use super::{connect, for_each_bounded, ClinicRecord, Fleet};
+use super::{connect, copy, for_each_bounded, ClinicRecord, Fleet};
 use crate::crypto::{Keyring, MasterKey};
 use crate::tenancy::ddl;
 use crate::tenancy::naming::ClinicId;
@@ -88,7 +88,7 @@ pub async fn backup_clinic(
     out: &Path,
     when_exists: WhenExists,
 ) -> anyhow::Result<Backup> {
-    let clinic = fleet.dedicated_clinic(id, "`backup`").await?;
+    let clinic = fleet.clinic(id).await?;
     dump(fleet, &clinic, out, when_exists).await
 }
 
@@ -103,7 +103,7 @@ pub async fn backup_all(
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<Vec<BackupResult>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let clinics = fleet.dedicated_clinics("`backup --all`").await?;
+    let clinics = fleet.clinics(None).await?;
     let total = clinics.len();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let fleet = Arc::new(fleet.clone());
@@ -149,14 +149,24 @@ async fn dump(
     when_exists: WhenExists,
 ) -> anyhow::Result<Backup> {
     let started = Instant::now();
+    if when_exists == WhenExists::Refuse && out.symlink_metadata().is_ok() {
+        return Err(FileExists(out.to_owned()).into());
+    }
+    // A shared clinic's schema, copied into a database of its own layout.
+    let copy = match clinic.is_shared() {
+        true => Some(copy::into_database(fleet, clinic).await?),
+        false => None,
+    };
     let database = Database {
         host: &clinic.db_host,
         port: clinic.db_port,
-        name: &clinic.db_name,
+        name: copy.as_deref().unwrap_or(&clinic.db_name),
     };
-    let bytes = dump_database(fleet, &database, out, when_exists)
-        .await
-        .with_context(|| format!("backing up clinic {}", clinic.id))?;
+    let dumped = dump_database(fleet, &database, out, when_exists).await;
+    if let Some(copy) = &copy {
+        copy::drop_database(fleet, clinic, copy).await;
+    }
+    let bytes = dumped.with_context(|| format!("backing up clinic {}", clinic.id))?;
     tracing::info!(clinic.id = %clinic.id, bytes, duration_ms = started.elapsed().as_millis() as u64, "clinic backed up");
     Ok(Backup {
         clinic_id: clinic.id,

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod copy;
 pub mod delete;
 pub mod doctor;
 pub mod erasures;

@@ -32,7 +32,7 @@ use super::erasures;
 use super::migrate::record_version;
 use super::pgtools::{PgTools, Target};
 use super::safety::{self, Replacement};
-use super::{connect, operator, ClinicRecord, Fleet};
+use super::{connect, copy, operator, ClinicRecord, Fleet};
 use crate::central::companies::{self, NewCompany, Placement};
 use crate::central::notify::{self, Change};
 use crate::central::restores::ChainRestore;
@@ -224,7 +224,7 @@ async fn into_existing(
     file: &AuthenticatedFile,
     announce: &(dyn Fn(&Replacement) + Sync),
 ) -> Result<(Loaded, Replacement), RestoreError> {
-    let clinic = fleet.dedicated_clinic(id, "`restore`").await?;
+    let clinic = fleet.clinic(id).await?;
     if !options.force && has_patients(fleet, &clinic).await? {
         return Err(RestoreError::HasPatients(id));
     }
@@ -264,7 +264,15 @@ async fn into_existing(
             return Err(error.into());
         }
     };
-    swap(fleet, &mut admin, &clinic.db_name, &staged.database).await?;
+    if clinic.is_shared() {
+        // The staged rows replace the schema's in one transaction.
+        let copied = copy::into_schema(fleet, &clinic, &staged.database).await;
+        drop_database(&mut admin, &staged.database).await;
+        copied?;
+        notify::send(&fleet.databases.central, Change::Placement(id)).await?;
+    } else {
+        swap(fleet, &mut admin, &clinic.db_name, &staged.database).await?;
+    }
     let _ = admin.close().await;
     Ok((staged.loaded, replaced))
 }
@@ -822,10 +830,13 @@ async fn has_patients(fleet: &Fleet, clinic: &ClinicRecord) -> Result<bool, Rest
             };
         }
     };
-    let has = if has_table(&mut conn, "patients").await? {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM public.patients)")
-            .fetch_one(&mut conn)
-            .await?
+    let has = if has_table(&mut conn, clinic.schema(), "patients").await? {
+        sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.patients)",
+            quote_ident(clinic.schema())
+        ))
+        .fetch_one(&mut conn)
+        .await?
     } else {
         false
     };
@@ -833,9 +844,13 @@ async fn has_patients(fleet: &Fleet, clinic: &ClinicRecord) -> Result<bool, Rest
     Ok(has)
 }
 
-async fn has_table(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+async fn has_table(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
-        .bind(format!("public.{table}"))
+        .bind(format!("{}.{table}", quote_ident(schema)))
         .fetch_one(conn)
         .await
 }

@@ -85,8 +85,8 @@ pub async fn before_replacing(
     from: &Path,
     announce: &(dyn Fn(&Replacement) + Sync),
 ) -> anyhow::Result<Replacement> {
-    let live = count_rows(fleet, clinic, &clinic.db_name).await?;
-    let backup = count_rows(fleet, clinic, staged)
+    let live = count_rows(fleet, clinic, &clinic.db_name, clinic.schema()).await?;
+    let backup = count_rows(fleet, clinic, staged, "public")
         .await?
         .context("the staged backup database is missing")?;
     let dir = safety_dir(from);
@@ -129,12 +129,13 @@ pub async fn before_replacing(
     Ok(replacement)
 }
 
-/// The rows of each of [`COUNTED_TABLES`] in `database` on the clinic's
-/// server; `None` when the database does not exist.
+/// The rows of each of [`COUNTED_TABLES`] in `schema` of `database` on
+/// the clinic's server; `None` when the database does not exist.
 async fn count_rows(
     fleet: &Fleet,
     clinic: &ClinicRecord,
     database: &str,
+    schema: &str,
 ) -> anyhow::Result<Option<Vec<Option<i64>>>> {
     let mut conn = match connect(&ddl::admin_session(
         fleet.admin_options_on(clinic, database),
@@ -147,15 +148,20 @@ async fn count_rows(
     };
     let mut counts = Vec::with_capacity(COUNTED_TABLES.len());
     for table in COUNTED_TABLES {
-        counts.push(count_table(&mut conn, table).await?);
+        counts.push(count_table(&mut conn, schema, table).await?);
     }
     let _ = conn.close().await;
     Ok(Some(counts))
 }
 
-async fn count_table(conn: &mut PgConnection, table: &str) -> Result<Option<i64>, sqlx::Error> {
+async fn count_table(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let schema = quote_ident(schema);
     let exists: bool = sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
-        .bind(format!("public.{table}"))
+        .bind(format!("{schema}.{table}"))
         .fetch_one(&mut *conn)
         .await?;
     if !exists {
@@ -163,7 +169,7 @@ async fn count_table(conn: &mut PgConnection, table: &str) -> Result<Option<i64>
     }
     // `table` is one of COUNTED_TABLES, quoted all the same.
     let count = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM public.{}",
+        "SELECT count(*) FROM {schema}.{}",
         quote_ident(table)
     ))
     .fetch_one(conn)

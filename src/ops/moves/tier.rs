@@ -31,10 +31,8 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::TryStreamExt;
 use serde::Serialize;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::central::companies::{self, Placement, SharedPlace};
@@ -43,6 +41,7 @@ use crate::central::pods;
 use crate::config::Tier;
 use crate::crypto::random_token;
 use crate::migrations;
+use crate::ops::copy::{audit_head, census, copy_sequences, copy_tables, Side};
 use crate::ops::restore::tables_in_load_order_in;
 use crate::ops::{connect, ClinicRecord, Fleet};
 use crate::tenancy::ddl::{self, TenantRoles};
@@ -64,18 +63,6 @@ pub struct TierMoved {
     /// The clinic was already on that tier: what an interrupted move left
     /// was cleaned up.
     pub already: bool,
-}
-
-/// One side of the move: a database and the schema holding the tables.
-struct Side {
-    options: PgConnectOptions,
-    schema: String,
-}
-
-impl Side {
-    fn table(&self, table: &str) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(table))
-    }
 }
 
 /// The target being made, and what switching to it records.
@@ -363,126 +350,6 @@ async fn unfreeze(source: &Side, roles: &TenantRoles) -> anyhow::Result<()> {
     let done = ddl::lock_down(&mut as_owner, &roles.login, &source.schema).await;
     let _ = as_owner.close().await;
     Ok(done?)
-}
-
-/// Copies `tables` (all but `skip`) from `source` into `target`, in one
-/// transaction on the target as its owner, triggers off; a table copied
-/// before is emptied first.
-async fn copy_tables(
-    from: &mut PgConnection,
-    into: &mut PgConnection,
-    source: &Side,
-    target: &Side,
-    roles: &TenantRoles,
-    tables: &[String],
-    skip: &[&str],
-) -> anyhow::Result<()> {
-    let mut tx = into.begin().await?;
-    ddl::run(
-        &mut tx,
-        &format!("SET LOCAL ROLE {}", quote_ident(&roles.owner)),
-    )
-    .await?;
-    copy_rows(&mut tx, from, source, target, tables, skip).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn copy_rows(
-    tx: &mut PgConnection,
-    from: &mut PgConnection,
-    source: &Side,
-    target: &Side,
-    tables: &[String],
-    skip: &[&str],
-) -> anyhow::Result<()> {
-    for table in tables.iter().filter(|t| !skip.contains(&t.as_str())) {
-        let columns: Vec<String> = sqlx::query_scalar(
-            "SELECT pg_catalog.quote_ident(column_name::text) FROM information_schema.columns
-              WHERE table_schema = $1 AND table_name = $2 AND is_generated = 'NEVER'
-              ORDER BY ordinal_position",
-        )
-        .bind(&target.schema)
-        .bind(table)
-        .fetch_all(&mut *tx)
-        .await?;
-        let columns = columns.join(", ");
-        let into_table = target.table(table);
-        ddl::run(
-            tx,
-            &format!("ALTER TABLE {into_table} DISABLE TRIGGER USER; DELETE FROM {into_table};"),
-        )
-        .await?;
-        let mut out = from
-            .copy_out_raw(&format!(
-                "COPY {} ({columns}) TO STDOUT (FORMAT binary)",
-                source.table(table)
-            ))
-            .await?;
-        let mut copy_in = tx
-            .copy_in_raw(&format!(
-                "COPY {into_table} ({columns}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
-        while let Some(chunk) = out.try_next().await? {
-            copy_in.send(chunk).await?;
-        }
-        copy_in.finish().await?;
-        ddl::run(tx, &format!("ALTER TABLE {into_table} ENABLE TRIGGER USER")).await?;
-    }
-    Ok(())
-}
-
-/// Every sequence of the source's schema at its position on the target.
-async fn copy_sequences(
-    from: &mut PgConnection,
-    into: &mut PgConnection,
-    source: &Side,
-    target: &Side,
-) -> anyhow::Result<()> {
-    let sequences: Vec<(String, i64, bool)> = sqlx::query_as(
-        "SELECT sequencename::text, COALESCE(last_value, 1), last_value IS NOT NULL
-           FROM pg_catalog.pg_sequences WHERE schemaname = $1",
-    )
-    .bind(&source.schema)
-    .fetch_all(&mut *from)
-    .await?;
-    for (sequence, value, called) in sequences {
-        sqlx::query("SELECT pg_catalog.setval($1::regclass, $2, $3)")
-            .bind(target.table(&sequence))
-            .bind(value)
-            .bind(called)
-            .execute(&mut *into)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn census(
-    conn: &mut PgConnection,
-    side: &Side,
-    tables: &[String],
-) -> anyhow::Result<BTreeMap<String, i64>> {
-    let mut rows = BTreeMap::new();
-    for table in tables {
-        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", side.table(table)))
-            .fetch_one(&mut *conn)
-            .await?;
-        rows.insert(table.clone(), count);
-    }
-    Ok(rows)
-}
-
-async fn audit_head(
-    conn: &mut PgConnection,
-    side: &Side,
-) -> anyhow::Result<Option<(i64, Vec<u8>)>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT id, hash FROM {} ORDER BY id DESC LIMIT 1",
-        side.table("audit_events")
-    ))
-    .fetch_optional(conn)
-    .await?)
 }
 
 /// Drops the clinic's schema in every pod (`Shared`) or its database
