@@ -18,5 +18,4 @@ pub mod migrations;
 pub mod ops;
 pub mod platform;
 pub mod tenancy;
-pub mod ttl_cache;
 pub mod validation;

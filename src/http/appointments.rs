@@ -29,8 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_appointments, create_appointment))
         .routes(routes!(
             get_appointment,
-            patch_appointment,
-            put_appointment,
+            update_appointment,
             delete_appointment
         ))
         .routes(routes!(list_items, add_item))
@@ -201,35 +200,14 @@ async fn get_appointment(
 /// (`scheduled -> confirmed -> completed`, or to `cancelled` / `no_show`),
 /// edits reason and notes. Completed, cancelled and no-show appointments
 /// keep their status and schedule (409).
-#[utoipa::path(patch, path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = AppointmentInput,
     responses((status = 200, body = Appointment), (status = 404, description = "not_found"),
         (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn patch_appointment(
+async fn update_appointment(
     clinic: Clinic<Appointments>,
     Path(id): Path<Uuid>,
     Json(input): Json<AppointmentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = AppointmentInput,
-    responses((status = 200, body = Appointment), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn put_appointment(
-    clinic: Clinic<Appointments>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<AppointmentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Appointments>,
-    id: Uuid,
-    input: AppointmentInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
     let current = appointments::find_for_update(&mut tx, id)

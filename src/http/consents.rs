@@ -27,12 +27,7 @@ use crate::validation::FieldErrors;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_consents, create_consent))
-        .routes(routes!(
-            get_consent,
-            patch_consent,
-            put_consent,
-            delete_consent
-        ))
+        .routes(routes!(get_consent, update_consent, delete_consent))
 }
 
 const RESOURCE: &str = "consent";
@@ -124,35 +119,14 @@ async fn get_consent(
 
 /// Moves the status along `pending -> signed -> revoked` (409 otherwise),
 /// or points a pending consent at another current template version.
-#[utoipa::path(patch, path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = ConsentInput,
     responses((status = 200, body = Consent), (status = 404, description = "not_found"),
         (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn patch_consent(
+async fn update_consent(
     clinic: Clinic<Consents>,
     Path(id): Path<Uuid>,
     Json(input): Json<ConsentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = ConsentInput,
-    responses((status = 200, body = Consent), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn put_consent(
-    clinic: Clinic<Consents>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<ConsentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Consents>,
-    id: Uuid,
-    input: ConsentInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
     let current = consents::find_for_update(&mut tx, id)

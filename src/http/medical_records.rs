@@ -24,7 +24,7 @@ use crate::validation::FieldErrors;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_records, create_record))
-        .routes(routes!(get_record, patch_record, put_record, delete_record))
+        .routes(routes!(get_record, update_record, delete_record))
 }
 
 const RESOURCE: &str = "medical_record";
@@ -113,35 +113,14 @@ async fn get_record(
 
 /// Updates the given fields; `null` clears an optional one. The patient
 /// cannot change.
-#[utoipa::path(patch, path = "/medical-records/{id}", tag = "medical records",
+#[utoipa::path(method(put, patch), path = "/medical-records/{id}", tag = "medical records",
     security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MedicalRecordInput,
     responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found"),
         (status = 422, description = "validation_failed")))]
-async fn patch_record(
+async fn update_record(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
     Json(input): Json<MedicalRecordInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/medical-records/{id}", tag = "medical records",
-    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MedicalRecordInput,
-    responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found"),
-        (status = 422, description = "validation_failed")))]
-async fn put_record(
-    clinic: Clinic<MedicalRecords>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<MedicalRecordInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<MedicalRecords>,
-    id: Uuid,
-    input: MedicalRecordInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
     let current = records::find_for_update(&mut tx, id)

@@ -26,8 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_practitioners, create_practitioner))
         .routes(routes!(
             get_practitioner,
-            patch_practitioner,
-            put_practitioner,
+            update_practitioner,
             delete_practitioner
         ))
 }
@@ -85,41 +84,17 @@ async fn get_practitioner(
     Ok(ok(practitioner))
 }
 
-/// Updates the given fields; `null` clears an optional one.
-#[utoipa::path(patch, path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
+/// Updates the given fields (PUT and PATCH alike); `null` clears an optional one.
+#[utoipa::path(method(put, patch), path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PractitionerInput,
     responses((status = 200, body = Practitioner), (status = 404, description = "not_found"),
         (status = 409, description = "conflict: account already linked"),
         (status = 422, description = "validation_failed")))]
-async fn patch_practitioner(
+async fn update_practitioner(
     clinic: Clinic<Practitioners>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(input): Json<PractitionerInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = PractitionerInput,
-    responses((status = 200, body = Practitioner), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict: account already linked"),
-        (status = 422, description = "validation_failed")))]
-async fn put_practitioner(
-    clinic: Clinic<Practitioners>,
-    State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<PractitionerInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Practitioners>,
-    state: AppState,
-    id: Uuid,
-    input: PractitionerInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
     let current = practitioners::find_for_update(&mut tx, id)

@@ -40,7 +40,7 @@ use crate::validation::{self as v, FieldErrors, Patch};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
-        .routes(routes!(get_user, patch_user, put_user, delete_user))
+        .routes(routes!(get_user, update_user, delete_user))
 }
 
 /// A new staff account.
@@ -242,41 +242,17 @@ async fn get_user(
     Ok(ok(UserView::from(user)))
 }
 
-/// Updates the given fields (firstName, lastName, role, isActive).
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+/// Updates the given fields (firstName, lastName, role, isActive), by PUT or PATCH.
+#[utoipa::path(method(put, patch), path = "/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = StaffPatch,
     responses((status = 200, body = UserView), (status = 404, description = "not_found"),
         (status = 409, description = "conflict: last active admin"),
         (status = 422, description = "validation_failed")))]
-async fn patch_user(
+async fn update_user(
     clinic: Clinic<Users>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(patch): Json<StaffPatch>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, patch).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/users/{id}", tag = "users", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = StaffPatch,
-    responses((status = 200, body = UserView), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict: last active admin"),
-        (status = 422, description = "validation_failed")))]
-async fn put_user(
-    clinic: Clinic<Users>,
-    State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    Json(patch): Json<StaffPatch>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, patch).await
-}
-
-async fn update(
-    clinic: Clinic<Users>,
-    state: AppState,
-    id: Uuid,
-    patch: StaffPatch,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.databases.central.begin().await?;
     let admins = users::lock_active_admins(&mut tx, clinic.id.0).await?;
