@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, Postgres};
 use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -317,42 +319,48 @@ pub async fn insert(
     conn: &mut PgConnection,
     fields: &AppointmentFields,
 ) -> Result<Appointment, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let statement = format!(
         "INSERT INTO appointments (patient_id, practitioner_id, start_at, end_at, status, reason, notes)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          RETURNING {COLUMNS}"
-    ))
-    .bind(fields.patient_id)
-    .bind(fields.practitioner_id)
-    .bind(fields.start_at)
-    .bind(fields.end_at)
-    .bind(&fields.status)
-    .bind(&fields.reason)
-    .bind(&fields.notes)
-    .fetch_one(conn)
-    .await
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .fetch_one(conn)
+        .await
 }
 
+/// Stores `fields` onto a live appointment; its patient, set on booking,
+/// never changes (`$1` must be the one it has).
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     fields: &AppointmentFields,
 ) -> Result<Appointment, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "UPDATE appointments SET practitioner_id = $1, start_at = $2, end_at = $3, status = $4,
-            reason = $5, notes = $6, updated_at = now()
-         WHERE id = $7 AND deleted_at IS NULL
+    let statement = format!(
+        "UPDATE appointments SET practitioner_id = $2, start_at = $3, end_at = $4, status = $5,
+            reason = $6, notes = $7, updated_at = now()
+         WHERE id = $8 AND patient_id = $1 AND deleted_at IS NULL
          RETURNING {COLUMNS}"
-    ))
-    .bind(fields.practitioner_id)
-    .bind(fields.start_at)
-    .bind(fields.end_at)
-    .bind(&fields.status)
-    .bind(&fields.reason)
-    .bind(&fields.notes)
-    .bind(id)
-    .fetch_one(conn)
-    .await
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Binds `fields` as `$1` to `$7`, in the column order of [`insert`].
+fn bind_fields<'q>(
+    query: QueryAs<'q, Postgres, Appointment, PgArguments>,
+    fields: &'q AppointmentFields,
+) -> QueryAs<'q, Postgres, Appointment, PgArguments> {
+    query
+        .bind(fields.patient_id)
+        .bind(fields.practitioner_id)
+        .bind(fields.start_at)
+        .bind(fields.end_at)
+        .bind(&fields.status)
+        .bind(&fields.reason)
+        .bind(&fields.notes)
 }
 
 /// Soft-deletes a live appointment and returns its patient; `None` when

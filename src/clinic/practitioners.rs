@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, Postgres};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -197,22 +199,15 @@ pub async fn insert(
     conn: &mut PgConnection,
     fields: &PractitionerFields,
 ) -> Result<Practitioner, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let statement = format!(
         "INSERT INTO practitioners (first_name, last_name, specialty, license_number, email,
             phone, user_id, is_active)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {}",
         TABLE.columns
-    ))
-    .bind(&fields.first_name)
-    .bind(&fields.last_name)
-    .bind(&fields.specialty)
-    .bind(&fields.license_number)
-    .bind(&fields.email)
-    .bind(&fields.phone)
-    .bind(fields.user_id)
-    .bind(fields.is_active)
-    .fetch_one(conn)
-    .await
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn update(
@@ -220,24 +215,33 @@ pub async fn update(
     id: Uuid,
     fields: &PractitionerFields,
 ) -> Result<Practitioner, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let statement = format!(
         "UPDATE practitioners SET first_name = $1, last_name = $2, specialty = $3,
             license_number = $4, email = $5, phone = $6, user_id = $7, is_active = $8,
             updated_at = now()
          WHERE id = $9 AND deleted_at IS NULL RETURNING {}",
         TABLE.columns
-    ))
-    .bind(&fields.first_name)
-    .bind(&fields.last_name)
-    .bind(&fields.specialty)
-    .bind(&fields.license_number)
-    .bind(&fields.email)
-    .bind(&fields.phone)
-    .bind(fields.user_id)
-    .bind(fields.is_active)
-    .bind(id)
-    .fetch_one(conn)
-    .await
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Binds `fields` as `$1` to `$8`, in the column order of [`insert`].
+fn bind_fields<'q>(
+    query: QueryAs<'q, Postgres, Practitioner, PgArguments>,
+    fields: &'q PractitionerFields,
+) -> QueryAs<'q, Postgres, Practitioner, PgArguments> {
+    query
+        .bind(&fields.first_name)
+        .bind(&fields.last_name)
+        .bind(&fields.specialty)
+        .bind(&fields.license_number)
+        .bind(&fields.email)
+        .bind(&fields.phone)
+        .bind(fields.user_id)
+        .bind(fields.is_active)
 }
 
 /// Soft-deletes a live practitioner; `false` when there was none. Past

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, Found};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -84,9 +84,7 @@ async fn get_template(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let template = templates::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let template = templates::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     clinic
         .record_read(Entry::new(Action::Read, RESOURCE).resource(id))
@@ -109,9 +107,7 @@ async fn update_template(
 ) -> Result<Response, ApiError> {
     let mut tx = clinic.begin_write().await?;
     // Locked: a consent being signed on this version waits, or is seen.
-    let current = templates::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = templates::find_for_update(&mut tx, id).await.found()?;
     if !current.is_current {
         return Err(not_current());
     }
@@ -149,9 +145,7 @@ async fn delete_template(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = templates::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = templates::find_for_update(&mut tx, id).await.found()?;
     if !current.is_current {
         return Err(not_current());
     }

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
@@ -106,9 +106,7 @@ async fn get_consent(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let consent = consents::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let consent = consents::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(consent.patient_id);
@@ -129,9 +127,7 @@ async fn update_consent(
     Json(input): Json<ConsentInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = consents::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = consents::find_for_update(&mut tx, id).await.found()?;
     let changed = input.present_fields();
     let before = current.fields();
     let fields = input.apply(Some(&before))?;
@@ -162,9 +158,7 @@ async fn update_consent(
     consents::update(&mut tx, id, &fields)
         .await
         .on_constraint(consents::TEMPLATE_FK, unknown("templateId"))?;
-    let consent = consents::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let consent = consents::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Update, RESOURCE)
         .resource(id)
         .patient(consent.patient_id)
@@ -182,9 +176,7 @@ async fn delete_consent(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let consent = consents::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let consent = consents::find_for_update(&mut tx, id).await.found()?;
     if consent.status != "pending" {
         return Err(ApiError::conflict(
             "a consent that was signed is kept as evidence: revoke it instead",

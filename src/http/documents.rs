@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, Found};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -145,7 +145,7 @@ async fn get_document(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let document = store::find(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let document = store::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(document.patient_id);

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
@@ -100,9 +100,7 @@ async fn get_record(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let record = records::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let record = records::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(record.fields.patient_id);
@@ -123,9 +121,7 @@ async fn update_record(
     Json(input): Json<MedicalRecordInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = records::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = records::find_for_update(&mut tx, id).await.found()?;
     let changed = input.present_fields();
     let fields = input.apply(Some(&current.fields), Utc::now())?;
     check_references(&mut tx, Some(&current.fields), &fields).await?;
@@ -150,9 +146,7 @@ async fn delete_record(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let patient = records::soft_delete(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let patient = records::soft_delete(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(patient);

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -88,8 +88,8 @@ async fn get_patient(
     let entry = Entry::new(Action::Read, RESOURCE).resource(id).patient(id);
     let patient = clinic
         .read_alone(entry, |conn| Box::pin(patients::find(conn, id)))
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     Ok(ok(patient))
 }
 
@@ -104,9 +104,7 @@ async fn update_patient(
     Json(input): Json<PatientInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = patients::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = patients::find_for_update(&mut tx, id).await.found()?;
     let country = settings::country(&mut tx).await?;
     let changed = input.present_fields();
     let fields = input.apply(current.fields, &country)?;

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -77,9 +77,7 @@ async fn get_practitioner(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let practitioner = practitioners::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let practitioner = practitioners::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     Ok(ok(practitioner))
 }
@@ -97,9 +95,7 @@ async fn update_practitioner(
     Json(input): Json<PractitionerInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let current = practitioners::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = practitioners::find_for_update(&mut tx, id).await.found()?;
     let fields = checked(&clinic, &state, input, current.fields).await?;
     let practitioner = practitioners::update(&mut tx, id, &fields)
         .await

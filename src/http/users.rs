@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::UserView;
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -237,8 +237,8 @@ async fn get_user(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = users::find_in_clinic(&state.databases.central, clinic.id.0, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     Ok(ok(UserView::from(user)))
 }
 
@@ -257,8 +257,8 @@ async fn update_user(
     let mut tx = state.databases.central.begin().await?;
     let admins = users::lock_active_admins(&mut tx, clinic.id.0).await?;
     let current = users::find_in_clinic_for_update(&mut tx, clinic.id.0, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     let fields = patch.present_fields();
     if fields.is_empty() {
         return Ok(ok(UserView::from(current)));
@@ -293,8 +293,8 @@ async fn delete_user(
     let mut tx = state.databases.central.begin().await?;
     let admins = users::lock_active_admins(&mut tx, clinic.id.0).await?;
     let current = users::find_in_clinic_for_update(&mut tx, clinic.id.0, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     if current.is_active_admin() && admins <= 1 {
         return Err(last_admin());
     }

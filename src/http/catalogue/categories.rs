@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::clinic::catalogue::categories::{
     self, Category, CategoryFields, CategoryInput, NewCategory, NAME_TAKEN,
 };
-use crate::http::error::{ApiError, ResultExt};
+use crate::http::error::{ApiError, Found, ResultExt};
 use crate::http::extract::{created, ok, page, Json, Path, Query};
 use crate::http::list::ListQuery;
 use crate::http::state::AppState;
@@ -67,9 +67,7 @@ async fn get_category(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let category = categories::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let category = categories::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     Ok(ok(category))
 }
@@ -85,9 +83,7 @@ async fn update_category(
     Json(input): Json<CategoryInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let current = categories::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = categories::find_for_update(&mut tx, id).await.found()?;
     let fields = input.apply(current.fields)?;
     let category = categories::update(&mut tx, id, &fields)
         .await

@@ -13,7 +13,7 @@ use crate::clinic::catalogue::categories;
 use crate::clinic::catalogue::products::{
     self, NewProduct, ProductFields, ProductInput, ProductService, CODE_TAKEN,
 };
-use crate::http::error::{ApiError, ResultExt};
+use crate::http::error::{ApiError, Found, ResultExt};
 use crate::http::extract::{created, ok, page, Json, Path, Query};
 use crate::http::list::ListQuery;
 use crate::http::state::AppState;
@@ -71,9 +71,7 @@ async fn get_product(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let product = products::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let product = products::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     Ok(ok(product))
 }
@@ -89,9 +87,7 @@ async fn update_product(
     Json(input): Json<ProductInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let current = products::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = products::find_for_update(&mut tx, id).await.found()?;
     let (fields, category_ids) = checked(&mut tx, input, Some(current.fields)).await?;
     products::update(&mut tx, id, &fields)
         .await
