@@ -13,21 +13,22 @@
 
 use std::time::Duration;
 
+use moka::sync::Cache;
+
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::jwt::Claims;
 use crate::central::users::{self, Standing};
-use crate::ttl_cache::TtlCache;
 
 pub const ACCOUNT_TTL: Duration = Duration::from_secs(2);
 
 /// `None` for an id with no live account.
-pub struct AccountCache(TtlCache<Uuid, Option<Standing>>);
+pub struct AccountCache(Cache<Uuid, Option<Standing>>);
 
 impl Default for AccountCache {
     fn default() -> Self {
-        Self(TtlCache::new(ACCOUNT_TTL))
+        Self(Cache::builder().time_to_live(ACCOUNT_TTL).build())
     }
 }
 
@@ -49,11 +50,11 @@ impl AccountCache {
 
     /// Drops what is known of one account; the next request asks central.
     pub fn forget(&self, user_id: Uuid) {
-        self.0.forget(&user_id);
+        self.0.invalidate(&user_id);
     }
 
     /// Drops everything known (change notices may have been missed).
     pub fn clear(&self) {
-        self.0.clear();
+        self.0.invalidate_all();
     }
 }

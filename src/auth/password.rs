@@ -1,7 +1,9 @@
 //! Argon2id password hashing, off the async threads, with a bound on the
 //! hashes in flight: each holds about 19 MiB (the default memory cost) for
 //! its whole run, so without one a burst of logins could take as much memory
-//! as it has requests.
+//! as it has requests. That bound holds for memory because the process's
+//! allocator (mimalloc, see `lib.rs`) gives a large block back to the
+//! system when it is freed.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -38,7 +40,6 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(max: usize) -> Self {
-        return_large_blocks();
         Self {
             slots: Arc::new(Semaphore::new(max)),
         }
@@ -93,23 +94,6 @@ async fn run<T: Send + 'static>(
     })
     .await
     .map_err(|e| HashError::Failed(e.to_string()))
-}
-
-/// Makes glibc's allocator serve every block of 1 MiB or more with its own
-/// mapping, returned to the system when freed. By default it raises that
-/// threshold to the largest block freed so far, after which each hash's
-/// 19 MiB comes from the heap, where interleaved small allocations keep the
-/// freed space from being reused or returned: the bound on hashes in flight
-/// would no longer bound memory.
-fn return_large_blocks() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static SET: std::sync::Once = std::sync::Once::new();
-        // SAFETY: `mallopt` only changes an allocator parameter.
-        SET.call_once(|| unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-        });
-    }
 }
 
 /// One hash, outside any bound: for the command line, which hashes once.

@@ -7,14 +7,20 @@ use utoipa::ToSchema;
 
 use crate::validation::{self as v, FieldErrors};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Stored in `address_*` columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
+    #[sqlx(rename = "address_line1")]
     pub line1: Option<String>,
+    #[sqlx(rename = "address_line2")]
     pub line2: Option<String>,
+    #[sqlx(rename = "address_city")]
     pub city: Option<String>,
+    #[sqlx(rename = "address_postal_code")]
     pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2.
+    #[sqlx(rename = "address_country")]
     pub country: Option<String>,
 }
 

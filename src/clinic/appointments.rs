@@ -5,12 +5,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, Postgres};
 use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_list, list_statement, Page};
+use super::table::{Lock, Table};
+use super::Page;
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -49,18 +52,19 @@ pub fn may_become(from: &str, to: &str) -> bool {
 }
 
 /// An appointment as the API returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Appointment {
     pub id: Uuid,
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub fields: AppointmentFields,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 /// What an appointment holds, checked.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct AppointmentFields {
     pub patient_id: Uuid,
@@ -237,41 +241,15 @@ pub struct Filter {
     pub status: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct AppointmentRow {
-    id: Uuid,
-    patient_id: Uuid,
-    practitioner_id: Uuid,
-    start_at: DateTime<Utc>,
-    end_at: DateTime<Utc>,
-    status: String,
-    reason: Option<String>,
-    notes: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<AppointmentRow> for Appointment {
-    fn from(row: AppointmentRow) -> Self {
-        Appointment {
-            id: row.id,
-            fields: AppointmentFields {
-                patient_id: row.patient_id,
-                practitioner_id: row.practitioner_id,
-                start_at: row.start_at,
-                end_at: row.end_at,
-                status: row.status,
-                reason: row.reason,
-                notes: row.notes,
-            },
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
 const COLUMNS: &str = "id, patient_id, practitioner_id, start_at, end_at, status, reason, notes, \
     created_at, updated_at";
+
+const TABLE: Table = Table {
+    name: "appointments",
+    alias: "appointments",
+    joins: "",
+    columns: COLUMNS,
+};
 
 /// Makes bookings of one practitioner take turns until the caller's
 /// transaction ends. Without it, two overlapping bookings inserted at the
@@ -292,7 +270,7 @@ pub async fn lock_schedule(
 
 /// A live appointment by id.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Appointment>, sqlx::Error> {
-    fetch(conn, id, "").await
+    TABLE.find(conn, id, Lock::None).await
 }
 
 /// A live appointment, locked against any change until the caller's
@@ -301,7 +279,7 @@ pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Appointment>, sqlx::Error> {
-    fetch(conn, id, "FOR UPDATE").await
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// A live appointment, locked against changes (not against other readers)
@@ -310,21 +288,7 @@ pub async fn find_for_share(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Appointment>, sqlx::Error> {
-    fetch(conn, id, "FOR SHARE").await
-}
-
-async fn fetch(
-    conn: &mut PgConnection,
-    id: Uuid,
-    lock: &str,
-) -> Result<Option<Appointment>, sqlx::Error> {
-    let row: Option<AppointmentRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM appointments WHERE id = $1 AND deleted_at IS NULL {lock}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Appointment::from))
+    TABLE.find(conn, id, Lock::Share).await
 }
 
 /// Live appointments matching `filter`, by start time.
@@ -339,78 +303,70 @@ pub async fn list(
         AND ($3::uuid IS NULL OR practitioner_id = $3)
         AND ($4::uuid IS NULL OR patient_id = $4)
         AND ($5::text IS NULL OR status = $5)";
-    let statement = list_statement(
-        "appointments",
-        condition,
-        &format!("SELECT {COLUMNS} FROM appointments"),
-        "ORDER BY start_at, id LIMIT $6 OFFSET $7",
-    );
-    let query = sqlx::query(&statement)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.practitioner_id)
-        .bind(filter.patient_id)
-        .bind(&filter.status)
-        .bind(page.limit)
-        .bind(page.offset);
-    let (rows, total) = fetch_list::<AppointmentRow>(conn, query).await?;
-    Ok((rows.into_iter().map(Appointment::from).collect(), total))
+    let order = "ORDER BY start_at, id LIMIT $6 OFFSET $7";
+    TABLE
+        .list(conn, condition, order, page, |q| {
+            q.bind(filter.from)
+                .bind(filter.to)
+                .bind(filter.practitioner_id)
+                .bind(filter.patient_id)
+                .bind(filter.status.clone())
+        })
+        .await
 }
 
 pub async fn insert(
     conn: &mut PgConnection,
     fields: &AppointmentFields,
 ) -> Result<Appointment, sqlx::Error> {
-    let row: AppointmentRow = sqlx::query_as(&format!(
+    let statement = format!(
         "INSERT INTO appointments (patient_id, practitioner_id, start_at, end_at, status, reason, notes)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          RETURNING {COLUMNS}"
-    ))
-    .bind(fields.patient_id)
-    .bind(fields.practitioner_id)
-    .bind(fields.start_at)
-    .bind(fields.end_at)
-    .bind(&fields.status)
-    .bind(&fields.reason)
-    .bind(&fields.notes)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.into())
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .fetch_one(conn)
+        .await
 }
 
+/// Stores `fields` onto a live appointment; its patient, set on booking,
+/// never changes (`$1` must be the one it has).
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     fields: &AppointmentFields,
 ) -> Result<Appointment, sqlx::Error> {
-    let row: AppointmentRow = sqlx::query_as(&format!(
-        "UPDATE appointments SET practitioner_id = $1, start_at = $2, end_at = $3, status = $4,
-            reason = $5, notes = $6, updated_at = now()
-         WHERE id = $7 AND deleted_at IS NULL
+    let statement = format!(
+        "UPDATE appointments SET practitioner_id = $2, start_at = $3, end_at = $4, status = $5,
+            reason = $6, notes = $7, updated_at = now()
+         WHERE id = $8 AND patient_id = $1 AND deleted_at IS NULL
          RETURNING {COLUMNS}"
-    ))
-    .bind(fields.practitioner_id)
-    .bind(fields.start_at)
-    .bind(fields.end_at)
-    .bind(&fields.status)
-    .bind(&fields.reason)
-    .bind(&fields.notes)
-    .bind(id)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.into())
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Binds `fields` as `$1` to `$7`, in the column order of [`insert`].
+fn bind_fields<'q>(
+    query: QueryAs<'q, Postgres, Appointment, PgArguments>,
+    fields: &'q AppointmentFields,
+) -> QueryAs<'q, Postgres, Appointment, PgArguments> {
+    query
+        .bind(fields.patient_id)
+        .bind(fields.practitioner_id)
+        .bind(fields.start_at)
+        .bind(fields.end_at)
+        .bind(&fields.status)
+        .bind(&fields.reason)
+        .bind(&fields.notes)
 }
 
 /// Soft-deletes a live appointment and returns its patient; `None` when
 /// there was none. A deleted appointment no longer blocks its time slot.
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE appointments SET deleted_at = now(), updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL RETURNING patient_id",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    TABLE.soft_delete_returning(conn, id, "patient_id").await
 }
 
 #[cfg(test)]

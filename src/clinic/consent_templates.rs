@@ -10,7 +10,8 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_list, like_pattern, list_statement, Page};
+use super::table::{Lock, Table};
+use super::{like_pattern, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -101,25 +102,19 @@ impl ConsentTemplate {
 
 const COLUMNS: &str = "id, family_id, version, is_current, title, body, created_at, updated_at";
 
-async fn fetch(
-    conn: &mut PgConnection,
-    id: Uuid,
-    lock: &str,
-) -> Result<Option<ConsentTemplate>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM consent_templates WHERE id = $1 AND deleted_at IS NULL {lock}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
+const TABLE: Table = Table {
+    name: "consent_templates",
+    alias: "consent_templates",
+    joins: "",
+    columns: COLUMNS,
+};
 
 /// A live version, current or not.
 pub async fn find(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ConsentTemplate>, sqlx::Error> {
-    fetch(conn, id, "").await
+    TABLE.find(conn, id, Lock::None).await
 }
 
 /// A live version, locked for a change of its text or its family.
@@ -127,7 +122,7 @@ pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ConsentTemplate>, sqlx::Error> {
-    fetch(conn, id, "FOR UPDATE").await
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// A live version, share-locked so that it is neither edited nor replaced
@@ -136,7 +131,7 @@ pub async fn find_for_share(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ConsentTemplate>, sqlx::Error> {
-    fetch(conn, id, "FOR SHARE").await
+    TABLE.find(conn, id, Lock::Share).await
 }
 
 /// Current live versions, by title; `search` matches the title.
@@ -147,17 +142,10 @@ pub async fn list_current(
 ) -> Result<(Vec<ConsentTemplate>, i64), sqlx::Error> {
     let pattern = search.map(like_pattern);
     let condition = "is_current AND deleted_at IS NULL AND ($1::text IS NULL OR title ILIKE $1)";
-    let statement = list_statement(
-        "consent_templates",
-        condition,
-        &format!("SELECT {COLUMNS} FROM consent_templates"),
-        "ORDER BY lower(title), id LIMIT $2 OFFSET $3",
-    );
-    let query = sqlx::query(&statement)
-        .bind(&pattern)
-        .bind(page.limit)
-        .bind(page.offset);
-    fetch_list(conn, query).await
+    let order = "ORDER BY lower(title), id LIMIT $2 OFFSET $3";
+    TABLE
+        .list(conn, condition, order, page, |q| q.bind(pattern))
+        .await
 }
 
 /// A new template: version 1 of a new family.
@@ -230,13 +218,7 @@ pub async fn insert_next_version(
 
 /// Soft-deletes one version (the caller checks it is the current one).
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE consent_templates SET deleted_at = now(), updated_at = now()
-          WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(conn)
-    .await?;
+    TABLE.soft_delete(conn, id).await?;
     Ok(())
 }
 

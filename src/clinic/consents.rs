@@ -10,7 +10,8 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_list, list_statement, Page};
+use super::table::{Lock, Table};
+use super::Page;
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -36,7 +37,7 @@ pub fn refusal(from: &str, to: &str) -> Option<&'static str> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Consent {
     pub id: Uuid,
@@ -44,6 +45,7 @@ pub struct Consent {
     /// The template version the consent is given on.
     pub template_id: Uuid,
     /// That version's text, whatever became of the template since.
+    #[sqlx(flatten)]
     pub template: ConsentText,
     /// `pending|signed|revoked`
     pub status: String,
@@ -54,7 +56,7 @@ pub struct Consent {
 }
 
 /// The template version a consent points at.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentText {
     pub family_id: Uuid,
@@ -149,43 +151,6 @@ impl ConsentInput {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct ConsentRow {
-    id: Uuid,
-    patient_id: Uuid,
-    template_id: Uuid,
-    status: String,
-    signed_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    family_id: Uuid,
-    version: i32,
-    title: String,
-    body: String,
-}
-
-impl From<ConsentRow> for Consent {
-    fn from(row: ConsentRow) -> Self {
-        Consent {
-            id: row.id,
-            patient_id: row.patient_id,
-            template_id: row.template_id,
-            template: ConsentText {
-                family_id: row.family_id,
-                version: row.version,
-                title: row.title,
-                body: row.body,
-            },
-            status: row.status,
-            signed_at: row.signed_at,
-            revoked_at: row.revoked_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
 impl Consent {
     pub fn fields(&self) -> ConsentFields {
         ConsentFields {
@@ -198,27 +163,16 @@ impl Consent {
 
 /// The consent columns with its template version's text (read even when
 /// that version was deleted since: it is what the patient was shown).
-const SELECT: &str =
-    "SELECT c.id, c.patient_id, c.template_id, c.status, c.signed_at, c.revoked_at,
-        c.created_at, c.updated_at, t.family_id, t.version, t.title, t.body
-   FROM consents c JOIN consent_templates t ON t.id = c.template_id";
-
-async fn fetch(
-    conn: &mut PgConnection,
-    id: Uuid,
-    lock: &str,
-) -> Result<Option<Consent>, sqlx::Error> {
-    let row: Option<ConsentRow> = sqlx::query_as(&format!(
-        "{SELECT} WHERE c.id = $1 AND c.deleted_at IS NULL {lock}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Consent::from))
-}
+const TABLE: Table = Table {
+    name: "consents",
+    alias: "c",
+    joins: "JOIN consent_templates t ON t.id = c.template_id",
+    columns: "c.id, c.patient_id, c.template_id, c.status, c.signed_at, c.revoked_at,
+        c.created_at, c.updated_at, t.family_id, t.version, t.title, t.body",
+};
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Consent>, sqlx::Error> {
-    fetch(conn, id, "").await
+    TABLE.find(conn, id, Lock::None).await
 }
 
 /// A live consent, its row locked for update (not its template's).
@@ -226,7 +180,7 @@ pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Consent>, sqlx::Error> {
-    fetch(conn, id, "FOR UPDATE OF c").await
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// Live consents, newest first, of one patient or of all.
@@ -236,18 +190,10 @@ pub async fn list(
     page: Page,
 ) -> Result<(Vec<Consent>, i64), sqlx::Error> {
     let condition = "c.deleted_at IS NULL AND ($1::uuid IS NULL OR c.patient_id = $1)";
-    let statement = list_statement(
-        "consents c",
-        condition,
-        SELECT,
-        "ORDER BY c.created_at DESC, c.id LIMIT $2 OFFSET $3",
-    );
-    let query = sqlx::query(&statement)
-        .bind(patient_id)
-        .bind(page.limit)
-        .bind(page.offset);
-    let (rows, total) = fetch_list::<ConsentRow>(conn, query).await?;
-    Ok((rows.into_iter().map(Consent::from).collect(), total))
+    let order = "ORDER BY c.created_at DESC, c.id LIMIT $2 OFFSET $3";
+    TABLE
+        .list(conn, condition, order, page, |q| q.bind(patient_id))
+        .await
 }
 
 /// Inserts a consent; a signed one is stamped now.
@@ -287,10 +233,7 @@ pub async fn update(
 
 /// Soft-deletes a live consent (the caller checks it is pending).
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE consents SET deleted_at = now(), updated_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    TABLE.soft_delete(conn, id).await?;
     Ok(())
 }
 

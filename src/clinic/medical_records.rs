@@ -10,7 +10,8 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_list, list_statement, Page};
+use super::table::{Lock, Table};
+use super::Page;
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -27,17 +28,18 @@ pub const RECORD_TYPES: &[&str] = &[
 pub const PATIENT_FK: &str = "medical_records_patient_id_fkey";
 pub const PRACTITIONER_FK: &str = "medical_records_practitioner_id_fkey";
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct MedicalRecord {
     pub id: Uuid,
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub fields: MedicalRecordFields,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct MedicalRecordFields {
     pub patient_id: Uuid,
@@ -174,64 +176,25 @@ impl MedicalRecordInput {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct RecordRow {
-    id: Uuid,
-    patient_id: Uuid,
-    practitioner_id: Option<Uuid>,
-    record_type: String,
-    title: Option<String>,
-    content: Option<String>,
-    recorded_at: DateTime<Utc>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<RecordRow> for MedicalRecord {
-    fn from(row: RecordRow) -> Self {
-        MedicalRecord {
-            id: row.id,
-            fields: MedicalRecordFields {
-                patient_id: row.patient_id,
-                practitioner_id: row.practitioner_id,
-                record_type: row.record_type,
-                title: row.title,
-                content: row.content,
-                recorded_at: row.recorded_at,
-            },
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
 const COLUMNS: &str = "id, patient_id, practitioner_id, record_type, title, content, recorded_at, \
     created_at, updated_at";
 
-/// A live record by id; `lock` is empty or a locking clause.
-async fn fetch(
-    conn: &mut PgConnection,
-    id: Uuid,
-    lock: &str,
-) -> Result<Option<MedicalRecord>, sqlx::Error> {
-    let row: Option<RecordRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM medical_records WHERE id = $1 AND deleted_at IS NULL {lock}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(MedicalRecord::from))
-}
+const TABLE: Table = Table {
+    name: "medical_records",
+    alias: "medical_records",
+    joins: "",
+    columns: COLUMNS,
+};
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<MedicalRecord>, sqlx::Error> {
-    fetch(conn, id, "").await
+    TABLE.find(conn, id, Lock::None).await
 }
 
 pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<MedicalRecord>, sqlx::Error> {
-    fetch(conn, id, "FOR UPDATE").await
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// Live records, newest first, of one patient or of all.
@@ -241,25 +204,17 @@ pub async fn list(
     page: Page,
 ) -> Result<(Vec<MedicalRecord>, i64), sqlx::Error> {
     let condition = "deleted_at IS NULL AND ($1::uuid IS NULL OR patient_id = $1)";
-    let statement = list_statement(
-        "medical_records",
-        condition,
-        &format!("SELECT {COLUMNS} FROM medical_records"),
-        "ORDER BY recorded_at DESC, id LIMIT $2 OFFSET $3",
-    );
-    let query = sqlx::query(&statement)
-        .bind(patient_id)
-        .bind(page.limit)
-        .bind(page.offset);
-    let (rows, total) = fetch_list::<RecordRow>(conn, query).await?;
-    Ok((rows.into_iter().map(MedicalRecord::from).collect(), total))
+    let order = "ORDER BY recorded_at DESC, id LIMIT $2 OFFSET $3";
+    TABLE
+        .list(conn, condition, order, page, |q| q.bind(patient_id))
+        .await
 }
 
 pub async fn insert(
     conn: &mut PgConnection,
     fields: &MedicalRecordFields,
 ) -> Result<MedicalRecord, sqlx::Error> {
-    let row: RecordRow = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "INSERT INTO medical_records (patient_id, practitioner_id, record_type, title, content,
             recorded_at)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -271,8 +226,7 @@ pub async fn insert(
     .bind(&fields.content)
     .bind(fields.recorded_at)
     .fetch_one(conn)
-    .await?;
-    Ok(row.into())
+    .await
 }
 
 pub async fn update(
@@ -280,7 +234,7 @@ pub async fn update(
     id: Uuid,
     fields: &MedicalRecordFields,
 ) -> Result<MedicalRecord, sqlx::Error> {
-    let row: RecordRow = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "UPDATE medical_records SET practitioner_id = $1, record_type = $2, title = $3,
             content = $4, recorded_at = $5, updated_at = now()
          WHERE id = $6 AND deleted_at IS NULL RETURNING {COLUMNS}"
@@ -292,20 +246,13 @@ pub async fn update(
     .bind(fields.recorded_at)
     .bind(id)
     .fetch_one(conn)
-    .await?;
-    Ok(row.into())
+    .await
 }
 
 /// Soft-deletes a live record and returns its patient; `None` when there
 /// was none. The row stays in the database, as medical retention requires.
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE medical_records SET deleted_at = now(), updated_at = now()
-          WHERE id = $1 AND deleted_at IS NULL RETURNING patient_id",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    TABLE.soft_delete_returning(conn, id, "patient_id").await
 }
 
 #[cfg(test)]

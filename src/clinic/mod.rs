@@ -17,6 +17,7 @@ pub mod patients;
 pub mod practitioners;
 pub mod references;
 pub mod settings;
+pub mod table;
 
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;

@@ -2,8 +2,6 @@
 //! queries. A partial update is applied onto the stored patient and the
 //! result checked as a whole (the NIR rule depends on the country).
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -12,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use super::address::{Address, AddressInput};
+use super::table::{Lock, Table};
 use super::{address, fetch_list, like_pattern, list_statement, nir, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Nested, Patch};
@@ -20,18 +19,19 @@ pub const GENDERS: &[&str] = &["male", "female", "other", "unknown"];
 pub const STATUSES: &[&str] = &["active", "inactive", "deceased"];
 
 /// A patient as the API returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Patient {
     pub id: Uuid,
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub fields: PatientFields,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 /// What a patient holds, checked.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientFields {
     pub first_name: String,
@@ -41,6 +41,7 @@ pub struct PatientFields {
     pub gender: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    #[sqlx(flatten)]
     pub address: Address,
     /// For French patients, the NIR (checked).
     pub national_id: Option<String>,
@@ -216,67 +217,21 @@ fn national_id(raw: String, is_french: bool) -> Result<String, String> {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct PatientRow {
-    id: Uuid,
-    first_name: String,
-    last_name: String,
-    birth_date: Option<NaiveDate>,
-    gender: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    address_line1: Option<String>,
-    address_line2: Option<String>,
-    address_city: Option<String>,
-    address_postal_code: Option<String>,
-    address_country: Option<String>,
-    national_id: Option<String>,
-    notes: Option<String>,
-    status: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<PatientRow> for Patient {
-    fn from(row: PatientRow) -> Self {
-        Patient {
-            id: row.id,
-            fields: PatientFields {
-                first_name: row.first_name,
-                last_name: row.last_name,
-                birth_date: row.birth_date,
-                gender: row.gender,
-                email: row.email,
-                phone: row.phone,
-                address: Address {
-                    line1: row.address_line1,
-                    line2: row.address_line2,
-                    city: row.address_city,
-                    postal_code: row.address_postal_code,
-                    country: row.address_country,
-                },
-                national_id: row.national_id,
-                notes: row.notes,
-                status: row.status,
-            },
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
 const COLUMNS: &str =
     "id, first_name, last_name, birth_date, gender, email, phone, address_line1, \
     address_line2, address_city, address_postal_code, address_country::text AS address_country, \
     national_id, notes, status, created_at, updated_at";
 
+const TABLE: Table = Table {
+    name: "patients",
+    alias: "patients",
+    joins: "",
+    columns: COLUMNS,
+};
+
 /// A live patient by id.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Patient>, sqlx::Error> {
-    static READ: LazyLock<String> = LazyLock::new(|| {
-        format!("SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL")
-    });
-    let row: Option<PatientRow> = sqlx::query_as(&READ).bind(id).fetch_optional(conn).await?;
-    Ok(row.map(Patient::from))
+    TABLE.find(conn, id, Lock::None).await
 }
 
 /// A live patient, locked for update within the caller's transaction.
@@ -284,13 +239,7 @@ pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Patient>, sqlx::Error> {
-    let row: Option<PatientRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Patient::from))
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// Whether a patient matches `$1`, a `LIKE` pattern of [`like_pattern`], in
@@ -332,8 +281,7 @@ pub async fn list(
         .bind(&pattern)
         .bind(page.limit)
         .bind(page.offset);
-    let (rows, total) = fetch_list::<PatientRow>(conn, query).await?;
-    Ok((rows.into_iter().map(Patient::from).collect(), total))
+    fetch_list(conn, query).await
 }
 
 /// The predicate of `patients_national_id_key`: `ON CONFLICT` names it to
@@ -349,7 +297,7 @@ pub async fn insert(
     conn: &mut PgConnection,
     fields: &PatientFields,
 ) -> Result<Option<Patient>, sqlx::Error> {
-    let row: Option<PatientRow> = bind_fields(
+    bind_fields(
         sqlx::query_as(&format!(
             "INSERT INTO patients (first_name, last_name, birth_date, gender, email, phone,
                 address_line1, address_line2, address_city, address_postal_code, address_country,
@@ -361,8 +309,7 @@ pub async fn insert(
         fields,
     )
     .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Patient::from))
+    .await
 }
 
 /// Updates a live patient the caller has locked ([`find_for_update`]);
@@ -376,7 +323,7 @@ pub async fn update(
     id: Uuid,
     fields: &PatientFields,
 ) -> Result<Option<Patient>, sqlx::Error> {
-    let row: Option<PatientRow> = bind_fields(
+    bind_fields(
         sqlx::query_as(&format!(
             "UPDATE patients SET first_name = $1, last_name = $2, birth_date = $3, gender = $4,
                 email = $5, phone = $6, address_line1 = $7, address_line2 = $8, address_city = $9,
@@ -392,14 +339,13 @@ pub async fn update(
     )
     .bind(id)
     .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Patient::from))
+    .await
 }
 
 fn bind_fields<'q>(
-    query: sqlx::query::QueryAs<'q, sqlx::Postgres, PatientRow, sqlx::postgres::PgArguments>,
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, Patient, sqlx::postgres::PgArguments>,
     fields: &'q PatientFields,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, PatientRow, sqlx::postgres::PgArguments> {
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Patient, sqlx::postgres::PgArguments> {
     query
         .bind(&fields.first_name)
         .bind(&fields.last_name)
@@ -419,13 +365,7 @@ fn bind_fields<'q>(
 
 /// Soft-deletes a live patient; `false` when there was none.
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE patients SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    TABLE.soft_delete(conn, id).await
 }
 
 #[cfg(test)]

@@ -5,22 +5,26 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, Postgres};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{fetch_list, like_pattern, list_statement, Page};
+use super::table::{Lock, Table};
+use super::{like_pattern, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
 pub const USER_TAKEN: &str = "practitioners_user_key";
 
 /// A practitioner as the API returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Practitioner {
     pub id: Uuid,
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub fields: PractitionerFields,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -154,38 +158,17 @@ impl PractitionerInput {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct PractitionerRow {
-    id: Uuid,
-    #[sqlx(flatten)]
-    fields: PractitionerFields,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<PractitionerRow> for Practitioner {
-    fn from(row: PractitionerRow) -> Self {
-        Practitioner {
-            id: row.id,
-            fields: row.fields,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-const COLUMNS: &str = "id, first_name, last_name, specialty, license_number, email, phone, \
-    user_id, is_active, created_at, updated_at";
+const TABLE: Table = Table {
+    name: "practitioners",
+    alias: "practitioners",
+    joins: "",
+    columns: "id, first_name, last_name, specialty, license_number, email, phone, user_id, \
+        is_active, created_at, updated_at",
+};
 
 /// A live practitioner by id.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Practitioner>, sqlx::Error> {
-    let row: Option<PractitionerRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM practitioners WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Practitioner::from))
+    TABLE.find(conn, id, Lock::None).await
 }
 
 /// A live practitioner, locked for update within the caller's transaction.
@@ -193,13 +176,7 @@ pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Practitioner>, sqlx::Error> {
-    let row: Option<PractitionerRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM practitioners WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(Practitioner::from))
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// Live practitioners, by name, matching `search` in names or specialty.
@@ -212,40 +189,25 @@ pub async fn list(
     let filter = "deleted_at IS NULL AND ($1::text IS NULL
         OR first_name ILIKE $1 OR last_name ILIKE $1 OR specialty ILIKE $1
         OR (first_name || ' ' || last_name) ILIKE $1 OR (last_name || ' ' || first_name) ILIKE $1)";
-    let statement = list_statement(
-        "practitioners",
-        filter,
-        &format!("SELECT {COLUMNS} FROM practitioners"),
-        "ORDER BY lower(last_name), lower(first_name), id LIMIT $2 OFFSET $3",
-    );
-    let query = sqlx::query(&statement)
-        .bind(&pattern)
-        .bind(page.limit)
-        .bind(page.offset);
-    let (rows, total) = fetch_list::<PractitionerRow>(conn, query).await?;
-    Ok((rows.into_iter().map(Practitioner::from).collect(), total))
+    let order = "ORDER BY lower(last_name), lower(first_name), id LIMIT $2 OFFSET $3";
+    TABLE
+        .list(conn, filter, order, page, |q| q.bind(pattern))
+        .await
 }
 
 pub async fn insert(
     conn: &mut PgConnection,
     fields: &PractitionerFields,
 ) -> Result<Practitioner, sqlx::Error> {
-    let row: PractitionerRow = sqlx::query_as(&format!(
+    let statement = format!(
         "INSERT INTO practitioners (first_name, last_name, specialty, license_number, email,
             phone, user_id, is_active)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
-    ))
-    .bind(&fields.first_name)
-    .bind(&fields.last_name)
-    .bind(&fields.specialty)
-    .bind(&fields.license_number)
-    .bind(&fields.email)
-    .bind(&fields.phone)
-    .bind(fields.user_id)
-    .bind(fields.is_active)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.into())
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {}",
+        TABLE.columns
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn update(
@@ -253,37 +215,39 @@ pub async fn update(
     id: Uuid,
     fields: &PractitionerFields,
 ) -> Result<Practitioner, sqlx::Error> {
-    let row: PractitionerRow = sqlx::query_as(&format!(
+    let statement = format!(
         "UPDATE practitioners SET first_name = $1, last_name = $2, specialty = $3,
             license_number = $4, email = $5, phone = $6, user_id = $7, is_active = $8,
             updated_at = now()
-         WHERE id = $9 AND deleted_at IS NULL RETURNING {COLUMNS}"
-    ))
-    .bind(&fields.first_name)
-    .bind(&fields.last_name)
-    .bind(&fields.specialty)
-    .bind(&fields.license_number)
-    .bind(&fields.email)
-    .bind(&fields.phone)
-    .bind(fields.user_id)
-    .bind(fields.is_active)
-    .bind(id)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.into())
+         WHERE id = $9 AND deleted_at IS NULL RETURNING {}",
+        TABLE.columns
+    );
+    bind_fields(sqlx::query_as(&statement), fields)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Binds `fields` as `$1` to `$8`, in the column order of [`insert`].
+fn bind_fields<'q>(
+    query: QueryAs<'q, Postgres, Practitioner, PgArguments>,
+    fields: &'q PractitionerFields,
+) -> QueryAs<'q, Postgres, Practitioner, PgArguments> {
+    query
+        .bind(&fields.first_name)
+        .bind(&fields.last_name)
+        .bind(&fields.specialty)
+        .bind(&fields.license_number)
+        .bind(&fields.email)
+        .bind(&fields.phone)
+        .bind(fields.user_id)
+        .bind(fields.is_active)
 }
 
 /// Soft-deletes a live practitioner; `false` when there was none. Past
 /// appointments keep pointing at the row.
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE practitioners SET deleted_at = now(), updated_at = now()
-          WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    TABLE.soft_delete(conn, id).await
 }
 
 /// Unlinks a staff account being deleted from its practitioner, if any.

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{self, unknown};
 use super::state::AppState;
@@ -29,8 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_appointments, create_appointment))
         .routes(routes!(
             get_appointment,
-            patch_appointment,
-            put_appointment,
+            update_appointment,
             delete_appointment
         ))
         .routes(routes!(list_items, add_item))
@@ -185,9 +184,7 @@ async fn get_appointment(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let appointment = appointments::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let appointment = appointments::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(appointment.fields.patient_id);
@@ -201,40 +198,17 @@ async fn get_appointment(
 /// (`scheduled -> confirmed -> completed`, or to `cancelled` / `no_show`),
 /// edits reason and notes. Completed, cancelled and no-show appointments
 /// keep their status and schedule (409).
-#[utoipa::path(patch, path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = AppointmentInput,
     responses((status = 200, body = Appointment), (status = 404, description = "not_found"),
         (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn patch_appointment(
+async fn update_appointment(
     clinic: Clinic<Appointments>,
     Path(id): Path<Uuid>,
     Json(input): Json<AppointmentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/appointments/{id}", tag = "appointments", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = AppointmentInput,
-    responses((status = 200, body = Appointment), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn put_appointment(
-    clinic: Clinic<Appointments>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<AppointmentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Appointments>,
-    id: Uuid,
-    input: AppointmentInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = appointments::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = appointments::find_for_update(&mut tx, id).await.found()?;
     let changed = input.present_fields();
     let fields = input.apply(Some(&current.fields))?;
     if let Some(reason) = appointments::refusal(&current.fields, &fields) {
@@ -264,9 +238,7 @@ async fn delete_appointment(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let patient = appointments::soft_delete(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let patient = appointments::soft_delete(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(patient);
@@ -283,9 +255,7 @@ async fn list_items(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let appointment = appointments::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let appointment = appointments::find(&mut tx, id).await.found()?;
     let rows = items::list(&mut tx, id).await?;
     let entry = Entry::new(Action::List, ITEM_RESOURCE)
         .patient(appointment.fields.patient_id)
@@ -358,9 +328,7 @@ async fn delete_item(
 /// The live appointment whose items change, locked against a concurrent
 /// status change; 409 when it was cancelled or missed.
 async fn items_appointment(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Appointment, ApiError> {
-    let appointment = appointments::find_for_share(tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let appointment = appointments::find_for_share(tx, id).await.found()?;
     match appointment.fields.status.as_str() {
         "cancelled" | "no_show" => Err(ApiError::conflict(format!(
             "a {} appointment's items cannot change",

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, Found};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -28,12 +28,7 @@ use crate::clinic::consent_templates::{
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_templates, create_template))
-        .routes(routes!(
-            get_template,
-            patch_template,
-            put_template,
-            delete_template
-        ))
+        .routes(routes!(get_template, update_template, delete_template))
 }
 
 const RESOURCE: &str = "consent_template";
@@ -89,9 +84,7 @@ async fn get_template(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let template = templates::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let template = templates::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     clinic
         .record_read(Entry::new(Action::Read, RESOURCE).resource(id))
@@ -101,45 +94,20 @@ async fn get_template(
 
 /// Updates the current version's title or body: in place (200) while no
 /// consent was signed on it, else as a new version (201).
-#[utoipa::path(patch, path = "/consent-templates/{id}", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/consent-templates/{id}", tag = "consents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = ConsentTemplateInput,
     responses((status = 200, body = ConsentTemplate, description = "edited in place"),
         (status = 201, body = ConsentTemplate, description = "the new version"),
         (status = 404, description = "not_found"), (status = 409, description = "conflict"),
         (status = 422, description = "validation_failed")))]
-async fn patch_template(
+async fn update_template(
     clinic: Clinic<ConsentTemplates>,
     Path(id): Path<Uuid>,
     Json(input): Json<ConsentTemplateInput>,
-) -> Result<Response, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/consent-templates/{id}", tag = "consents", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = ConsentTemplateInput,
-    responses((status = 200, body = ConsentTemplate, description = "edited in place"),
-        (status = 201, body = ConsentTemplate, description = "the new version"),
-        (status = 404, description = "not_found"), (status = 409, description = "conflict"),
-        (status = 422, description = "validation_failed")))]
-async fn put_template(
-    clinic: Clinic<ConsentTemplates>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<ConsentTemplateInput>,
-) -> Result<Response, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<ConsentTemplates>,
-    id: Uuid,
-    input: ConsentTemplateInput,
 ) -> Result<Response, ApiError> {
     let mut tx = clinic.begin_write().await?;
     // Locked: a consent being signed on this version waits, or is seen.
-    let current = templates::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = templates::find_for_update(&mut tx, id).await.found()?;
     if !current.is_current {
         return Err(not_current());
     }
@@ -177,9 +145,7 @@ async fn delete_template(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = templates::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = templates::find_for_update(&mut tx, id).await.found()?;
     if !current.is_current {
         return Err(not_current());
     }

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
@@ -27,12 +27,7 @@ use crate::validation::FieldErrors;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_consents, create_consent))
-        .routes(routes!(
-            get_consent,
-            patch_consent,
-            put_consent,
-            delete_consent
-        ))
+        .routes(routes!(get_consent, update_consent, delete_consent))
 }
 
 const RESOURCE: &str = "consent";
@@ -111,9 +106,7 @@ async fn get_consent(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let consent = consents::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let consent = consents::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(consent.patient_id);
@@ -124,40 +117,17 @@ async fn get_consent(
 
 /// Moves the status along `pending -> signed -> revoked` (409 otherwise),
 /// or points a pending consent at another current template version.
-#[utoipa::path(patch, path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = ConsentInput,
     responses((status = 200, body = Consent), (status = 404, description = "not_found"),
         (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn patch_consent(
+async fn update_consent(
     clinic: Clinic<Consents>,
     Path(id): Path<Uuid>,
     Json(input): Json<ConsentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/consents/{id}", tag = "consents", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = ConsentInput,
-    responses((status = 200, body = Consent), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn put_consent(
-    clinic: Clinic<Consents>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<ConsentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Consents>,
-    id: Uuid,
-    input: ConsentInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = consents::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = consents::find_for_update(&mut tx, id).await.found()?;
     let changed = input.present_fields();
     let before = current.fields();
     let fields = input.apply(Some(&before))?;
@@ -188,9 +158,7 @@ async fn update(
     consents::update(&mut tx, id, &fields)
         .await
         .on_constraint(consents::TEMPLATE_FK, unknown("templateId"))?;
-    let consent = consents::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let consent = consents::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Update, RESOURCE)
         .resource(id)
         .patient(consent.patient_id)
@@ -208,9 +176,7 @@ async fn delete_consent(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let consent = consents::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let consent = consents::find_for_update(&mut tx, id).await.found()?;
     if consent.status != "pending" {
         return Err(ApiError::conflict(
             "a consent that was signed is kept as evidence: revoke it instead",

@@ -17,6 +17,7 @@ use utoipa::Modify;
 /// Applies the shared conventions to the merged document.
 pub fn describe(openapi: &mut OpenApi) {
     Document.modify(openapi);
+    DistinctIds.modify(openapi);
     Exact.modify(openapi);
     Envelopes.modify(openapi);
     ErrorResponses.modify(openapi);
@@ -136,6 +137,23 @@ impl Modify for Exact {
         if let Some(RefOr::T(Schema::Object(consent))) = components.schemas.get_mut("NewConsent") {
             if let Some(RefOr::T(Schema::Object(status))) = consent.properties.get_mut("status") {
                 status.enum_values = Some(vec!["pending".into(), "signed".into()]);
+            }
+        }
+    }
+}
+
+/// An update handler serves PUT and PATCH alike (`method(put, patch)`), so
+/// both operations carry its name as operationId; the PUT one gets `_put`
+/// appended, keeping every id unique.
+struct DistinctIds;
+
+impl Modify for DistinctIds {
+    fn modify(&self, openapi: &mut OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            if let (Some(put), Some(patch)) = (&mut item.put, &item.patch) {
+                if put.operation_id == patch.operation_id {
+                    put.operation_id = put.operation_id.take().map(|id| format!("{id}_put"));
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, Found};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -26,12 +26,7 @@ use crate::clinic::documents::{Document, DocumentInput, DocumentStatus, Document
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_documents, create_document))
-        .routes(routes!(
-            get_document,
-            patch_document,
-            put_document,
-            delete_document
-        ))
+        .routes(routes!(get_document, update_document, delete_document))
         .routes(routes!(convert_document))
 }
 
@@ -150,7 +145,7 @@ async fn get_document(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let document = store::find(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let document = store::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(document.patient_id);
@@ -163,35 +158,14 @@ async fn get_document(
 /// sent` issues it), or changes an issued document's status; cancelling an
 /// invoice issues its credit note (`creditNoteId`). Editing an issued
 /// document, or a change its status does not allow, is a 409.
-#[utoipa::path(patch, path = "/documents/{id}", tag = "documents", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/documents/{id}", tag = "documents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = DocumentInput,
     responses((status = 200, body = Document), (status = 404, description = "not_found"),
         (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn patch_document(
+async fn update_document(
     clinic: Clinic<Documents>,
     Path(id): Path<Uuid>,
     Json(input): Json<DocumentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH.
-#[utoipa::path(put, path = "/documents/{id}", tag = "documents", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = DocumentInput,
-    responses((status = 200, body = Document), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict"), (status = 422, description = "validation_failed")))]
-async fn put_document(
-    clinic: Clinic<Documents>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<DocumentInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Documents>,
-    id: Uuid,
-    input: DocumentInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
     let Changed {

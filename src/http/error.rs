@@ -300,6 +300,17 @@ fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
+/// A lookup's `Ok(None)` is a 404 (`not_found`).
+pub trait Found<T> {
+    fn found(self) -> Result<T, ApiError>;
+}
+
+impl<T, E: Into<ApiError>> Found<T> for Result<Option<T>, E> {
+    fn found(self) -> Result<T, ApiError> {
+        self.map_err(Into::into)?.ok_or(ApiError::NotFound)
+    }
+}
+
 /// Turns named database constraint violations into API errors.
 pub trait ResultExt<T> {
     /// A violation of `constraint` becomes `map()`'s error.

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::patient_data::{unknown, PatientQuery};
 use super::state::AppState;
@@ -24,7 +24,7 @@ use crate::validation::FieldErrors;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_records, create_record))
-        .routes(routes!(get_record, patch_record, put_record, delete_record))
+        .routes(routes!(get_record, update_record, delete_record))
 }
 
 const RESOURCE: &str = "medical_record";
@@ -100,9 +100,7 @@ async fn get_record(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_read().await?;
-    let record = records::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let record = records::find(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Read, RESOURCE)
         .resource(id)
         .patient(record.fields.patient_id);
@@ -113,40 +111,17 @@ async fn get_record(
 
 /// Updates the given fields; `null` clears an optional one. The patient
 /// cannot change.
-#[utoipa::path(patch, path = "/medical-records/{id}", tag = "medical records",
+#[utoipa::path(method(put, patch), path = "/medical-records/{id}", tag = "medical records",
     security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MedicalRecordInput,
     responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found"),
         (status = 422, description = "validation_failed")))]
-async fn patch_record(
+async fn update_record(
     clinic: Clinic<MedicalRecords>,
     Path(id): Path<Uuid>,
     Json(input): Json<MedicalRecordInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/medical-records/{id}", tag = "medical records",
-    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = MedicalRecordInput,
-    responses((status = 200, body = MedicalRecord), (status = 404, description = "not_found"),
-        (status = 422, description = "validation_failed")))]
-async fn put_record(
-    clinic: Clinic<MedicalRecords>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<MedicalRecordInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<MedicalRecords>,
-    id: Uuid,
-    input: MedicalRecordInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = records::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = records::find_for_update(&mut tx, id).await.found()?;
     let changed = input.present_fields();
     let fields = input.apply(Some(&current.fields), Utc::now())?;
     check_references(&mut tx, Some(&current.fields), &fields).await?;
@@ -171,9 +146,7 @@ async fn delete_record(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let patient = records::soft_delete(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let patient = records::soft_delete(&mut tx, id).await.found()?;
     let entry = Entry::new(Action::Delete, RESOURCE)
         .resource(id)
         .patient(patient);

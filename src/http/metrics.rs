@@ -1,5 +1,5 @@
-//! `GET /metrics`: the server's counters in Prometheus text format, written
-//! by hand (a few counters and histograms need no crate).
+//! `GET /metrics`: the server's counters in the Prometheus text format,
+//! kept and written by the `prometheus` crate.
 //!
 //! Requests are labelled by method, route template (`/api/v1/patients/{id}`,
 //! from axum's `MatchedPath`) and status: never by raw path, query or clinic,
@@ -8,9 +8,7 @@
 //!
 //! With `METRICS_TOKEN` set, a scrape must present it as a bearer token.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -19,6 +17,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use prometheus::core::Collector;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -29,9 +32,10 @@ const REQUEST_BUCKETS: &[f64] = &[
 ];
 /// Upper bounds (seconds) of the clinic provisioning buckets.
 const PROVISIONING_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+const REQUEST_LABELS: &[&str] = &["method", "route", "status"];
 
 /// Why a login was refused, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginFailure {
     InvalidCredentials,
     Throttled,
@@ -46,77 +50,91 @@ impl LoginFailure {
     }
 }
 
-/// The process's counters, shared by every request.
+/// The process's counters, shared by every request; what the rest of the
+/// server knows ([`Gauges`]) is added at each scrape.
 pub struct Metrics {
-    started_at: SystemTime,
-    requests: Mutex<BTreeMap<RequestKey, Histogram>>,
-    provisioning: Mutex<Histogram>,
-    login_failures: Mutex<BTreeMap<LoginFailure, u64>>,
+    registry: Registry,
+    requests: IntCounterVec,
+    durations: HistogramVec,
+    provisioning: Histogram,
+    login_failures: IntCounterVec,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct RequestKey {
-    method: &'static str,
-    route: String,
-    status: u16,
-}
-
-#[derive(Debug, Clone)]
-struct Histogram {
-    bounds: &'static [f64],
-    /// Cumulative: `buckets[i]` counts observations `<= bounds[i]`.
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: vec![0; bounds.len()],
-            count: 0,
-            sum: 0.0,
-        }
-    }
-
-    fn observe(&mut self, seconds: f64) {
-        for (bucket, bound) in self.buckets.iter_mut().zip(self.bounds) {
-            if seconds <= *bound {
-                *bucket += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bucket, bound) in self.buckets.iter().zip(self.bounds) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {bucket}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+/// Adds `metric` to `registry` and hands it back. The names are constants
+/// of this module, each registered once, so registering cannot fail.
+fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("a metric named once");
+    metric
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "medicalpro_http_requests_total",
+                "HTTP requests answered, by method, route template and status.",
+            ),
+            REQUEST_LABELS,
+        );
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "medicalpro_http_request_duration_seconds",
+                "Time to answer an HTTP request, by method, route template and status.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            REQUEST_LABELS,
+        );
+        let provisioning = Histogram::with_opts(
+            HistogramOpts::new(
+                "medicalpro_clinic_provisioning_seconds",
+                "Time to provision a clinic (database, role, schema) on registration.",
+            )
+            .buckets(PROVISIONING_BUCKETS.to_vec()),
+        );
+        let login_failures = IntCounterVec::new(
+            Opts::new(
+                "medicalpro_login_failures_total",
+                "Refused logins, by reason.",
+            ),
+            &["reason"],
+        );
+        let build = IntGaugeVec::new(
+            Opts::new("medicalpro_build_info", "The running version."),
+            &["version"],
+        );
+        let started = IntGauge::new(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+        );
+        let (requests, durations, provisioning, login_failures, build, started) = (
+            requests.expect("valid metric"),
+            durations.expect("valid metric"),
+            provisioning.expect("valid metric"),
+            login_failures.expect("valid metric"),
+            build.expect("valid metric"),
+            started.expect("valid metric"),
+        );
+        for reason in [LoginFailure::InvalidCredentials, LoginFailure::Throttled] {
+            login_failures.with_label_values(&[reason.label()]);
+        }
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        started.set(i64::try_from(since_epoch).unwrap_or(i64::MAX));
+        registered(r, build);
+        registered(r, started);
         Self {
-            started_at: SystemTime::now(),
-            requests: Mutex::new(BTreeMap::new()),
-            provisioning: Mutex::new(Histogram::new(PROVISIONING_BUCKETS)),
-            login_failures: Mutex::new(BTreeMap::new()),
+            requests: registered(r, requests),
+            durations: registered(r, durations),
+            provisioning: registered(r, provisioning),
+            login_failures: registered(r, login_failures),
+            registry,
         }
     }
 }
@@ -133,198 +151,82 @@ pub struct Gauges {
     pub clinic_connections_refused_in_transaction: u64,
 }
 
+impl Gauges {
+    /// The scrape-time values, as a registry of their own.
+    fn registry(&self) -> prometheus::Result<Registry> {
+        let registry = Registry::new();
+        let r = &registry;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        registered(
+            r,
+            IntGauge::new(
+                "medicalpro_clinic_pools_open",
+                "Clinics opened in this process (credentials unsealed, connections open or not).",
+            )?,
+        )
+        .set(count(self.open_clinic_pools));
+        registered(r, IntGauge::new(
+            "medicalpro_clinic_connections_open",
+            "Clinic database connections open in this process (bounded by MAX_CLINIC_CONNECTIONS).",
+        )?)
+        .set(count(self.open_clinic_connections));
+        registered(r, IntCounter::new(
+            "medicalpro_clinic_rollbacks_on_release_total",
+            "Clinic transactions ended without commit (an error, an abandoned request), rolled back before their connection served anyone else.",
+        )?)
+        .inc_by(self.clinic_rollbacks_on_release);
+        registered(
+            r,
+            IntCounter::new(
+                "medicalpro_clinic_connections_refused_in_transaction_total",
+                "Clinic connections that came back still in a transaction: closed, never reused.",
+            )?,
+        )
+        .inc_by(self.clinic_connections_refused_in_transaction);
+        let central = registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "medicalpro_central_connections",
+                    "Connections of the central database pool, by state.",
+                ),
+                &["state"],
+            )?,
+        );
+        let idle = self.central_idle_connections;
+        let busy = (self.central_connections as usize).saturating_sub(idle);
+        central.with_label_values(&["idle"]).set(count(idle));
+        central.with_label_values(&["busy"]).set(count(busy));
+        Ok(registry)
+    }
+}
+
 impl Metrics {
     pub fn observe_request(&self, method: &Method, route: &str, status: u16, took: Duration) {
-        let key = RequestKey {
-            method: method_label(method),
-            route: route.to_owned(),
-            status,
-        };
-        self.requests
-            .lock()
-            .expect("metrics lock")
-            .entry(key)
-            .or_insert_with(|| Histogram::new(REQUEST_BUCKETS))
+        let status = status.to_string();
+        let labels = [method_label(method), route, &status];
+        self.requests.with_label_values(&labels).inc();
+        self.durations
+            .with_label_values(&labels)
             .observe(took.as_secs_f64());
     }
 
     pub fn observe_provisioning(&self, took: Duration) {
-        self.provisioning
-            .lock()
-            .expect("metrics lock")
-            .observe(took.as_secs_f64());
+        self.provisioning.observe(took.as_secs_f64());
     }
 
     pub fn login_failed(&self, reason: LoginFailure) {
-        *self
-            .login_failures
-            .lock()
-            .expect("metrics lock")
-            .entry(reason)
-            .or_default() += 1;
+        self.login_failures
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// The exposition text.
-    pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::new();
-        let requests = self.requests.lock().expect("metrics lock").clone();
-        header(
-            &mut out,
-            "medicalpro_http_requests_total",
-            "counter",
-            "HTTP requests answered, by method, route template and status.",
-        );
-        for (key, histogram) in &requests {
-            let _ = writeln!(
-                out,
-                "medicalpro_http_requests_total{{{}}} {}",
-                request_labels(key),
-                histogram.count
-            );
-        }
-        header(
-            &mut out,
-            "medicalpro_http_request_duration_seconds",
-            "histogram",
-            "Time to answer an HTTP request, by method, route template and status.",
-        );
-        for (key, histogram) in &requests {
-            histogram.render(
-                &mut out,
-                "medicalpro_http_request_duration_seconds",
-                &request_labels(key),
-            );
-        }
-        header(
-            &mut out,
-            "medicalpro_clinic_provisioning_seconds",
-            "histogram",
-            "Time to provision a clinic (database, role, schema) on registration.",
-        );
-        let provisioning = self.provisioning.lock().expect("metrics lock").clone();
-        provisioning.render(&mut out, "medicalpro_clinic_provisioning_seconds", "");
-        header(
-            &mut out,
-            "medicalpro_login_failures_total",
-            "counter",
-            "Refused logins, by reason.",
-        );
-        let failures = self.login_failures.lock().expect("metrics lock").clone();
-        for reason in [LoginFailure::InvalidCredentials, LoginFailure::Throttled] {
-            let _ = writeln!(
-                out,
-                "medicalpro_login_failures_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                failures.get(&reason).copied().unwrap_or(0)
-            );
-        }
-        header(
-            &mut out,
-            "medicalpro_clinic_pools_open",
-            "gauge",
-            "Clinics opened in this process (credentials unsealed, connections open or not).",
-        );
-        let _ = writeln!(
-            out,
-            "medicalpro_clinic_pools_open {}",
-            gauges.open_clinic_pools
-        );
-        header(
-            &mut out,
-            "medicalpro_clinic_connections_open",
-            "gauge",
-            "Clinic database connections open in this process (bounded by MAX_CLINIC_CONNECTIONS).",
-        );
-        let _ = writeln!(
-            out,
-            "medicalpro_clinic_connections_open {}",
-            gauges.open_clinic_connections
-        );
-        header(
-            &mut out,
-            "medicalpro_clinic_rollbacks_on_release_total",
-            "counter",
-            "Clinic transactions ended without commit (an error, an abandoned request), rolled back before their connection served anyone else.",
-        );
-        let _ = writeln!(
-            out,
-            "medicalpro_clinic_rollbacks_on_release_total {}",
-            gauges.clinic_rollbacks_on_release
-        );
-        header(
-            &mut out,
-            "medicalpro_clinic_connections_refused_in_transaction_total",
-            "counter",
-            "Clinic connections that came back still in a transaction: closed, never reused.",
-        );
-        let _ = writeln!(
-            out,
-            "medicalpro_clinic_connections_refused_in_transaction_total {}",
-            gauges.clinic_connections_refused_in_transaction
-        );
-        header(
-            &mut out,
-            "medicalpro_central_connections",
-            "gauge",
-            "Connections of the central database pool, by state.",
-        );
-        let idle = gauges.central_idle_connections;
-        let busy = (gauges.central_connections as usize).saturating_sub(idle);
-        let _ = writeln!(
-            out,
-            "medicalpro_central_connections{{state=\"idle\"}} {idle}"
-        );
-        let _ = writeln!(
-            out,
-            "medicalpro_central_connections{{state=\"busy\"}} {busy}"
-        );
-        header(
-            &mut out,
-            "medicalpro_build_info",
-            "gauge",
-            "The running version.",
-        );
-        let _ = writeln!(
-            out,
-            "medicalpro_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        header(
-            &mut out,
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch, in seconds.",
-        );
-        let started = self
-            .started_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let _ = writeln!(out, "process_start_time_seconds {started}");
-        out
+    pub fn render(&self, gauges: &Gauges) -> prometheus::Result<String> {
+        let mut families = self.registry.gather();
+        families.extend(gauges.registry()?.gather());
+        TextEncoder::new().encode_to_string(&families)
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn request_labels(key: &RequestKey) -> String {
-    format!(
-        "method=\"{}\",route=\"{}\",status=\"{}\"",
-        key.method,
-        escape(&key.route),
-        key.status
-    )
-}
-
-/// Label values escape backslash, double quote and newline.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Standard methods by name; anything else is `OTHER`, so a client cannot
@@ -393,7 +295,10 @@ async fn metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&gauges),
+        state
+            .metrics
+            .render(&gauges)
+            .map_err(|e| ApiError::Internal(e.into()))?,
     ))
 }
 
@@ -418,7 +323,7 @@ mod tests {
         let route = "/api/v1/patients/{id}";
         metrics.observe_request(&Method::GET, route, 200, Duration::from_millis(7));
         metrics.observe_request(&Method::GET, route, 200, Duration::from_millis(300));
-        let text = metrics.render(&empty());
+        let text = metrics.render(&empty()).unwrap();
         let labels = r#"method="GET",route="/api/v1/patients/{id}",status="200""#;
         assert!(
             text.contains(&format!("medicalpro_http_requests_total{{{labels}}} 2")),
@@ -445,7 +350,7 @@ mod tests {
         let metrics = Metrics::default();
         let method = Method::from_bytes(b"BREW").unwrap();
         metrics.observe_request(&method, "a\"b\\c\nd", 418, Duration::ZERO);
-        let text = metrics.render(&empty());
+        let text = metrics.render(&empty()).unwrap();
         assert!(
             text.contains(r#"method="OTHER",route="a\"b\\c\nd",status="418""#),
             "{text}"
@@ -458,7 +363,7 @@ mod tests {
         metrics.login_failed(LoginFailure::Throttled);
         metrics.login_failed(LoginFailure::Throttled);
         metrics.observe_provisioning(Duration::from_millis(800));
-        let text = metrics.render(&empty());
+        let text = metrics.render(&empty()).unwrap();
         assert!(text.contains("medicalpro_login_failures_total{reason=\"throttled\"} 2"));
         assert!(text.contains("medicalpro_login_failures_total{reason=\"invalid_credentials\"} 0"));
         assert!(text.contains("medicalpro_clinic_provisioning_seconds_bucket{le=\"1\"} 1"));

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -20,12 +20,7 @@ use crate::clinic::settings;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_patients, create_patient))
-        .routes(routes!(
-            get_patient,
-            patch_patient,
-            put_patient,
-            delete_patient
-        ))
+        .routes(routes!(get_patient, update_patient, delete_patient))
 }
 
 /// The audit trail's name for this resource.
@@ -93,46 +88,23 @@ async fn get_patient(
     let entry = Entry::new(Action::Read, RESOURCE).resource(id).patient(id);
     let patient = clinic
         .read_alone(entry, |conn| Box::pin(patients::find(conn, id)))
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     Ok(ok(patient))
 }
 
-/// Updates the given fields; `null` clears an optional one.
-#[utoipa::path(patch, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
+/// Updates the given fields (PUT and PATCH alike); `null` clears an optional one.
+#[utoipa::path(method(put, patch), path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PatientInput,
     responses((status = 200, body = Patient), (status = 404, description = "not_found"),
         (status = 422, description = "validation_failed")))]
-async fn patch_patient(
+async fn update_patient(
     clinic: Clinic<Patients>,
     Path(id): Path<Uuid>,
     Json(input): Json<PatientInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/patients/{id}", tag = "patients", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = PatientInput,
-    responses((status = 200, body = Patient), (status = 404, description = "not_found"),
-        (status = 422, description = "validation_failed")))]
-async fn put_patient(
-    clinic: Clinic<Patients>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<PatientInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Patients>,
-    id: Uuid,
-    input: PatientInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin_write().await?;
-    let current = patients::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = patients::find_for_update(&mut tx, id).await.found()?;
     let country = settings::country(&mut tx).await?;
     let changed = input.present_fields();
     let fields = input.apply(current.fields, &country)?;

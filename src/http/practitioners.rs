@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -26,8 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_practitioners, create_practitioner))
         .routes(routes!(
             get_practitioner,
-            patch_practitioner,
-            put_practitioner,
+            update_practitioner,
             delete_practitioner
         ))
 }
@@ -78,53 +77,25 @@ async fn get_practitioner(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let practitioner = practitioners::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let practitioner = practitioners::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     Ok(ok(practitioner))
 }
 
-/// Updates the given fields; `null` clears an optional one.
-#[utoipa::path(patch, path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
+/// Updates the given fields (PUT and PATCH alike); `null` clears an optional one.
+#[utoipa::path(method(put, patch), path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PractitionerInput,
     responses((status = 200, body = Practitioner), (status = 404, description = "not_found"),
         (status = 409, description = "conflict: account already linked"),
         (status = 422, description = "validation_failed")))]
-async fn patch_practitioner(
+async fn update_practitioner(
     clinic: Clinic<Practitioners>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(input): Json<PractitionerInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/practitioners/{id}", tag = "practitioners", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = PractitionerInput,
-    responses((status = 200, body = Practitioner), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict: account already linked"),
-        (status = 422, description = "validation_failed")))]
-async fn put_practitioner(
-    clinic: Clinic<Practitioners>,
-    State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<PractitionerInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Practitioners>,
-    state: AppState,
-    id: Uuid,
-    input: PractitionerInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let current = practitioners::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = practitioners::find_for_update(&mut tx, id).await.found()?;
     let fields = checked(&clinic, &state, input, current.fields).await?;
     let practitioner = practitioners::update(&mut tx, id, &fields)
         .await

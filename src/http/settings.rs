@@ -22,7 +22,7 @@ use crate::clinic::settings::{self, Preferences, PreferencesInput};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_clinic))
-        .routes(routes!(patch_settings, put_settings))
+        .routes(routes!(update_settings))
 }
 
 /// The caller's clinic and its preferences.
@@ -84,33 +84,13 @@ async fn get_clinic(
 /// invoices print of the clinic: `address` (replaced as a whole), `siret`
 /// (14 digits, Luhn-checked), `vatNumber` (`FR` numbers checked against
 /// their SIREN); these three are cleared by `null`.
-#[utoipa::path(patch, path = "/clinic/settings", tag = "clinic", security(("bearer" = [])),
+#[utoipa::path(method(put, patch), path = "/clinic/settings", tag = "clinic", security(("bearer" = [])),
     request_body = PreferencesInput, responses((status = 200, body = ClinicView),
         (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
-async fn patch_settings(
+async fn update_settings(
     clinic: Clinic<ClinicSettings>,
     State(state): State<AppState>,
     Json(input): Json<PreferencesInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, input).await
-}
-
-/// Same as PATCH: changes the given preferences.
-#[utoipa::path(put, path = "/clinic/settings", tag = "clinic", security(("bearer" = [])),
-    request_body = PreferencesInput, responses((status = 200, body = ClinicView),
-        (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
-async fn put_settings(
-    clinic: Clinic<ClinicSettings>,
-    State(state): State<AppState>,
-    Json(input): Json<PreferencesInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, input).await
-}
-
-async fn update(
-    clinic: Clinic<ClinicSettings>,
-    state: AppState,
-    input: PreferencesInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
     let timezone = match input.timezone() {

@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::UserView;
-use super::error::{ApiError, ResultExt};
+use super::error::{ApiError, Found, ResultExt};
 use super::extract::{created, ok, page, Json, Path, Query};
 use super::list::ListQuery;
 use super::state::AppState;
@@ -40,7 +40,7 @@ use crate::validation::{self as v, FieldErrors, Patch};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
-        .routes(routes!(get_user, patch_user, put_user, delete_user))
+        .routes(routes!(get_user, update_user, delete_user))
 }
 
 /// A new staff account.
@@ -237,52 +237,28 @@ async fn get_user(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = users::find_in_clinic(&state.databases.central, clinic.id.0, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     Ok(ok(UserView::from(user)))
 }
 
-/// Updates the given fields (firstName, lastName, role, isActive).
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+/// Updates the given fields (firstName, lastName, role, isActive), by PUT or PATCH.
+#[utoipa::path(method(put, patch), path = "/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = StaffPatch,
     responses((status = 200, body = UserView), (status = 404, description = "not_found"),
         (status = 409, description = "conflict: last active admin"),
         (status = 422, description = "validation_failed")))]
-async fn patch_user(
+async fn update_user(
     clinic: Clinic<Users>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(patch): Json<StaffPatch>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, patch).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/users/{id}", tag = "users", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = StaffPatch,
-    responses((status = 200, body = UserView), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict: last active admin"),
-        (status = 422, description = "validation_failed")))]
-async fn put_user(
-    clinic: Clinic<Users>,
-    State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    Json(patch): Json<StaffPatch>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, state, id, patch).await
-}
-
-async fn update(
-    clinic: Clinic<Users>,
-    state: AppState,
-    id: Uuid,
-    patch: StaffPatch,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.databases.central.begin().await?;
     let admins = users::lock_active_admins(&mut tx, clinic.id.0).await?;
     let current = users::find_in_clinic_for_update(&mut tx, clinic.id.0, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     let fields = patch.present_fields();
     if fields.is_empty() {
         return Ok(ok(UserView::from(current)));
@@ -317,8 +293,8 @@ async fn delete_user(
     let mut tx = state.databases.central.begin().await?;
     let admins = users::lock_active_admins(&mut tx, clinic.id.0).await?;
     let current = users::find_in_clinic_for_update(&mut tx, clinic.id.0, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+        .await
+        .found()?;
     if current.is_active_admin() && admins <= 1 {
         return Err(last_admin());
     }

@@ -6,19 +6,20 @@
 
 use std::time::Duration;
 
+use moka::sync::Cache;
+
 use sqlx::PgPool;
 
 use crate::central::companies::{self, ClinicState};
 use crate::tenancy::naming::ClinicId;
-use crate::ttl_cache::TtlCache;
 
 pub const STATE_TTL: Duration = Duration::from_secs(2);
 
-pub struct StateCache(TtlCache<ClinicId, ClinicState>);
+pub struct StateCache(Cache<ClinicId, ClinicState>);
 
 impl Default for StateCache {
     fn default() -> Self {
-        Self(TtlCache::new(STATE_TTL))
+        Self(Cache::builder().time_to_live(STATE_TTL).build())
     }
 }
 
@@ -34,11 +35,11 @@ impl StateCache {
 
     /// Drops what is known of one clinic; the next request asks central.
     pub fn forget(&self, id: ClinicId) {
-        self.0.forget(&id);
+        self.0.invalidate(&id);
     }
 
     /// Drops everything known (change notices may have been missed).
     pub fn clear(&self) {
-        self.0.clear();
+        self.0.invalidate_all();
     }
 }

@@ -8,7 +8,8 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::clinic::{fetch_list, like_pattern, list_statement, Page};
+use crate::clinic::table::{Lock, Table};
+use crate::clinic::{like_pattern, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -76,27 +77,22 @@ impl CategoryInput {
     }
 }
 
-const COLUMNS: &str = "id, name, description, created_at, updated_at";
+const TABLE: Table = Table {
+    name: "categories",
+    alias: "categories",
+    joins: "",
+    columns: "id, name, description, created_at, updated_at",
+};
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Category>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM categories WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    TABLE.find(conn, id, Lock::None).await
 }
 
 pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Category>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM categories WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// Live categories by name, matching `search` in the name.
@@ -107,17 +103,10 @@ pub async fn list(
 ) -> Result<(Vec<Category>, i64), sqlx::Error> {
     let pattern = search.map(like_pattern);
     let filter = "deleted_at IS NULL AND ($1::text IS NULL OR name ILIKE $1)";
-    let statement = list_statement(
-        "categories",
-        filter,
-        &format!("SELECT {COLUMNS} FROM categories"),
-        "ORDER BY lower(name), id LIMIT $2 OFFSET $3",
-    );
-    let query = sqlx::query(&statement)
-        .bind(&pattern)
-        .bind(page.limit)
-        .bind(page.offset);
-    fetch_list(conn, query).await
+    let order = "ORDER BY lower(name), id LIMIT $2 OFFSET $3";
+    TABLE
+        .list(conn, filter, order, page, |q| q.bind(pattern))
+        .await
 }
 
 pub async fn insert(
@@ -125,7 +114,8 @@ pub async fn insert(
     fields: &CategoryFields,
 ) -> Result<Category, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO categories (name, description) VALUES ($1, $2) RETURNING {COLUMNS}"
+        "INSERT INTO categories (name, description) VALUES ($1, $2) RETURNING {}",
+        TABLE.columns
     ))
     .bind(&fields.name)
     .bind(&fields.description)
@@ -140,7 +130,8 @@ pub async fn update(
 ) -> Result<Category, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE categories SET name = $2, description = $3, updated_at = now()
-          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+          WHERE id = $1 AND deleted_at IS NULL RETURNING {}",
+        TABLE.columns
     ))
     .bind(id)
     .bind(&fields.name)
@@ -152,14 +143,7 @@ pub async fn update(
 /// Soft-deletes a live category and removes it from every product; `false`
 /// when there was none.
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE categories SET deleted_at = now(), updated_at = now()
-          WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
+    if !TABLE.soft_delete(&mut *conn, id).await? {
         return Ok(false);
     }
     sqlx::query("DELETE FROM product_categories WHERE category_id = $1")

@@ -10,7 +10,8 @@ use utoipa::openapi::schema::Object;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::clinic::{fetch_list, like_pattern, list_statement, Page};
+use crate::clinic::table::{Lock, Table};
+use crate::clinic::{like_pattern, Page};
 use crate::validation::schema::{Creatable, Create};
 use crate::validation::{self as v, FieldErrors, Patch};
 
@@ -200,23 +201,22 @@ fn duration(minutes: i32) -> Result<i32, String> {
     }
 }
 
-const SELECT: &str = "SELECT p.id, p.name, p.code, p.kind, p.unit_price_cents, p.vat_rate,
+const TABLE: Table = Table {
+    name: "products_services",
+    alias: "p",
+    joins: "",
+    columns: "p.id, p.name, p.code, p.kind, p.unit_price_cents, p.vat_rate,
         p.duration_minutes, p.is_active, p.created_at, p.updated_at,
         ARRAY(SELECT pc.category_id FROM product_categories pc
-               WHERE pc.product_service_id = p.id ORDER BY pc.category_id) AS category_ids
-      FROM products_services p";
+               WHERE pc.product_service_id = p.id ORDER BY pc.category_id) AS category_ids",
+};
 
 /// A live product or service by id.
 pub async fn find(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ProductService>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{SELECT} WHERE p.id = $1 AND p.deleted_at IS NULL"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    TABLE.find(conn, id, Lock::None).await
 }
 
 /// A live product or service, locked for update within the caller's
@@ -225,12 +225,7 @@ pub async fn find_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<ProductService>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{SELECT} WHERE p.id = $1 AND p.deleted_at IS NULL FOR UPDATE OF p"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    TABLE.find(conn, id, Lock::Update).await
 }
 
 /// Live products and services by name, matching `search` in name or code.
@@ -242,17 +237,10 @@ pub async fn list(
     let pattern = search.map(like_pattern);
     let filter =
         "p.deleted_at IS NULL AND ($1::text IS NULL OR p.name ILIKE $1 OR p.code ILIKE $1)";
-    let statement = list_statement(
-        "products_services p",
-        filter,
-        SELECT,
-        "ORDER BY lower(p.name), p.id LIMIT $2 OFFSET $3",
-    );
-    let query = sqlx::query(&statement)
-        .bind(&pattern)
-        .bind(page.limit)
-        .bind(page.offset);
-    fetch_list(conn, query).await
+    let order = "ORDER BY lower(p.name), p.id LIMIT $2 OFFSET $3";
+    TABLE
+        .list(conn, filter, order, page, |q| q.bind(pattern))
+        .await
 }
 
 /// Inserts a row and returns its id.
@@ -320,14 +308,7 @@ pub async fn set_categories(
 /// Soft-deletes a live row; `false` when there was none. Documents and
 /// appointments that used it keep their own copy of name and price.
 pub async fn soft_delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE products_services SET deleted_at = now(), updated_at = now()
-          WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    TABLE.soft_delete(conn, id).await
 }
 
 #[cfg(test)]

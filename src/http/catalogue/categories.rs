@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::clinic::catalogue::categories::{
     self, Category, CategoryFields, CategoryInput, NewCategory, NAME_TAKEN,
 };
-use crate::http::error::{ApiError, ResultExt};
+use crate::http::error::{ApiError, Found, ResultExt};
 use crate::http::extract::{created, ok, page, Json, Path, Query};
 use crate::http::list::ListQuery;
 use crate::http::state::AppState;
@@ -20,12 +20,7 @@ use crate::http::tenant::{Categories, Clinic};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_categories, create_category))
-        .routes(routes!(
-            get_category,
-            patch_category,
-            put_category,
-            delete_category
-        ))
+        .routes(routes!(get_category, update_category, delete_category))
 }
 
 fn name_taken() -> ApiError {
@@ -72,48 +67,23 @@ async fn get_category(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let category = categories::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let category = categories::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     Ok(ok(category))
 }
 
-/// Updates the given fields; `null` clears the description.
-#[utoipa::path(patch, path = "/categories/{id}", tag = "catalogue", security(("bearer" = [])),
+/// Updates the given fields (PUT and PATCH alike); `null` clears the description.
+#[utoipa::path(method(put, patch), path = "/categories/{id}", tag = "catalogue", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = CategoryInput,
     responses((status = 200, body = Category), (status = 404, description = "not_found"),
         (status = 409, description = "conflict: name taken"), (status = 422, description = "validation_failed")))]
-async fn patch_category(
+async fn update_category(
     clinic: Clinic<Categories>,
     Path(id): Path<Uuid>,
     Json(input): Json<CategoryInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/categories/{id}", tag = "catalogue", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = CategoryInput,
-    responses((status = 200, body = Category), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict: name taken"), (status = 422, description = "validation_failed")))]
-async fn put_category(
-    clinic: Clinic<Categories>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<CategoryInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<Categories>,
-    id: Uuid,
-    input: CategoryInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let current = categories::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = categories::find_for_update(&mut tx, id).await.found()?;
     let fields = input.apply(current.fields)?;
     let category = categories::update(&mut tx, id, &fields)
         .await

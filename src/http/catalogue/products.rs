@@ -13,7 +13,7 @@ use crate::clinic::catalogue::categories;
 use crate::clinic::catalogue::products::{
     self, NewProduct, ProductFields, ProductInput, ProductService, CODE_TAKEN,
 };
-use crate::http::error::{ApiError, ResultExt};
+use crate::http::error::{ApiError, Found, ResultExt};
 use crate::http::extract::{created, ok, page, Json, Path, Query};
 use crate::http::list::ListQuery;
 use crate::http::state::AppState;
@@ -23,12 +23,7 @@ use crate::validation::FieldErrors;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_products, create_product))
-        .routes(routes!(
-            get_product,
-            patch_product,
-            put_product,
-            delete_product
-        ))
+        .routes(routes!(get_product, update_product, delete_product))
 }
 
 fn code_taken() -> ApiError {
@@ -76,48 +71,23 @@ async fn get_product(
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let product = products::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let product = products::find(&mut tx, id).await.found()?;
     tx.commit().await?;
     Ok(ok(product))
 }
 
-/// Updates the given fields; `null` clears an optional one.
-#[utoipa::path(patch, path = "/products-services/{id}", tag = "catalogue", security(("bearer" = [])),
+/// Updates the given fields (PUT and PATCH alike); `null` clears an optional one.
+#[utoipa::path(method(put, patch), path = "/products-services/{id}", tag = "catalogue", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = ProductInput,
     responses((status = 200, body = ProductService), (status = 404, description = "not_found"),
         (status = 409, description = "conflict: code taken"), (status = 422, description = "validation_failed")))]
-async fn patch_product(
+async fn update_product(
     clinic: Clinic<ProductsServices>,
     Path(id): Path<Uuid>,
     Json(input): Json<ProductInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-/// Same as PATCH: updates the given fields.
-#[utoipa::path(put, path = "/products-services/{id}", tag = "catalogue", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = ProductInput,
-    responses((status = 200, body = ProductService), (status = 404, description = "not_found"),
-        (status = 409, description = "conflict: code taken"), (status = 422, description = "validation_failed")))]
-async fn put_product(
-    clinic: Clinic<ProductsServices>,
-    Path(id): Path<Uuid>,
-    Json(input): Json<ProductInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    update(clinic, id, input).await
-}
-
-async fn update(
-    clinic: Clinic<ProductsServices>,
-    id: Uuid,
-    input: ProductInput,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = clinic.begin().await?;
-    let current = products::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = products::find_for_update(&mut tx, id).await.found()?;
     let (fields, category_ids) = checked(&mut tx, input, Some(current.fields)).await?;
     products::update(&mut tx, id, &fields)
         .await
