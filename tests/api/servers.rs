@@ -1,6 +1,8 @@
 //! Several database servers: registering, listing and draining them, and
 //! moving a clinic from one to another under load.
 
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use axum::http::StatusCode;
 use medicalpro::compliance::verify_clinic;
 use medicalpro::ops::moves::{self, MoveError, MoveOptions, Step};
 use medicalpro::ops::{servers, Fleet};
+use medicalpro::tenancy::ddl::TABLE_GRANTS;
 use medicalpro::tenancy::naming::ClinicId;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
@@ -196,8 +199,15 @@ async fn a_clinic_moves_to_another_server_while_it_serves() {
         refused_reads.len(),
         moved.rows
     );
-    assert!(refused_reads.is_empty(), "reads not answered 200: {refused_reads:?}");
-    assert!(reads.len() >= 40, "only {} reads during the move", reads.len());
+    assert!(
+        refused_reads.is_empty(),
+        "reads not answered 200: {refused_reads:?}"
+    );
+    assert!(
+        reads.len() >= 40,
+        "only {} reads during the move",
+        reads.len()
+    );
     assert!(writes.iter().any(|(s, _, _)| s.is_success()));
 
     // The placement names the second server; the source is kept aside.
@@ -404,7 +414,7 @@ fn medicalpro(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_adds_lists_drains_and_moves() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("En ligne de commande").await;
@@ -467,6 +477,223 @@ async fn the_command_line_adds_lists_drains_and_moves() {
     assert!(ok, "{err}");
     assert!(out.contains(&id), "the clinic remains on it: {out}");
 
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+/// Rows of every clinic table, and the audit chain's head (id, hash).
+type Census = (BTreeMap<String, i64>, (i64, Vec<u8>));
+
+async fn census(conn: &mut PgConnection) -> Census {
+    let mut rows = BTreeMap::new();
+    for (table, _) in TABLE_GRANTS
+        .iter()
+        .filter(|(t, _)| *t != "_sqlx_migrations")
+    {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM public.{table}"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        rows.insert((*table).to_owned(), count);
+    }
+    let head = sqlx::query_as("SELECT id, hash FROM public.audit_events ORDER BY id DESC LIMIT 1")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    (rows, head)
+}
+
+/// What is left of a move's replication on one server, for `databases`:
+/// subscriptions, publications, slots.
+async fn replication_left(admin_url: &str, databases: &[&str]) -> i64 {
+    let options: PgConnectOptions = admin_url.parse().unwrap();
+    let mut left = 0;
+    for database in databases {
+        let Ok(mut conn) = options.clone().database(database).connect().await else {
+            continue;
+        };
+        let here: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+                      WHERE d.datname = $1)
+                  + (SELECT count(*) FROM pg_publication)
+                  + (SELECT count(*) FROM pg_replication_slots WHERE database = $1)",
+        )
+        .bind(database)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        left += here;
+        let _ = conn.close().await;
+    }
+    left
+}
+
+/// Every recorded step of a move killed for real (SIGKILL of the
+/// `medicalpro clinic move` process right after it), then the move run
+/// again: the clinic ends on the target, whole, served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_killed_at_any_step_ends_whole_on_one_server_when_run_again() {
+    let app = spawn_app().await;
+    let fleet = fleet_with_second_server(&app).await;
+    let primary = servers::find(&fleet, "primary").await.unwrap().id;
+    let second = servers::find(&fleet, "second").await.unwrap().id;
+    let steps = [
+        Step::Started,
+        Step::Prepared,
+        Step::Subscribed,
+        Step::Synced,
+        Step::Frozen,
+        Step::Verified,
+        Step::Switched,
+        Step::Done,
+    ];
+    for step in steps {
+        let clinic = app.register_clinic(&format!("Tuée après {step}")).await;
+        fill(&app, &clinic).await;
+        let id = clinic.id.to_string();
+        let database = app.clinic_database(clinic.id);
+        // Every event chained, then counted.
+        let (ok, out, err) = medicalpro(&app, &["audit", "verify", "--clinic", &id]);
+        assert!(ok, "{out}{err}");
+        let mut source = app.admin_connection(&database).await;
+        let (rows, head) = census(&mut source).await;
+        let _ = source.close().await;
+        assert_eq!(rows["appointments"], 4);
+
+        let killed = {
+            let mut command = app.medicalpro_command();
+            command
+                .args(["clinic", "move", &id, "--server", "second"])
+                .env("MEDICALPRO_MOVE_KILL_AFTER", step.as_str());
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "after {step}: {}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        // Served from one place: the source until the switch, the target from it.
+        let (server, _) = placement(&app, clinic.id).await;
+        let expected = if step >= Step::Switched {
+            second
+        } else {
+            primary
+        };
+        assert_eq!(server, expected, "placement after a kill after {step}");
+        let read = app.get("/api/v1/patients", &clinic.token).await;
+        assert_eq!(
+            read.status,
+            StatusCode::OK,
+            "read after a kill after {step}"
+        );
+
+        let rerun = {
+            let mut command = app.medicalpro_command();
+            command.args(["clinic", "move", &id, "--server", "second"]);
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        };
+        let (out, err) = (
+            String::from_utf8_lossy(&rerun.stdout),
+            String::from_utf8_lossy(&rerun.stderr),
+        );
+        match step {
+            Step::Done => assert!(
+                !rerun.status.success() && err.contains("already on server"),
+                "after {step}: {out}{err}"
+            ),
+            Step::Switched => assert!(
+                rerun.status.success() && out.contains("finished it"),
+                "after {step}: {out}{err}"
+            ),
+            _ => assert!(
+                rerun.status.success() && out.contains("rolled back first"),
+                "after {step}: {out}{err}"
+            ),
+        }
+        let (server, _) = placement(&app, clinic.id).await;
+        assert_eq!(
+            server, second,
+            "placement after a kill after {step} and a rerun"
+        );
+        assert!(!database_exists(&app, &database).await);
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM clinic_moves WHERE company_id = $1 AND finished_at IS NULL",
+        )
+        .bind(clinic.id)
+        .fetch_one(&app.state.databases.central)
+        .await
+        .unwrap();
+        assert_eq!(open, 0, "after {step}");
+
+        // Whole: `audit verify` chains what is pending and finds the chain
+        // intact; every table as before, the one read since in the trail.
+        let (ok, out, err) = medicalpro(&app, &["audit", "verify", "--clinic", &id]);
+        assert!(ok, "after {step}: {out}{err}");
+        let mut target = on_second(&database).await;
+        let (moved_rows, _) = census(&mut target).await;
+        for (table, count) in &rows {
+            let expected = match table.as_str() {
+                "audit_events" => count + 1,
+                _ => *count,
+            };
+            assert_eq!(
+                moved_rows[table], expected,
+                "{table} after a kill after {step}"
+            );
+        }
+        let kept_head: Vec<u8> =
+            sqlx::query_scalar("SELECT hash FROM public.audit_events WHERE id = $1")
+                .bind(head.0)
+                .fetch_one(&mut target)
+                .await
+                .unwrap();
+        assert_eq!(
+            kept_head, head.1,
+            "the chain's head before the move, after {step}"
+        );
+        let _ = target.close().await;
+
+        // No replication left on either server.
+        let kept: Vec<String> = sqlx::query_scalar(
+            "SELECT source_kept_as FROM clinic_moves WHERE company_id = $1 AND source_kept_as IS NOT NULL",
+        )
+        .bind(clinic.id)
+        .fetch_all(&app.state.databases.central)
+        .await
+        .unwrap();
+        assert_eq!(kept.len(), 1, "after {step}");
+        assert_eq!(
+            replication_left(&cluster().admin_url, &[&database, &kept[0]]).await,
+            0,
+            "on the source after {step}"
+        );
+        assert_eq!(
+            replication_left(&second_cluster().admin_url, &[&database]).await,
+            0,
+            "on the target after {step}"
+        );
+
+        // A write lands once, on the target.
+        let name = format!("Après{}", step.as_str());
+        app.create_patient(&clinic.token, &name, "Reprise").await;
+        let mut target = on_second(&database).await;
+        let landed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = $1")
+                .bind(&name)
+                .fetch_one(&mut target)
+                .await
+                .unwrap();
+        assert_eq!(landed, 1, "after {step}");
+        let _ = target.close().await;
+    }
+
+    fleet.close().await;
     let prefix = app.prefix.clone();
     app.cleanup().await;
     cleanup_second_cluster(&prefix).await;

@@ -176,7 +176,10 @@ pub(super) async fn copy_sequences(fleet: &Fleet, plan: &Plan) -> Result<(), Mov
             let headroom = if *pending { PENDING_HEADROOM } else { 0 };
             // Never called on the source: the fresh target one is alike
             // (but for the pending events' headroom).
-            if let Some(value) = last_value.map(|value| value + headroom).or(pending.then_some(headroom)) {
+            if let Some(value) = last_value
+                .map(|value| value + headroom)
+                .or(pending.then_some(headroom))
+            {
                 sqlx::query("SELECT pg_catalog.setval($1::regclass, $2, true)")
                     .bind(sequence)
                     .bind(value)

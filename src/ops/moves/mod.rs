@@ -178,11 +178,13 @@ pub struct Moved {
     pub move_id: Uuid,
     pub from_server: Option<String>,
     pub to_server: String,
-    /// Rows per table, the same on both sides at the switch.
+    /// Rows per table at the verification, the same on both sides (but for
+    /// `audit_events_pending`, which the source's reads add to until it is
+    /// cut off).
     pub rows: BTreeMap<String, i64>,
     /// The audit chain's last id at the switch.
     pub audit_head: Option<i64>,
-    /// From the write freeze to the switch.
+    /// From the write freeze to the switch (reads answered throughout).
     pub freeze_ms: u64,
     /// How long reaching each step took, in order.
     pub steps_ms: Vec<(Step, u64)>,
