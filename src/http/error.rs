@@ -54,6 +54,12 @@ pub enum ApiError {
     TooManyAttempts { retry_after: u64 },
     #[error("the clinic's database cannot be reached, try again shortly")]
     ClinicUnavailable,
+    /// The connection was ended under the request (a move's cut-off, a
+    /// restore, a server restart): answered as `clinic_unavailable`,
+    /// marked [`ConnectionCut`] so that a read is answered again once
+    /// (`super::retry`).
+    #[error("the clinic's database cannot be reached, try again shortly")]
+    ConnectionCut,
     /// A request past `REQUEST_TIMEOUT_MS`, or a statement past
     /// `STATEMENT_TIMEOUT_MS`: answered as `clinic_unavailable`.
     #[error("the request took too long, try again shortly")]
@@ -129,6 +135,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ClinicUnavailable
+            | ApiError::ConnectionCut
             | ApiError::TimedOut
             | ApiError::ServerBusy
             | ApiError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,7 +159,9 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::RetentionApplies(_) => "retention_applies",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
-            ApiError::ClinicUnavailable | ApiError::TimedOut => "clinic_unavailable",
+            ApiError::ClinicUnavailable | ApiError::ConnectionCut | ApiError::TimedOut => {
+                "clinic_unavailable"
+            }
             ApiError::ServerBusy => "server_busy",
             ApiError::NoCapacity => "no_capacity",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -175,7 +184,7 @@ impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::tenancy::pools::connection_lost(&error) {
             tracing::warn!(%error, "database connection lost during the request");
-            return ApiError::ClinicUnavailable;
+            return ApiError::ConnectionCut;
         }
         if crate::tenancy::pools::statement_cancelled(&error) {
             tracing::warn!(%error, "statement cancelled (statement timeout)");
@@ -190,9 +199,19 @@ impl From<sqlx::Error> for ApiError {
 }
 
 impl From<anyhow::Error> for ApiError {
-    /// A statement cancelled past the statement timeout stays a 503 when it
-    /// reaches the handler wrapped in context.
+    /// A statement cancelled past the statement timeout, a write refused
+    /// by a move's freeze, or a connection ended under the request stay
+    /// 503s when they reach the handler wrapped in context.
     fn from(error: anyhow::Error) -> Self {
+        let cut = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(crate::tenancy::pools::connection_lost)
+        });
+        if cut {
+            tracing::warn!(error = %format!("{error:#}"), "database connection lost during the request");
+            return ApiError::ConnectionCut;
+        }
         let cancelled = error.chain().any(|cause| {
             cause
                 .downcast_ref::<sqlx::Error>()
@@ -264,8 +283,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(error) = &self {
             tracing::error!(error = %format!("{error:#}"), "request failed");
         }
+        let cut = matches!(self, ApiError::ConnectionCut);
         let retry_after = match self {
-            ApiError::ClinicUnavailable | ApiError::TimedOut => Some(CLINIC_RETRY_AFTER_SECONDS),
+            ApiError::ClinicUnavailable | ApiError::ConnectionCut | ApiError::TimedOut => {
+                Some(CLINIC_RETRY_AFTER_SECONDS)
+            }
             ApiError::ServerBusy => Some(BUSY_RETRY_AFTER_SECONDS),
             ApiError::NoCapacity => Some(NO_CAPACITY_RETRY_AFTER_SECONDS),
             ApiError::TooManyAttempts { retry_after } => Some(retry_after),
@@ -292,9 +314,17 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if cut {
+            response.extensions_mut().insert(ConnectionCut);
+        }
         response
     }
 }
+
+/// Marks the answer of a request whose database connection was ended under
+/// it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionCut;
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)

@@ -482,6 +482,157 @@ async fn the_command_line_adds_lists_drains_and_moves() {
     cleanup_second_cluster(&prefix).await;
 }
 
+/// An instance that missed the switch's notice (its change listener down)
+/// keeps its connections to the source: they are ended at the cut-off, and
+/// its reads, answered again on a fresh connection, find the new placement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_missed_the_switch_still_answers_every_read() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Retardataire").await;
+    fill(&app, &clinic).await;
+    let fleet = fleet_with_second_server(&app).await;
+    let late = app.second_instance().await;
+    assert_eq!(
+        late.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+    late.state.coherence.stop().await;
+
+    let stop = AtomicBool::new(false);
+    let reading = async {
+        let mut reads = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let read = late.get("/api/v1/patients?limit=5", &clinic.token).await;
+            reads.push((read.status, read.code().to_owned()));
+        }
+        reads
+    };
+    let moving = async {
+        let moved = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(clinic.id), "second"))
+            .await
+            .expect("the move");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        moved
+    };
+    let (reads, moved) = tokio::join!(reading, moving);
+    let refused: Vec<_> = reads.iter().filter(|(s, _)| *s != StatusCode::OK).collect();
+    assert!(refused.is_empty(), "reads not answered 200: {refused:?}");
+    assert!(
+        reads.len() >= 20,
+        "only {} reads during the move",
+        reads.len()
+    );
+    assert!(
+        moved.steps_ms.iter().any(|(step, _)| *step == Step::Done),
+        "{:?}",
+        moved.steps_ms
+    );
+
+    // Its writes land on the target.
+    let written = late
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Tardive", "lastName": "Move"}),
+        )
+        .await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+    let mut target = on_second(&app.clinic_database(clinic.id)).await;
+    let there: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = 'Tardive'")
+            .fetch_one(&mut target)
+            .await
+            .unwrap();
+    assert_eq!(there, 1);
+    let _ = target.close().await;
+
+    late.close_instance().await;
+    fleet.close().await;
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+/// Ends the first backend of `login` found waiting for a lock.
+async fn cut_the_waiting_one(app: &TestApp, login: &str) {
+    let mut admin = app.admin_connection("postgres").await;
+    loop {
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE usename = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(login)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        if !cut.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = admin.close().await;
+}
+
+/// A read whose connection is ended under it (as the cut-off of a move
+/// ends those of an instance that missed the switch) is answered again
+/// once; a write is not run twice: it answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_connection_is_cut_is_answered_again_a_write_is_not() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Coupée").await;
+    fill(&app, &clinic).await;
+    let database = app.clinic_database(clinic.id);
+    for write in [false, true] {
+        // The table locked: the request waits on the lock, after its BEGIN.
+        let mut locker = app.admin_connection(&database).await;
+        let mut tx = locker.begin().await.unwrap();
+        sqlx::query("LOCK TABLE public.patients IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let request = async {
+            if write {
+                app.post(
+                    "/api/v1/patients",
+                    &clinic.token,
+                    json!({"firstName": "Coupée", "lastName": "Net"}),
+                )
+                .await
+            } else {
+                app.get("/api/v1/patients", &clinic.token).await
+            }
+        };
+        let cutting = async {
+            cut_the_waiting_one(&app, &database).await;
+            tx.commit().await.unwrap();
+        };
+        let (answer, ()) = tokio::join!(request, cutting);
+        let _ = locker.close().await;
+        if write {
+            assert_eq!(
+                answer.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                answer.body
+            );
+            assert_eq!(answer.code(), "clinic_unavailable");
+        } else {
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            assert_eq!(answer.body["data"].as_array().unwrap().len(), 4);
+        }
+    }
+    let mut conn = app.admin_connection(&database).await;
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = 'Coupée'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(written, 0, "the write was not run again");
+    let _ = conn.close().await;
+    app.cleanup().await;
+}
+
 /// Rows of every clinic table, and the audit chain's head (id, hash).
 type Census = (BTreeMap<String, i64>, (i64, Vec<u8>));
 
