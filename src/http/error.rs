@@ -176,61 +176,61 @@ impl From<FieldErrors> for ApiError {
     }
 }
 
+/// The 503 a database error is answered with, and what to log, unless it
+/// is a fault (500): a connection lost under the request (its backend ended
+/// by a move's cut-off, a restore putting the database in place, a server
+/// restart), a statement cancelled past the statement timeout, a write
+/// refused by a move's write freeze.
+fn unavailable(error: &sqlx::Error) -> Option<(ApiError, &'static str)> {
+    use crate::tenancy::pools::{connection_lost, statement_cancelled, writes_frozen};
+    if connection_lost(error) {
+        Some((
+            ApiError::ConnectionCut,
+            "database connection lost during the request",
+        ))
+    } else if statement_cancelled(error) {
+        Some((
+            ApiError::TimedOut,
+            "statement cancelled (statement timeout)",
+        ))
+    } else if writes_frozen(error) {
+        Some((
+            ApiError::ClinicUnavailable,
+            "clinic database refused a write (write freeze of a move)",
+        ))
+    } else {
+        None
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
-    /// A connection lost under the request (its backend ended by a restore
-    /// putting the database in place, a server restart) is a 503 to retry,
-    /// like a connection that cannot be opened; so is a statement cancelled
-    /// past the statement timeout; any other error is a 500.
+    /// A 503 to retry when [`unavailable`] says so; any other error is a 500.
     fn from(error: sqlx::Error) -> Self {
-        if crate::tenancy::pools::connection_lost(&error) {
-            tracing::warn!(%error, "database connection lost during the request");
-            return ApiError::ConnectionCut;
+        match unavailable(&error) {
+            Some((answer, what)) => {
+                tracing::warn!(%error, what);
+                answer
+            }
+            None => ApiError::Internal(error.into()),
         }
-        if crate::tenancy::pools::statement_cancelled(&error) {
-            tracing::warn!(%error, "statement cancelled (statement timeout)");
-            return ApiError::TimedOut;
-        }
-        if crate::tenancy::pools::writes_frozen(&error) {
-            tracing::warn!(%error, "clinic database refused a write (write freeze of a move)");
-            return ApiError::ClinicUnavailable;
-        }
-        ApiError::Internal(error.into())
     }
 }
 
 impl From<anyhow::Error> for ApiError {
-    /// A statement cancelled past the statement timeout, a write refused
-    /// by a move's freeze, or a connection ended under the request stay
-    /// 503s when they reach the handler wrapped in context.
+    /// The same 503s when the database error reaches the handler wrapped in
+    /// context.
     fn from(error: anyhow::Error) -> Self {
-        let cut = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(crate::tenancy::pools::connection_lost)
-        });
-        if cut {
-            tracing::warn!(error = %format!("{error:#}"), "database connection lost during the request");
-            return ApiError::ConnectionCut;
+        let found = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .find_map(unavailable);
+        match found {
+            Some((answer, what)) => {
+                tracing::warn!(error = %format!("{error:#}"), what);
+                answer
+            }
+            None => ApiError::Internal(error),
         }
-        let cancelled = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(crate::tenancy::pools::statement_cancelled)
-        });
-        if cancelled {
-            tracing::warn!(error = %format!("{error:#}"), "statement cancelled (statement timeout)");
-            return ApiError::TimedOut;
-        }
-        let frozen = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(crate::tenancy::pools::writes_frozen)
-        });
-        if frozen {
-            tracing::warn!(error = %format!("{error:#}"), "clinic database refused a write (write freeze of a move)");
-            return ApiError::ClinicUnavailable;
-        }
-        ApiError::Internal(error)
     }
 }
 

@@ -62,6 +62,14 @@ async fn fill(app: &TestApp, clinic: &TestClinic) {
     }
 }
 
+async fn patients_named(conn: &mut PgConnection, first_name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = $1")
+        .bind(first_name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
 async fn placement(app: &TestApp, clinic: Uuid) -> (Uuid, i32) {
     sqlx::query_as("SELECT db_server_id, db_port FROM companies WHERE id = $1")
         .bind(clinic)
@@ -539,12 +547,7 @@ async fn an_instance_that_missed_the_switch_still_answers_every_read() {
         .await;
     assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
     let mut target = on_second(&app.clinic_database(clinic.id)).await;
-    let there: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = 'Tardive'")
-            .fetch_one(&mut target)
-            .await
-            .unwrap();
-    assert_eq!(there, 1);
+    assert_eq!(patients_named(&mut target, "Tardive").await, 1);
     let _ = target.close().await;
 
     late.close_instance().await;
@@ -623,12 +626,11 @@ async fn a_read_whose_connection_is_cut_is_answered_again_a_write_is_not() {
         }
     }
     let mut conn = app.admin_connection(&database).await;
-    let written: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = 'Coupée'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(written, 0, "the write was not run again");
+    assert_eq!(
+        patients_named(&mut conn, "Coupée").await,
+        0,
+        "the write was not run again"
+    );
     let _ = conn.close().await;
     app.cleanup().await;
 }
@@ -689,17 +691,7 @@ async fn a_move_killed_at_any_step_ends_whole_on_one_server_when_run_again() {
     let fleet = fleet_with_second_server(&app).await;
     let primary = servers::find(&fleet, "primary").await.unwrap().id;
     let second = servers::find(&fleet, "second").await.unwrap().id;
-    let steps = [
-        Step::Started,
-        Step::Prepared,
-        Step::Subscribed,
-        Step::Synced,
-        Step::Frozen,
-        Step::Verified,
-        Step::Switched,
-        Step::Done,
-    ];
-    for step in steps {
+    for step in Step::ALL {
         let clinic = app.register_clinic(&format!("Tuée après {step}")).await;
         fill(&app, &clinic).await;
         let id = clinic.id.to_string();
@@ -834,13 +826,7 @@ async fn a_move_killed_at_any_step_ends_whole_on_one_server_when_run_again() {
         let name = format!("Après{}", step.as_str());
         app.create_patient(&clinic.token, &name, "Reprise").await;
         let mut target = on_second(&database).await;
-        let landed: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = $1")
-                .bind(&name)
-                .fetch_one(&mut target)
-                .await
-                .unwrap();
-        assert_eq!(landed, 1, "after {step}");
+        assert_eq!(patients_named(&mut target, &name).await, 1, "after {step}");
         let _ = target.close().await;
     }
 

@@ -104,7 +104,8 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 8] = [
+    /// Every step, in order.
+    pub const ALL: [Step; 8] = [
         Step::Started,
         Step::Prepared,
         Step::Subscribed,
