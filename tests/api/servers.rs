@@ -381,7 +381,25 @@ async fn an_interrupted_move_is_rolled_back_or_finished_when_run_again() {
         matches!(stopped, Err(MoveError::Injected(Step::Switched))),
         "{stopped:?}"
     );
-    app.create_patient(&other.token, "Déjà", "Là").await;
+    // Served from the target once this instance has the switch's notice
+    // (until then its writes meet the source's freeze).
+    let mut created = false;
+    for _ in 0..500 {
+        let written = app
+            .post(
+                "/api/v1/patients",
+                &other.token,
+                json!({"firstName": "Déjà", "lastName": "Là"}),
+            )
+            .await;
+        created = written.status == StatusCode::CREATED;
+        if created {
+            break;
+        }
+        assert_eq!(written.code(), "clinic_unavailable", "{}", written.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(created, "writes still refused after the switch");
     let finished = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(other.id), "second"))
         .await
         .expect("finishing the move");
