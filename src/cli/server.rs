@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::output::{human_bytes, print_json, Table};
 use super::{with_fleet, Connect};
 use crate::config::{DatabaseArgs, Tier};
-use crate::ops::moves::{self, MoveOptions};
+use crate::ops::moves::{self, MoveOptions, Step};
 use crate::ops::servers;
 use crate::tenancy::naming::ClinicId;
 
@@ -196,6 +196,21 @@ async fn drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// For tests only: `MEDICALPRO_MOVE_KILL_AFTER=<step>` (a step of
+/// `ops::moves::Step`, such as `frozen`) makes the move send its own
+/// process SIGKILL right after that step is recorded, to prove a move
+/// killed anywhere is rolled back or finished by the next run.
+const KILL_AFTER: &str = "MEDICALPRO_MOVE_KILL_AFTER";
+
+fn kill_after() -> anyhow::Result<Option<Step>> {
+    match std::env::var(KILL_AFTER) {
+        Ok(name) => Step::parse(&name)
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("{KILL_AFTER}: no move step is named {name:?}")),
+        Err(_) => Ok(None),
+    }
+}
+
 pub async fn move_clinic(args: MoveArgs) -> anyhow::Result<ExitCode> {
     let server = match (args.server, args.tier) {
         (_, Some(tier)) => return move_to_tier(&args.db, ClinicId(args.id), tier, args.json).await,
@@ -205,6 +220,7 @@ pub async fn move_clinic(args: MoveArgs) -> anyhow::Result<ExitCode> {
     let mut options = MoveOptions::new(ClinicId(args.id), &server);
     options.drop_source = args.drop_source;
     options.sync_timeout = Duration::from_secs(args.sync_timeout_secs);
+    options.kill_after = kill_after()?;
     let moved = with_fleet(&args.db, Connect::Attach, |fleet| async move {
         Ok(moves::move_clinic(&fleet, &options).await?)
     })

@@ -175,12 +175,20 @@ pub async fn record_all(conn: &mut PgConnection, batch: Value) -> Result<(), sql
 /// Rows one call to `audit_events_seal` chains at most.
 const SEAL_BATCH: i32 = 10_000;
 
+/// One call of the SQL sealer, unless the chain is closed: a database being
+/// moved away (`ops::moves`) has its owner's INSERT on `audit_events`
+/// revoked, and its pending events are chained on the move's target.
+const SEAL: &str = "SELECT CASE WHEN pg_catalog.has_table_privilege(c.relowner, c.oid, 'INSERT')
+                        THEN audit_events_seal($1) ELSE 0 END
+                      FROM pg_catalog.pg_class c
+                     WHERE c.oid = 'audit_events'::pg_catalog.regclass";
+
 /// Chains every committed pending event, a batch per call of the SQL
-/// sealer; returns how many were sealed.
+/// sealer; returns how many were sealed (none where the chain is closed).
 pub async fn seal(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut sealed = 0u64;
     loop {
-        let batch: i32 = sqlx::query_scalar("SELECT audit_events_seal($1)")
+        let batch: i32 = sqlx::query_scalar(SEAL)
             .bind(SEAL_BATCH)
             .fetch_one(&mut *conn)
             .await?;

@@ -54,6 +54,12 @@ pub enum ApiError {
     TooManyAttempts { retry_after: u64 },
     #[error("the clinic's database cannot be reached, try again shortly")]
     ClinicUnavailable,
+    /// The connection was ended under the request (a move's cut-off, a
+    /// restore, a server restart): answered as `clinic_unavailable`,
+    /// marked [`ConnectionCut`] so that a read is answered again once
+    /// (`super::retry`).
+    #[error("the clinic's database cannot be reached, try again shortly")]
+    ConnectionCut,
     /// A request past `REQUEST_TIMEOUT_MS`, or a statement past
     /// `STATEMENT_TIMEOUT_MS`: answered as `clinic_unavailable`.
     #[error("the request took too long, try again shortly")]
@@ -129,6 +135,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ClinicUnavailable
+            | ApiError::ConnectionCut
             | ApiError::TimedOut
             | ApiError::ServerBusy
             | ApiError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,7 +159,9 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::RetentionApplies(_) => "retention_applies",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
-            ApiError::ClinicUnavailable | ApiError::TimedOut => "clinic_unavailable",
+            ApiError::ClinicUnavailable | ApiError::ConnectionCut | ApiError::TimedOut => {
+                "clinic_unavailable"
+            }
             ApiError::ServerBusy => "server_busy",
             ApiError::NoCapacity => "no_capacity",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -167,51 +176,61 @@ impl From<FieldErrors> for ApiError {
     }
 }
 
+/// The 503 a database error is answered with, and what to log, unless it
+/// is a fault (500): a connection lost under the request (its backend ended
+/// by a move's cut-off, a restore putting the database in place, a server
+/// restart), a statement cancelled past the statement timeout, a write
+/// refused by a move's write freeze.
+fn unavailable(error: &sqlx::Error) -> Option<(ApiError, &'static str)> {
+    use crate::tenancy::pools::{connection_lost, statement_cancelled, writes_frozen};
+    if connection_lost(error) {
+        Some((
+            ApiError::ConnectionCut,
+            "database connection lost during the request",
+        ))
+    } else if statement_cancelled(error) {
+        Some((
+            ApiError::TimedOut,
+            "statement cancelled (statement timeout)",
+        ))
+    } else if writes_frozen(error) {
+        Some((
+            ApiError::ClinicUnavailable,
+            "clinic database refused a write (write freeze of a move)",
+        ))
+    } else {
+        None
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
-    /// A connection lost under the request (its backend ended by a restore
-    /// putting the database in place, a server restart) is a 503 to retry,
-    /// like a connection that cannot be opened; so is a statement cancelled
-    /// past the statement timeout; any other error is a 500.
+    /// A 503 to retry when [`unavailable`] says so; any other error is a 500.
     fn from(error: sqlx::Error) -> Self {
-        if crate::tenancy::pools::connection_lost(&error) {
-            tracing::warn!(%error, "database connection lost during the request");
-            return ApiError::ClinicUnavailable;
+        match unavailable(&error) {
+            Some((answer, what)) => {
+                tracing::warn!(%error, what);
+                answer
+            }
+            None => ApiError::Internal(error.into()),
         }
-        if crate::tenancy::pools::statement_cancelled(&error) {
-            tracing::warn!(%error, "statement cancelled (statement timeout)");
-            return ApiError::TimedOut;
-        }
-        if crate::tenancy::pools::writes_frozen(&error) {
-            tracing::warn!(%error, "clinic database refused a write (write freeze of a move)");
-            return ApiError::ClinicUnavailable;
-        }
-        ApiError::Internal(error.into())
     }
 }
 
 impl From<anyhow::Error> for ApiError {
-    /// A statement cancelled past the statement timeout stays a 503 when it
-    /// reaches the handler wrapped in context.
+    /// The same 503s when the database error reaches the handler wrapped in
+    /// context.
     fn from(error: anyhow::Error) -> Self {
-        let cancelled = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(crate::tenancy::pools::statement_cancelled)
-        });
-        if cancelled {
-            tracing::warn!(error = %format!("{error:#}"), "statement cancelled (statement timeout)");
-            return ApiError::TimedOut;
+        let found = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .find_map(unavailable);
+        match found {
+            Some((answer, what)) => {
+                tracing::warn!(error = %format!("{error:#}"), what);
+                answer
+            }
+            None => ApiError::Internal(error),
         }
-        let frozen = error.chain().any(|cause| {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .is_some_and(crate::tenancy::pools::writes_frozen)
-        });
-        if frozen {
-            tracing::warn!(error = %format!("{error:#}"), "clinic database refused a write (write freeze of a move)");
-            return ApiError::ClinicUnavailable;
-        }
-        ApiError::Internal(error)
     }
 }
 
@@ -264,8 +283,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(error) = &self {
             tracing::error!(error = %format!("{error:#}"), "request failed");
         }
+        let cut = matches!(self, ApiError::ConnectionCut);
         let retry_after = match self {
-            ApiError::ClinicUnavailable | ApiError::TimedOut => Some(CLINIC_RETRY_AFTER_SECONDS),
+            ApiError::ClinicUnavailable | ApiError::ConnectionCut | ApiError::TimedOut => {
+                Some(CLINIC_RETRY_AFTER_SECONDS)
+            }
             ApiError::ServerBusy => Some(BUSY_RETRY_AFTER_SECONDS),
             ApiError::NoCapacity => Some(NO_CAPACITY_RETRY_AFTER_SECONDS),
             ApiError::TooManyAttempts { retry_after } => Some(retry_after),
@@ -292,9 +314,17 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if cut {
+            response.extensions_mut().insert(ConnectionCut);
+        }
         response
     }
 }
+
+/// Marks the answer of a request whose database connection was ended under
+/// it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionCut;
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)

@@ -22,6 +22,7 @@ pub mod patient_data;
 pub mod patients;
 pub mod practitioners;
 pub mod proxies;
+mod retry;
 pub mod settings;
 pub mod state;
 pub mod system;
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(axum::middleware::from_fn(retry::cut_reads_again))
         .layer(axum::middleware::from_fn_with_state(
             state.request_timeout,
             within_request_timeout,

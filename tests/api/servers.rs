@@ -1,6 +1,8 @@
 //! Several database servers: registering, listing and draining them, and
 //! moving a clinic from one to another under load.
 
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use axum::http::StatusCode;
 use medicalpro::compliance::verify_clinic;
 use medicalpro::ops::moves::{self, MoveError, MoveOptions, Step};
 use medicalpro::ops::{servers, Fleet};
+use medicalpro::tenancy::ddl::TABLE_GRANTS;
 use medicalpro::tenancy::naming::ClinicId;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
@@ -57,6 +60,14 @@ async fn fill(app: &TestApp, clinic: &TestClinic) {
             .await;
         assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
     }
+}
+
+async fn patients_named(conn: &mut PgConnection, first_name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM public.patients WHERE first_name = $1")
+        .bind(first_name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
 }
 
 async fn placement(app: &TestApp, clinic: Uuid) -> (Uuid, i32) {
@@ -129,13 +140,13 @@ async fn a_clinic_moves_to_another_server_while_it_serves() {
     let fleet = fleet_with_second_server(&app).await;
     let database = app.clinic_database(clinic.id);
 
-    // Writes and reads through the router for the whole move.
+    // Writes, and reads in a loop of their own, through the router for the
+    // whole move.
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let (app, stop, token) = (app.clone(), stop.clone(), clinic.token.clone());
         tokio::spawn(async move {
             let mut writes = Vec::new();
-            let mut reads = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -148,11 +159,22 @@ async fn a_clinic_moves_to_another_server_while_it_serves() {
                     .await;
                 let id = written.body["data"]["id"].as_str().map(str::to_owned);
                 writes.push((written.status, written.code().to_owned(), id));
-                let read = app.get("/api/v1/patients?limit=5", &token).await;
-                reads.push((read.status, read.code().to_owned()));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            (writes, reads)
+            writes
+        })
+    };
+    let reading = {
+        let (app, stop, token) = (app.clone(), stop.clone(), clinic.token.clone());
+        tokio::spawn(async move {
+            let mut reads = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let read = app.get("/api/v1/patients?limit=5", &token).await;
+                reads.push((read.status, read.code().to_owned()));
+                let log = app.get("/api/v1/audit?limit=5", &token).await;
+                reads.push((log.status, log.code().to_owned()));
+            }
+            reads
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -161,9 +183,11 @@ async fn a_clinic_moves_to_another_server_while_it_serves() {
         .expect("the move");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
-    let (writes, reads) = load.await.unwrap();
+    let writes = load.await.unwrap();
+    let reads = reading.await.unwrap();
 
-    // No write or read failed with anything but 503 clinic_unavailable.
+    // No write failed with anything but 503 clinic_unavailable; every read
+    // was answered.
     for (status, code, _) in &writes {
         assert!(
             status.is_success()
@@ -171,23 +195,26 @@ async fn a_clinic_moves_to_another_server_while_it_serves() {
             "a write answered {status} {code}"
         );
     }
-    for (status, code) in &reads {
-        assert!(
-            status.is_success()
-                || (*status == StatusCode::SERVICE_UNAVAILABLE && code == "clinic_unavailable"),
-            "a read answered {status} {code}"
-        );
-    }
     let refused = writes.iter().filter(|(s, _, _)| !s.is_success()).count();
-    let refused_reads = reads.iter().filter(|(s, _)| !s.is_success()).count();
+    let refused_reads: Vec<_> = reads.iter().filter(|(s, _)| *s != StatusCode::OK).collect();
     eprintln!(
-        "move: {:.2} s, writes frozen {} ms, steps {:?}; {} writes ({refused} answered 503), {} reads ({refused_reads} answered 503); rows {:?}",
+        "move: {:.2} s, writes frozen {} ms, steps {:?}; {} writes ({refused} answered 503), {} reads ({} not answered 200); rows {:?}",
         moved.seconds,
         moved.freeze_ms,
         moved.steps_ms,
         writes.len(),
         reads.len(),
+        refused_reads.len(),
         moved.rows
+    );
+    assert!(
+        refused_reads.is_empty(),
+        "reads not answered 200: {refused_reads:?}"
+    );
+    assert!(
+        reads.len() >= 40,
+        "only {} reads during the move",
+        reads.len()
     );
     assert!(writes.iter().any(|(s, _, _)| s.is_success()));
 
@@ -354,7 +381,25 @@ async fn an_interrupted_move_is_rolled_back_or_finished_when_run_again() {
         matches!(stopped, Err(MoveError::Injected(Step::Switched))),
         "{stopped:?}"
     );
-    app.create_patient(&other.token, "Déjà", "Là").await;
+    // Served from the target once this instance has the switch's notice
+    // (until then its writes meet the source's freeze).
+    let mut created = false;
+    for _ in 0..500 {
+        let written = app
+            .post(
+                "/api/v1/patients",
+                &other.token,
+                json!({"firstName": "Déjà", "lastName": "Là"}),
+            )
+            .await;
+        created = written.status == StatusCode::CREATED;
+        if created {
+            break;
+        }
+        assert_eq!(written.code(), "clinic_unavailable", "{}", written.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(created, "writes still refused after the switch");
     let finished = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(other.id), "second"))
         .await
         .expect("finishing the move");
@@ -395,7 +440,7 @@ fn medicalpro(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_adds_lists_drains_and_moves() {
     let app = spawn_app().await;
     let clinic = app.register_clinic("En ligne de commande").await;
@@ -458,6 +503,352 @@ async fn the_command_line_adds_lists_drains_and_moves() {
     assert!(ok, "{err}");
     assert!(out.contains(&id), "the clinic remains on it: {out}");
 
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+/// An instance that missed the switch's notice (its change listener down)
+/// keeps its connections to the source: they are ended at the cut-off, and
+/// its reads, answered again on a fresh connection, find the new placement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_missed_the_switch_still_answers_every_read() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Retardataire").await;
+    fill(&app, &clinic).await;
+    let fleet = fleet_with_second_server(&app).await;
+    let late = app.second_instance().await;
+    assert_eq!(
+        late.get("/api/v1/patients", &clinic.token).await.status,
+        StatusCode::OK
+    );
+    late.state.coherence.stop().await;
+
+    let stop = AtomicBool::new(false);
+    let reading = async {
+        let mut reads = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let read = late.get("/api/v1/patients?limit=5", &clinic.token).await;
+            reads.push((read.status, read.code().to_owned()));
+        }
+        reads
+    };
+    let moving = async {
+        let moved = moves::move_clinic(&fleet, &MoveOptions::new(ClinicId(clinic.id), "second"))
+            .await
+            .expect("the move");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        moved
+    };
+    let (reads, moved) = tokio::join!(reading, moving);
+    let refused: Vec<_> = reads.iter().filter(|(s, _)| *s != StatusCode::OK).collect();
+    assert!(refused.is_empty(), "reads not answered 200: {refused:?}");
+    assert!(
+        reads.len() >= 20,
+        "only {} reads during the move",
+        reads.len()
+    );
+    assert!(
+        moved.steps_ms.iter().any(|(step, _)| *step == Step::Done),
+        "{:?}",
+        moved.steps_ms
+    );
+
+    // Its writes land on the target.
+    let written = late
+        .post(
+            "/api/v1/patients",
+            &clinic.token,
+            json!({"firstName": "Tardive", "lastName": "Move"}),
+        )
+        .await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+    let mut target = on_second(&app.clinic_database(clinic.id)).await;
+    assert_eq!(patients_named(&mut target, "Tardive").await, 1);
+    let _ = target.close().await;
+
+    late.close_instance().await;
+    fleet.close().await;
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}
+
+/// Ends the first backend of `login` found waiting for a lock.
+async fn cut_the_waiting_one(app: &TestApp, login: &str) {
+    let mut admin = app.admin_connection("postgres").await;
+    loop {
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE usename = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(login)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        if !cut.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = admin.close().await;
+}
+
+/// A read whose connection is ended under it (as the cut-off of a move
+/// ends those of an instance that missed the switch) is answered again
+/// once; a write is not run twice: it answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_connection_is_cut_is_answered_again_a_write_is_not() {
+    let app = spawn_app().await;
+    let clinic = app.register_clinic("Coupée").await;
+    fill(&app, &clinic).await;
+    let database = app.clinic_database(clinic.id);
+    for write in [false, true] {
+        // The table locked: the request waits on the lock, after its BEGIN.
+        let mut locker = app.admin_connection(&database).await;
+        let mut tx = locker.begin().await.unwrap();
+        sqlx::query("LOCK TABLE public.patients IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let request = async {
+            if write {
+                app.post(
+                    "/api/v1/patients",
+                    &clinic.token,
+                    json!({"firstName": "Coupée", "lastName": "Net"}),
+                )
+                .await
+            } else {
+                app.get("/api/v1/patients", &clinic.token).await
+            }
+        };
+        let cutting = async {
+            cut_the_waiting_one(&app, &database).await;
+            tx.commit().await.unwrap();
+        };
+        let (answer, ()) = tokio::join!(request, cutting);
+        let _ = locker.close().await;
+        if write {
+            assert_eq!(
+                answer.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                answer.body
+            );
+            assert_eq!(answer.code(), "clinic_unavailable");
+        } else {
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            assert_eq!(answer.body["data"].as_array().unwrap().len(), 4);
+        }
+    }
+    let mut conn = app.admin_connection(&database).await;
+    assert_eq!(
+        patients_named(&mut conn, "Coupée").await,
+        0,
+        "the write was not run again"
+    );
+    let _ = conn.close().await;
+    app.cleanup().await;
+}
+
+/// Rows of every clinic table, and the audit chain's head (id, hash).
+type Census = (BTreeMap<String, i64>, (i64, Vec<u8>));
+
+async fn census(conn: &mut PgConnection) -> Census {
+    let mut rows = BTreeMap::new();
+    for (table, _) in TABLE_GRANTS
+        .iter()
+        .filter(|(t, _)| *t != "_sqlx_migrations")
+    {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM public.{table}"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        rows.insert((*table).to_owned(), count);
+    }
+    let head = sqlx::query_as("SELECT id, hash FROM public.audit_events ORDER BY id DESC LIMIT 1")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    (rows, head)
+}
+
+/// What is left of a move's replication on one server, for `databases`:
+/// subscriptions, publications, slots.
+async fn replication_left(admin_url: &str, databases: &[&str]) -> i64 {
+    let options: PgConnectOptions = admin_url.parse().unwrap();
+    let mut left = 0;
+    for database in databases {
+        let Ok(mut conn) = options.clone().database(database).connect().await else {
+            continue;
+        };
+        let here: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+                      WHERE d.datname = $1)
+                  + (SELECT count(*) FROM pg_publication)
+                  + (SELECT count(*) FROM pg_replication_slots WHERE database = $1)",
+        )
+        .bind(database)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        left += here;
+        let _ = conn.close().await;
+    }
+    left
+}
+
+/// Every recorded step of a move killed for real (SIGKILL of the
+/// `medicalpro clinic move` process right after it), then the move run
+/// again: the clinic ends on the target, whole, served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_killed_at_any_step_ends_whole_on_one_server_when_run_again() {
+    let app = spawn_app().await;
+    let fleet = fleet_with_second_server(&app).await;
+    let primary = servers::find(&fleet, "primary").await.unwrap().id;
+    let second = servers::find(&fleet, "second").await.unwrap().id;
+    for step in Step::ALL {
+        let clinic = app.register_clinic(&format!("Tuée après {step}")).await;
+        fill(&app, &clinic).await;
+        let id = clinic.id.to_string();
+        let database = app.clinic_database(clinic.id);
+        // Every event chained, then counted.
+        let (ok, out, err) = medicalpro(&app, &["audit", "verify", "--clinic", &id]);
+        assert!(ok, "{out}{err}");
+        let mut source = app.admin_connection(&database).await;
+        let (rows, head) = census(&mut source).await;
+        let _ = source.close().await;
+        assert_eq!(rows["appointments"], 4);
+
+        let killed = {
+            let mut command = app.medicalpro_command();
+            command
+                .args(["clinic", "move", &id, "--server", "second"])
+                .env("MEDICALPRO_MOVE_KILL_AFTER", step.as_str());
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "after {step}: {}",
+            String::from_utf8_lossy(&killed.stderr)
+        );
+        // Served from one place: the source until the switch, the target from it.
+        let (server, _) = placement(&app, clinic.id).await;
+        let expected = if step >= Step::Switched {
+            second
+        } else {
+            primary
+        };
+        assert_eq!(server, expected, "placement after a kill after {step}");
+        let read = app.get("/api/v1/patients", &clinic.token).await;
+        assert_eq!(
+            read.status,
+            StatusCode::OK,
+            "read after a kill after {step}"
+        );
+
+        let rerun = {
+            let mut command = app.medicalpro_command();
+            command.args(["clinic", "move", &id, "--server", "second"]);
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        };
+        let (out, err) = (
+            String::from_utf8_lossy(&rerun.stdout),
+            String::from_utf8_lossy(&rerun.stderr),
+        );
+        match step {
+            Step::Done => assert!(
+                !rerun.status.success() && err.contains("already on server"),
+                "after {step}: {out}{err}"
+            ),
+            Step::Switched => assert!(
+                rerun.status.success() && out.contains("finished it"),
+                "after {step}: {out}{err}"
+            ),
+            _ => assert!(
+                rerun.status.success() && out.contains("rolled back first"),
+                "after {step}: {out}{err}"
+            ),
+        }
+        let (server, _) = placement(&app, clinic.id).await;
+        assert_eq!(
+            server, second,
+            "placement after a kill after {step} and a rerun"
+        );
+        assert!(!database_exists(&app, &database).await);
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM clinic_moves WHERE company_id = $1 AND finished_at IS NULL",
+        )
+        .bind(clinic.id)
+        .fetch_one(&app.state.databases.central)
+        .await
+        .unwrap();
+        assert_eq!(open, 0, "after {step}");
+
+        // Whole: `audit verify` chains what is pending and finds the chain
+        // intact; every table as before, the one read since in the trail.
+        let (ok, out, err) = medicalpro(&app, &["audit", "verify", "--clinic", &id]);
+        assert!(ok, "after {step}: {out}{err}");
+        let mut target = on_second(&database).await;
+        let (moved_rows, _) = census(&mut target).await;
+        for (table, count) in &rows {
+            let expected = match table.as_str() {
+                "audit_events" => count + 1,
+                _ => *count,
+            };
+            assert_eq!(
+                moved_rows[table], expected,
+                "{table} after a kill after {step}"
+            );
+        }
+        let kept_head: Vec<u8> =
+            sqlx::query_scalar("SELECT hash FROM public.audit_events WHERE id = $1")
+                .bind(head.0)
+                .fetch_one(&mut target)
+                .await
+                .unwrap();
+        assert_eq!(
+            kept_head, head.1,
+            "the chain's head before the move, after {step}"
+        );
+        let _ = target.close().await;
+
+        // No replication left on either server.
+        let kept: Vec<String> = sqlx::query_scalar(
+            "SELECT source_kept_as FROM clinic_moves WHERE company_id = $1 AND source_kept_as IS NOT NULL",
+        )
+        .bind(clinic.id)
+        .fetch_all(&app.state.databases.central)
+        .await
+        .unwrap();
+        assert_eq!(kept.len(), 1, "after {step}");
+        assert_eq!(
+            replication_left(&cluster().admin_url, &[&database, &kept[0]]).await,
+            0,
+            "on the source after {step}"
+        );
+        assert_eq!(
+            replication_left(&second_cluster().admin_url, &[&database]).await,
+            0,
+            "on the target after {step}"
+        );
+
+        // A write lands once, on the target.
+        let name = format!("Après{}", step.as_str());
+        app.create_patient(&clinic.token, &name, "Reprise").await;
+        let mut target = on_second(&database).await;
+        assert_eq!(patients_named(&mut target, &name).await, 1, "after {step}");
+        let _ = target.close().await;
+    }
+
+    fleet.close().await;
     let prefix = app.prefix.clone();
     app.cleanup().await;
     cleanup_second_cluster(&prefix).await;

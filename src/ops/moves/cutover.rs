@@ -1,17 +1,19 @@
 //! The steps of a move that change the clinic's databases and its
-//! placement: the target made, writes frozen and the source cut off,
-//! sequences copied, both sides compared, the switch in central, and the
-//! source kept aside or dropped (or, before the switch, everything undone).
+//! placement: the target made, writes frozen and the source's chain
+//! closed, sequences copied, both sides compared, the switch in central,
+//! then the source drained, cut off and kept aside or dropped (or, before
+//! the switch, everything undone).
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
 
-use super::replication::{drop_replication, moved_tables};
-use super::{MoveError, Plan};
+use super::replication::{catch_up, drop_replication, moved_tables, slot_exists};
+use super::{MoveError, Plan, CATCH_UP, DRAIN, POLL};
 use crate::central::audit;
 use crate::central::notify::{self, Change};
 use crate::crypto::random_token;
@@ -21,6 +23,17 @@ use crate::tenancy::ddl;
 use crate::tenancy::naming::{quote_ident, quote_literal};
 
 type Census = (BTreeMap<String, i64>, Option<(i64, String)>);
+
+/// How far ahead of the source's the target's pending-event sequence
+/// starts: reads still served by the source after the verification append
+/// pending events there, which replication brings to the target, where the
+/// instances already switched append their own. Their positions only order
+/// their sealing, so a gap is harmless, a collision would stop replication.
+pub(super) const PENDING_HEADROOM: i64 = 1 << 32;
+
+/// The table whose rows keep arriving from the source's reads until it is
+/// cut off: not compared.
+const PENDING: &str = "audit_events_pending";
 
 /// The roles, database and schema on the target, as provisioning makes them.
 pub(super) async fn prepare(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
@@ -55,7 +68,10 @@ pub(super) async fn prepare(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError>
     Ok(laid_out?)
 }
 
-/// As the source's owner: no more writes by the login role.
+/// As the source's owner: no more writes by the login role, and no more
+/// links to the audit chain (the owner's INSERT on `audit_events` revoked,
+/// which the sealer needs): reads go on, their events pending, for the
+/// target to chain. Both are grants, so they outlive this process.
 pub(super) async fn freeze(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
     let mut as_owner = connect(&ddl::owner_session(
         plan.source_admin(fleet).database(&plan.database),
@@ -65,7 +81,8 @@ pub(super) async fn freeze(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> 
     let frozen = ddl::run(
         &mut as_owner,
         &format!(
-            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public FROM {}",
+            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public FROM {};\n\
+             REVOKE INSERT ON public.audit_events FROM CURRENT_USER;",
             quote_ident(&plan.roles.login)
         ),
     )
@@ -74,13 +91,51 @@ pub(super) async fn freeze(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> 
     Ok(frozen?)
 }
 
+/// After the switch, waits (at most [`DRAIN`]) until no session of the login
+/// role is left on the source: every instance told has closed its
+/// connections there, its requests under way done.
+async fn drain(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
+    let mut admin = connect(&plan.source_admin(fleet)).await?;
+    let deadline = Instant::now() + DRAIN;
+    let drained = async {
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename = $2",
+            )
+            .bind(&plan.database)
+            .bind(&plan.roles.login)
+            .fetch_one(&mut admin)
+            .await?;
+            if left == 0 {
+                return Ok::<_, sqlx::Error>(());
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(clinic.id = %plan.clinic, sessions = left, "sessions left on the source after the switch: ended");
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    .await;
+    let _ = admin.close().await;
+    Ok(drained?)
+}
+
 /// The source's login role gets a password nobody knows, and its sessions
-/// end: nothing changes the source any more, and a process with the old
-/// placement cached has its password refused and reads it again.
-pub(super) async fn cut_off(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
+/// end: nothing reaches the source any more, and an instance that missed
+/// the switch's notice has its password refused and reads the placement
+/// again. Nothing to do once the role is gone (`--drop-source`).
+async fn cut_off(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
     let mut admin = connect(&plan.source_admin(fleet)).await?;
     let done = async {
-        ddl::set_password(&mut admin, &plan.roles.login, &random_token(32)).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(&plan.roles.login)
+                .fetch_one(&mut admin)
+                .await?;
+        if exists {
+            ddl::set_password(&mut admin, &plan.roles.login, &random_token(32)).await?;
+        }
         sqlx::query(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
               WHERE datname = $1 AND usename = $2",
@@ -102,8 +157,10 @@ pub(super) async fn copy_sequences(fleet: &Fleet, plan: &Plan) -> Result<(), Mov
         plan.source_admin(fleet).database(&plan.database),
     ))
     .await?;
-    let positions: Result<Vec<(String, Option<i64>)>, _> = sqlx::query_as(
-        "SELECT pg_catalog.format('%I.%I', schemaname, sequencename), last_value
+    let positions: Result<Vec<(String, Option<i64>, bool)>, _> = sqlx::query_as(
+        "SELECT pg_catalog.format('%I.%I', schemaname, sequencename), last_value,
+                pg_catalog.format('%I.%I', schemaname, sequencename)::regclass
+                  = pg_catalog.pg_get_serial_sequence('public.audit_events_pending', 'id')::regclass
            FROM pg_catalog.pg_sequences WHERE schemaname = 'public'",
     )
     .fetch_all(&mut source)
@@ -115,9 +172,14 @@ pub(super) async fn copy_sequences(fleet: &Fleet, plan: &Plan) -> Result<(), Mov
     ))
     .await?;
     let copied = async {
-        for (sequence, last_value) in &positions {
-            // Never called on the source: the fresh target one is alike.
-            if let Some(value) = last_value {
+        for (sequence, last_value, pending) in &positions {
+            let headroom = if *pending { PENDING_HEADROOM } else { 0 };
+            // Never called on the source: the fresh target one is alike
+            // (but for the pending events' headroom).
+            if let Some(value) = last_value
+                .map(|value| value + headroom)
+                .or(pending.then_some(headroom))
+            {
                 sqlx::query("SELECT pg_catalog.setval($1::regclass, $2, true)")
                     .bind(sequence)
                     .bind(value)
@@ -133,7 +195,7 @@ pub(super) async fn copy_sequences(fleet: &Fleet, plan: &Plan) -> Result<(), Mov
 }
 
 /// Rows per table and the audit chain's head, which must be the same on
-/// both sides.
+/// both sides (pending events aside: reads still add them on the source).
 pub(super) async fn compare(
     fleet: &Fleet,
     plan: &Plan,
@@ -146,7 +208,7 @@ pub(super) async fn compare(
         plan.target_admin(fleet).database(&plan.database),
     ))
     .await?;
-    for (table, rows) in &source.0 {
+    for (table, rows) in source.0.iter().filter(|(table, _)| *table != PENDING) {
         let on_target = target.0.get(table).copied().unwrap_or(-1);
         if *rows != on_target {
             return Err(anyhow::anyhow!(
@@ -221,8 +283,15 @@ pub(super) async fn switch(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> 
     Ok(())
 }
 
-/// After the switch: replication dropped, the source dropped or kept aside.
+/// After the switch: the source drained and cut off, the target caught up
+/// a last time, replication dropped, the source dropped or kept aside.
+/// Safe to repeat (a move interrupted here is finished when run again).
 pub(super) async fn finish(fleet: &Fleet, plan: &Plan) -> Result<Option<String>, MoveError> {
+    drain(fleet, plan).await?;
+    cut_off(fleet, plan).await?;
+    if slot_exists(fleet, plan).await? {
+        catch_up(fleet, plan, CATCH_UP).await?;
+    }
     drop_replication(fleet, plan).await?;
     let mut admin = connect(&plan.source_admin(fleet)).await?;
     let kept = async {
@@ -334,9 +403,17 @@ pub(super) async fn undo(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
         &plan.roles.owner,
     ))
     .await?;
-    let unfrozen = ddl::lock_down(&mut as_owner, &plan.roles.login, "public").await;
+    let unfrozen = async {
+        ddl::run(
+            &mut as_owner,
+            "GRANT INSERT ON public.audit_events TO CURRENT_USER",
+        )
+        .await?;
+        ddl::lock_down(&mut as_owner, &plan.roles.login, "public").await
+    }
+    .await;
     let _ = as_owner.close().await;
-    unfrozen.context("giving the login role its grants back on the source")?;
+    unfrozen.context("giving the owner and the login role their grants back on the source")?;
     let mut admin = connect(&plan.source_admin(fleet)).await?;
     let restored = async {
         ddl::set_password(&mut admin, &plan.roles.login, &password).await?;

@@ -1,6 +1,7 @@
 //! `medicalpro clinic move ID --server S`: a clinic's database moved to
 //! another PostgreSQL server by logical replication, with its data and its
-//! audit chain intact and a write freeze of a few seconds.
+//! audit chain intact, a write freeze of a few seconds, and reads answered
+//! throughout.
 //!
 //! The steps, each recorded in central `clinic_moves` once done:
 //! 1. `prepared`: on the target, the clinic's roles and database made by
@@ -10,23 +11,33 @@
 //! 2. `subscribed`: a publication of the product's tables on the source, a
 //!    subscription on the target (`copy_data = true`), both as the admin.
 //! 3. `synced`: every table copied and the target caught up.
-//! 4. `frozen`: the source login role's INSERT/UPDATE/DELETE revoked: writes
-//!    answer 503 `clinic_unavailable`; reads (and their audit events,
-//!    appended by the trail's own functions) go on.
-//! 5. `verified`: the source login role's password replaced and its
-//!    sessions ended (nothing can change the source any more; requests get
-//!    503 for the second this lasts), the target caught up again, every
-//!    sequence copied, row counts and the audit chain's head compared.
+//! 4. `frozen`: on the source, the login role's INSERT/UPDATE/DELETE
+//!    revoked (writes answer 503 `clinic_unavailable`) and the audit chain
+//!    closed (the owner's INSERT on `audit_events` revoked). Reads go on,
+//!    their events recorded pending (`audit_events_pending`), which
+//!    replication carries to the target, whose sealer chains them. Both are
+//!    grants in the catalog, so they hold whatever becomes of this process:
+//!    nothing but pending events can change the source any more.
+//! 5. `verified`: the target caught up, every sequence copied (the pending
+//!    events' one ahead by [`cutover::PENDING_HEADROOM`], so that the
+//!    source's late pending events never collide with the target's own),
+//!    row counts (pending events aside) and the audit chain's head compared.
 //! 6. `switched`: the placement (server, host, port, sealed password) in
-//!    central, in one transaction with the step. A process that has the old
-//!    placement cached finds its connections ended and its password refused
-//!    by the source, reads the placement again (`tenancy::pools`) and
-//!    connects to the target.
-//! 7. `done`: subscription, publication and slot dropped; the source
-//!    database dropped with `--drop-source`, else kept as
-//!    `<prefix>_moved_<move id>` (63-byte names leave no room for the
-//!    clinic id and a time: both are in `clinic_moves` and the database's
-//!    comment) with its login role `NOLOGIN`.
+//!    central, in one transaction with the step and the change notice:
+//!    every instance closes the clinic's connections and serves it from the
+//!    target, the source still serving reads until then.
+//! 7. `done`: the source drained (waiting, at most [`DRAIN`], until no
+//!    session of the login role is left on it, every instance told), then
+//!    cut off (its login password replaced and its leftover sessions ended:
+//!    an instance that missed the notice finds its password refused, reads
+//!    the placement again and connects to the target), the target caught
+//!    up a last time (the pending events of the last reads on the source),
+//!    subscription, publication and slot dropped; the source database
+//!    dropped with `--drop-source`, else kept as `<prefix>_moved_<move id>`
+//!    (63-byte names leave no room for the clinic id and a time: both are
+//!    in `clinic_moves` and the database's comment) with its login role
+//!    `NOLOGIN` and its chain closed (its last pending events are chained
+//!    on the target).
 //!
 //! Until the switch the clinic is served from the source. A move that fails
 //! before the switch is rolled back at once (target dropped, source's
@@ -55,7 +66,7 @@ mod cutover;
 mod replication;
 pub mod tier;
 
-use cutover::{compare, copy_sequences, cut_off, finish, freeze, prepare, switch, undo};
+use cutover::{compare, copy_sequences, finish, freeze, prepare, switch, undo};
 use replication::{catch_up, subscribe, wait_synced};
 
 use super::servers::{self, ServerRow};
@@ -74,6 +85,11 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long the target may take to catch up once writes are frozen.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
+/// How long, after the switch, the source waits for the instances told to
+/// close their connections to it (their requests under way end first)
+/// before it is cut off regardless.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
 /// The steps of a move, in order; each is recorded once done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,7 +105,8 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 8] = [
+    /// Every step, in order.
+    pub const ALL: [Step; 8] = [
         Step::Started,
         Step::Prepared,
         Step::Subscribed,
@@ -113,7 +130,7 @@ impl Step {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|step| step.as_str() == text)
     }
 }
@@ -136,6 +153,10 @@ pub struct MoveOptions {
     /// Fault injection for tests: stop right after this step, as if the
     /// process had died there (nothing rolled back).
     pub fail_after: Option<Step>,
+    /// Fault injection for tests only: the process sends itself SIGKILL
+    /// right after this step is recorded (`medicalpro clinic move` sets it
+    /// from `MEDICALPRO_MOVE_KILL_AFTER`).
+    pub kill_after: Option<Step>,
 }
 
 impl MoveOptions {
@@ -146,6 +167,7 @@ impl MoveOptions {
             drop_source: false,
             sync_timeout: Duration::from_secs(3600),
             fail_after: None,
+            kill_after: None,
         }
     }
 }
@@ -158,11 +180,13 @@ pub struct Moved {
     pub move_id: Uuid,
     pub from_server: Option<String>,
     pub to_server: String,
-    /// Rows per table, the same on both sides at the switch.
+    /// Rows per table at the verification, the same on both sides (but for
+    /// `audit_events_pending`, which the source's reads add to until it is
+    /// cut off).
     pub rows: BTreeMap<String, i64>,
     /// The audit chain's last id at the switch.
     pub audit_head: Option<i64>,
-    /// From the write freeze to the switch.
+    /// From the write freeze to the switch (reads answered throughout).
     pub freeze_ms: u64,
     /// How long reaching each step took, in order.
     pub steps_ms: Vec<(Step, u64)>,
@@ -494,6 +518,16 @@ async fn advance(
         .execute(&fleet.databases.central)
         .await?;
     tracing::info!(clinic.id = %plan.clinic, move.id = %plan.move_id, %step, "move step done");
+    checkpoint(options, step)
+}
+
+/// Where a test stops the move (see [`MoveOptions::fail_after`] and
+/// [`MoveOptions::kill_after`]), once `step` is recorded.
+fn checkpoint(options: &MoveOptions, step: Step) -> Result<(), MoveError> {
+    if options.kill_after == Some(step) {
+        tracing::warn!(%step, "killing this process, as a test asked");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
     if options.fail_after == Some(step) {
         return Err(MoveError::Injected(step));
     }
@@ -523,8 +557,6 @@ async fn run(
     clock.mark(Step::Frozen);
     advance(fleet, plan, options, Step::Frozen).await?;
     catch_up(fleet, plan, CATCH_UP).await?;
-    cut_off(fleet, plan).await?;
-    catch_up(fleet, plan, CATCH_UP).await?;
     copy_sequences(fleet, plan).await?;
     let (rows, audit_head) = compare(fleet, plan).await?;
     sqlx::query("UPDATE clinic_moves SET details = $2 WHERE id = $1")
@@ -537,11 +569,10 @@ async fn run(
     switch(fleet, plan).await?;
     clock.mark(Step::Switched);
     let freeze_ms = frozen_at.elapsed().as_millis() as u64;
-    if options.fail_after == Some(Step::Switched) {
-        return Err(MoveError::Injected(Step::Switched));
-    }
+    checkpoint(options, Step::Switched)?;
     let kept = finish(fleet, plan).await?;
     clock.mark(Step::Done);
+    checkpoint(options, Step::Done)?;
     let mut moved = report(fleet, plan, started, kept, rows, audit_head).await?;
     moved.freeze_ms = freeze_ms;
     moved.steps_ms = clock.steps;

@@ -190,6 +190,20 @@ pub(super) async fn catch_up(
     Ok(waited?)
 }
 
+/// Whether the move's replication slot is still on the source (not yet
+/// dropped by an earlier run of the move's end).
+pub(super) async fn slot_exists(fleet: &Fleet, plan: &Plan) -> Result<bool, MoveError> {
+    let mut source = connect(&plan.source_admin(fleet)).await?;
+    let exists = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+    )
+    .bind(plan.replication_name())
+    .fetch_one(&mut source)
+    .await;
+    let _ = source.close().await;
+    Ok(exists?)
+}
+
 /// Drops the subscription (on the target), then the publication and any
 /// slot left of it (on the source). Each only if it is there.
 pub(super) async fn drop_replication(fleet: &Fleet, plan: &Plan) -> Result<(), MoveError> {
