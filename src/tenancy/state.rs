@@ -3,6 +3,12 @@
 //! state is announced on central ([`crate::central::notify`]) and every
 //! instance's listener clears the entry at once ([`crate::coherence`]);
 //! should notices be lost, an entry still expires after [`STATE_TTL`].
+//!
+//! Only `Active` is kept: a clinic refused (suspended, deleted, not yet
+//! provisioned) is asked of central on every request, so that an
+//! activation is served at once by every instance, without waiting for its
+//! notice to be heard (a suspended clinic's requests are few, and each
+//! needs a token signed for it).
 
 use std::time::Duration;
 
@@ -29,7 +35,9 @@ impl StateCache {
             return Ok(state);
         }
         let state = companies::state(central, id).await?;
-        self.0.insert(id, state);
+        if state == ClinicState::Active {
+            self.0.insert(id, state);
+        }
         Ok(state)
     }
 
