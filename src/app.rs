@@ -193,6 +193,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         ),
         databases,
         metrics: Arc::new(Metrics::default()),
+        sizes: Arc::default(),
         sealer: Arc::new(AuditSealer::default()),
         hasher: Hasher::new(settings.max_concurrent_hashes),
         read_trail: Arc::default(),
@@ -239,6 +240,7 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
         });
     }
     tokio::spawn(state.provisioner.clone().keep_spares());
+    tokio::spawn(state.sizes.clone().keep_sampling(state.databases.clone()));
     state.coherence.start();
     tokio::spawn(state.sealer.clone().run(state.pools.clone()));
     tokio::spawn(crate::central::purge_periodically(

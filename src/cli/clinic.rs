@@ -111,11 +111,14 @@ async fn delete(args: ClinicArgs) -> anyhow::Result<ExitCode> {
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let clinics = with_fleet(&args.db, Connect::Attach, |fleet| async move {
-        Ok(
-            platform::list_clinics(&fleet.databases.central, None, None, 0)
-                .await?
-                .0,
-        )
+        let mut clinics = platform::list_clinics(&fleet.databases.central, None, None, 0)
+            .await?
+            .0;
+        let sizes = crate::tenancy::sizes::read(&fleet.databases).await?;
+        for clinic in &mut clinics {
+            clinic.size_bytes = sizes.get(&clinic.id).map(|size| size.bytes);
+        }
+        Ok(clinics)
     })
     .await?;
     if args.json {

@@ -8,6 +8,7 @@
 //!
 //! With `METRICS_TOKEN` set, a scrape must present it as a bearer token.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,8 +24,12 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use uuid::Uuid;
+
 use super::error::ApiError;
 use super::state::AppState;
+use crate::tenancy::naming::ClinicId;
+use crate::tenancy::sizes::ClinicSize;
 
 /// Upper bounds (seconds) of the request latency buckets.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -149,6 +154,10 @@ pub struct Gauges {
     pub clinic_rollbacks_on_release: u64,
     /// Clinic connections released in a transaction, closed instead.
     pub clinic_connections_refused_in_transaction: u64,
+    /// Each clinic's size, as last sampled (see `tenancy::sizes`).
+    pub clinic_sizes: HashMap<Uuid, ClinicSize>,
+    /// The clinics holding connections checked out, and how many.
+    pub busy_clinics: Vec<(ClinicId, usize)>,
 }
 
 impl Gauges {
@@ -156,7 +165,7 @@ impl Gauges {
     fn registry(&self) -> prometheus::Result<Registry> {
         let registry = Registry::new();
         let r = &registry;
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let count = count_of;
         registered(
             r,
             IntGauge::new(
@@ -193,6 +202,36 @@ impl Gauges {
                 &["state"],
             )?,
         );
+        let sizes = registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "medicalpro_clinic_size_bytes",
+                    "Each clinic's size on disk (its database, or its schema's tables, indexes and TOAST), sampled every 5 minutes.",
+                ),
+                &["clinic", "tier"],
+            )?,
+        );
+        for (id, size) in &self.clinic_sizes {
+            let tier = if size.shared { "shared" } else { "dedicated" };
+            sizes
+                .with_label_values(&[&id.to_string(), tier])
+                .set(size.bytes);
+        }
+        let busy = registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "medicalpro_clinic_connections_busy",
+                    "Connections each clinic holds checked out in this process right now (on the shared tier, of its pod's); clinics holding none are not listed.",
+                ),
+                &["clinic"],
+            )?,
+        );
+        for (id, count) in &self.busy_clinics {
+            busy.with_label_values(&[&id.to_string()])
+                .set(count_of(*count));
+        }
         let idle = self.central_idle_connections;
         let busy = (self.central_connections as usize).saturating_sub(idle);
         central.with_label_values(&["idle"]).set(count(idle));
@@ -231,6 +270,10 @@ impl Metrics {
 
 /// Standard methods by name; anything else is `OTHER`, so a client cannot
 /// create series at will.
+fn count_of(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -289,6 +332,8 @@ async fn metrics(
         central_idle_connections: state.databases.central.num_idle(),
         clinic_rollbacks_on_release: state.pools.rolled_back_on_release(),
         clinic_connections_refused_in_transaction: state.pools.refused_in_transaction(),
+        clinic_sizes: state.sizes.get(),
+        busy_clinics: state.pools.busy_clinics(),
     };
     Ok((
         [(
@@ -314,6 +359,8 @@ mod tests {
             central_idle_connections: 1,
             clinic_rollbacks_on_release: 0,
             clinic_connections_refused_in_transaction: 0,
+            clinic_sizes: HashMap::new(),
+            busy_clinics: Vec::new(),
         }
     }
 
@@ -368,5 +415,39 @@ mod tests {
         assert!(text.contains("medicalpro_login_failures_total{reason=\"invalid_credentials\"} 0"));
         assert!(text.contains("medicalpro_clinic_provisioning_seconds_bucket{le=\"1\"} 1"));
         assert!(text.contains("medicalpro_clinic_provisioning_seconds_count 1"));
+    }
+
+    #[test]
+    fn each_clinic_has_its_size_and_busy_connections() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut gauges = empty();
+        gauges.clinic_sizes.insert(
+            a,
+            ClinicSize {
+                bytes: 7_340_032,
+                shared: false,
+            },
+        );
+        gauges.clinic_sizes.insert(
+            b,
+            ClinicSize {
+                bytes: 393_216,
+                shared: true,
+            },
+        );
+        gauges.busy_clinics.push((ClinicId(b), 2));
+        let text = Metrics::default().render(&gauges).unwrap();
+        assert!(text.contains(&format!(
+            "medicalpro_clinic_size_bytes{{clinic=\"{a}\",tier=\"dedicated\"}} 7340032"
+        )));
+        assert!(text.contains(&format!(
+            "medicalpro_clinic_size_bytes{{clinic=\"{b}\",tier=\"shared\"}} 393216"
+        )));
+        assert!(text.contains(&format!(
+            "medicalpro_clinic_connections_busy{{clinic=\"{b}\"}} 2"
+        )));
+        assert!(!text.contains(&format!(
+            "medicalpro_clinic_connections_busy{{clinic=\"{a}\"}}"
+        )));
     }
 }

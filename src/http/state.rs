@@ -21,6 +21,7 @@ use crate::tenancy::audit_sealer::AuditSealer;
 use crate::tenancy::pools::ClinicPools;
 use crate::tenancy::provisioning::Provisioner;
 use crate::tenancy::read_trail::ReadTrail;
+use crate::tenancy::sizes::SizeSamples;
 use crate::tenancy::state::StateCache;
 
 #[derive(Clone)]
@@ -37,6 +38,8 @@ pub struct AppState {
     pub coherence: Arc<Coherence>,
     pub provisioner: Provisioner,
     pub metrics: Arc<Metrics>,
+    /// Each clinic's size, sampled by `serve` (see `tenancy::sizes`).
+    pub sizes: Arc<SizeSamples>,
     pub sealer: Arc<AuditSealer>,
     /// Read events waiting for their group commit.
     pub read_trail: Arc<ReadTrail>,

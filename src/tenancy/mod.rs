@@ -14,5 +14,6 @@ pub mod pods;
 pub mod pools;
 pub mod provisioning;
 pub mod read_trail;
+pub mod sizes;
 pub mod state;
 pub mod template;

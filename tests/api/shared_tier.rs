@@ -228,6 +228,14 @@ async fn operations_work_on_a_clinic_schema() {
         line.contains("shared") && line.contains(&place.schema),
         "{line}"
     );
+    // Each schema's size is read in its pod (`clinic list`, `/metrics`).
+    let sizes = medicalpro::tenancy::sizes::read(&app.state.databases)
+        .await
+        .unwrap();
+    for id in [behind.id, other.id] {
+        let size = sizes.get(&id).expect("a size for each shared clinic");
+        assert!(size.shared && size.bytes > 100_000, "{size:?}");
+    }
 
     // `migrate` brings one schema forward and leaves the others alone.
     let mut db = app.clinic_admin(behind.id).await;

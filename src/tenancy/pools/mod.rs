@@ -146,6 +146,9 @@ struct Shared {
     registry: Mutex<Registry<Arc<Clinic>, Live>>,
     /// Where each clinic opened here connects (see [`Route`]).
     routes: Mutex<HashMap<ClinicId, Route>>,
+    /// Connections each clinic holds checked out right now (on the shared
+    /// tier, of its pod's).
+    busy: Mutex<HashMap<ClinicId, usize>>,
     /// Transactions dropped without commit, rolled back before release.
     rolled_back: AtomicU64,
     /// Connections released still in a transaction, closed instead.
@@ -274,6 +277,7 @@ impl ClinicPools {
             settings,
             registry: Mutex::new(Registry::default()),
             routes: Mutex::new(HashMap::new()),
+            busy: Mutex::new(HashMap::new()),
             rolled_back: AtomicU64::new(0),
             refused_in_transaction: AtomicU64::new(0),
         });
@@ -356,6 +360,12 @@ impl ClinicPools {
     /// Clinic connections open right now, idle or busy.
     pub fn open_connections(&self) -> usize {
         self.shared.lock().open()
+    }
+
+    /// The clinics holding connections checked out right now, and how many.
+    pub fn busy_clinics(&self) -> Vec<(ClinicId, usize)> {
+        let busy = self.shared.busy.lock().expect("busy lock");
+        busy.iter().map(|(id, n)| (*id, *n)).collect()
     }
 
     /// Clinics opened (credentials in memory) right now.
@@ -657,6 +667,7 @@ impl ClinicPool {
             live: None,
             checkout: Some(checkout),
             roll_back: false,
+            _busy: Busy::new(&self.shared, self.id),
         };
         Ok((lease, deadline))
     }
@@ -762,6 +773,41 @@ struct Lease {
     checkout: Option<OwnedSemaphorePermit>,
     /// A transaction was left open on the connection: roll it back first.
     roll_back: bool,
+    _busy: Busy,
+}
+
+/// A clinic's checkout, counted in [`ClinicPools::busy_clinics`] until
+/// dropped.
+struct Busy {
+    shared: Arc<Shared>,
+    id: ClinicId,
+}
+
+impl Busy {
+    fn new(shared: &Arc<Shared>, id: ClinicId) -> Self {
+        *shared
+            .busy
+            .lock()
+            .expect("busy lock")
+            .entry(id)
+            .or_default() += 1;
+        Self {
+            shared: shared.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut busy = self.shared.busy.lock().expect("busy lock");
+        if let Some(count) = busy.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                busy.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl Lease {
