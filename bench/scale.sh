@@ -15,7 +15,8 @@
 # missing), where catalog pages take a fraction of that. COMPRESS=no keeps
 # the plain disk, COMPRESS=yes always compresses.
 #
-# Settings (environment): CLINICS (10000), DURATION (60), CONNECTIONS (64),
+# Settings (environment): TIER (dedicated, or shared: clinics in pods),
+# CLINICS (10000), DURATION (60), CONNECTIONS (64),
 # THREADS (2), PARALLEL (registrations at once, 8), DISK_SHARE (the share of
 # the free disk the clinics may take, 0.25; 0.5 on a compressed volume),
 # COMPRESS (auto, yes, no), MEDICALPRO_BIN.
@@ -73,7 +74,9 @@ else
     echo "storage: plain disk"
 fi
 mkdir -p "$DATA"
-start_server "$DATA"
+# TIER=shared puts every clinic in pods (a schema each), on shared connections.
+TIER_SETTING=(${TIER:+DEFAULT_TIER=$TIER})
+start_server "$DATA" "${TIER_SETTING[@]}"
 machine
 
 # What one clinic costs on disk (ten, to smooth the file system's
@@ -105,7 +108,7 @@ fi
 # 300 each): minutes after mass provisioning.
 restarted=$SECONDS
 stop_server
-start_server "$DATA"
+start_server "$DATA" "${TIER_SETTING[@]}"
 echo "server restarted in $((SECONDS - restarted)) s"
 shuf -n 50 "$WORK/clinics" >"$WORK/clinics-50"
 
