@@ -359,11 +359,7 @@ impl Provisioner {
         place: &PodPlace,
         made: &mut Made,
     ) -> Result<(), ProvisionError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))?;
+        let _slot = self.slot().await?;
         let pod = &place.pod;
         let roles = TenantRoles::of(id, &self.prefix);
         let schema = id.database_name(&self.prefix);
@@ -406,6 +402,15 @@ impl Provisioner {
         };
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())
+    }
+
+    /// A place among the `PROVISION_CONCURRENCY` provisionings at once.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ProvisionError> {
+        // (The semaphore is never closed: acquiring only waits.)
+        self.slots
+            .acquire()
+            .await
+            .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))
     }
 
     /// The admin's connections into a pod (a pool of two, kept).
@@ -478,12 +483,7 @@ impl Provisioner {
         server: &servers::DbServer,
         made: &mut Made,
     ) -> Result<(), ProvisionError> {
-        // (The semaphore is never closed: acquiring only waits.)
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| ProvisionError::Database(sqlx::Error::PoolClosed))?;
+        let _slot = self.slot().await?;
         let roles = TenantRoles::of(id, &self.prefix);
         let database = id.database_name(&self.prefix);
         let password = random_token(32);
