@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{connect, ClinicRecord, Fleet};
 use crate::central::{audit, companies, users};
 use crate::tenancy::ddl::{self, TenantRoles};
-use crate::tenancy::naming::ClinicId;
+use crate::tenancy::naming::{quote_ident, ClinicId};
 
 /// The tables of a clinic database that hold patient data: a row in any of
 /// them refuses the deletion.
@@ -56,11 +56,15 @@ impl From<sqlx::Error> for DeleteError {
 /// missing database holds none, so a deletion interrupted after the drop
 /// can be run again).
 pub async fn delete_clinic(fleet: &Fleet, id: ClinicId) -> Result<Deleted, DeleteError> {
-    let clinic = fleet.dedicated_clinic(id, "`clinic delete`").await?;
+    let clinic = fleet.clinic(id).await?;
     let mut admin = fleet
         .admin_on_server(&clinic.db_host, clinic.db_port)
         .await?;
-    let dropped = drop_if_empty(fleet, &mut admin, &clinic).await;
+    let dropped = if clinic.is_shared() {
+        drop_schema_if_empty(fleet, &mut admin, &clinic).await
+    } else {
+        drop_if_empty(fleet, &mut admin, &clinic).await
+    };
     let _ = admin.close().await;
     dropped?;
     let staff_accounts = tombstone(fleet, &clinic, "clinic.deleted").await?;
@@ -95,6 +99,71 @@ async fn drop_if_empty(
     )
     .await?;
     Ok(())
+}
+
+/// A shared clinic: in one transaction in its pod, its patient-data tables
+/// locked (no request writes meanwhile) and found empty, its schema
+/// dropped; then its roles. A missing schema holds nothing.
+async fn drop_schema_if_empty(
+    fleet: &Fleet,
+    admin: &mut PgConnection,
+    clinic: &ClinicRecord,
+) -> Result<(), DeleteError> {
+    let schema = quote_ident(clinic.schema());
+    let mut in_pod = connect(&ddl::admin_session(
+        fleet.admin_options_on(clinic, &clinic.db_name),
+    ))
+    .await?;
+    let checked = async {
+        let mut tx = in_pod.begin().await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        )
+        .bind(clinic.schema())
+        .fetch_one(&mut *tx)
+        .await?;
+        if exists {
+            let tables: Vec<String> = PATIENT_DATA_TABLES
+                .iter()
+                .map(|t| format!("{schema}.{t}"))
+                .collect();
+            ddl::run(
+                &mut tx,
+                &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")),
+            )
+            .await?;
+            let holding = holding_rows(&mut tx, &schema).await?;
+            if !holding.is_empty() {
+                return Err(DeleteError::HoldsPatientData {
+                    id: ClinicId(clinic.id),
+                    tables: holding,
+                });
+            }
+            ddl::drop_schema(&mut tx, clinic.schema()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    let _ = in_pod.close().await;
+    checked?;
+    ddl::drop_roles(
+        admin,
+        &TenantRoles::of(ClinicId(clinic.id), &fleet.settings.prefix),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The patient-data tables of `schema` (quoted) holding rows.
+async fn holding_rows(conn: &mut PgConnection, schema: &str) -> Result<Vec<String>, sqlx::Error> {
+    // Table names are this module's constants.
+    let sql = PATIENT_DATA_TABLES
+        .iter()
+        .map(|t| format!("SELECT '{t}'::text WHERE EXISTS (SELECT 1 FROM {schema}.{t})"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    sqlx::query_scalar(&sql).fetch_all(conn).await
 }
 
 /// Shuts the clinic's database (see [`ddl::shut_database`]) but for one
@@ -137,13 +206,7 @@ async fn check_alone(
             "a session on the clinic's database did not end within 5 s: try again"
         )));
     }
-    // Table names are this module's constants.
-    let sql = PATIENT_DATA_TABLES
-        .iter()
-        .map(|t| format!("SELECT '{t}'::text WHERE EXISTS (SELECT 1 FROM public.{t})"))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    Ok(sqlx::query_scalar(&sql).fetch_all(inside).await?)
+    Ok(holding_rows(inside, "public").await?)
 }
 
 /// Deletes the staff accounts, makes the central row a tombstone and
