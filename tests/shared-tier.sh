@@ -31,4 +31,5 @@ DEFAULT_TIER=shared cargo test --locked --test api -- \
   platform_admin:: open_internet:: proxies:: web:: hostile:: openapi:: auth:: \
   bounds:: compliance:: read_trail:: failed_writes:: metrics:: shared_tier:: \
   cli:: safe_backups:: audit_restores:: coherence:: \
+  offboarding::an_exported_clinic_reads_back_without_medicalpro \
   "${skips[@]}"

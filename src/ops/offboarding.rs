@@ -65,7 +65,7 @@ pub struct ExportedFile {
 /// an empty directory.
 pub async fn export_clinic(fleet: &Fleet, id: ClinicId, out: &Path) -> anyhow::Result<Exported> {
     let started = Instant::now();
-    let clinic = fleet.dedicated_clinic(id, "offboarding").await?;
+    let clinic = fleet.clinic(id).await?;
     prepare_dir(out)?;
     let mut db = connect(&ddl::admin_session(
         fleet.admin_options_on(&clinic, &clinic.db_name),
@@ -74,15 +74,17 @@ pub async fn export_clinic(fleet: &Fleet, id: ClinicId, out: &Path) -> anyhow::R
     .with_context(|| format!("connecting to the database of clinic {id}"))?;
     let mut files = Vec::new();
     let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_class
-          WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
-          ORDER BY relname",
+        "SELECT c.relname::text FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+          ORDER BY c.relname",
     )
+    .bind(clinic.schema())
     .fetch_all(&mut db)
     .await?;
     for table in tables {
         let file = format!("{table}.json");
-        let rows = export_table(&mut db, &table, &out.join(&file)).await;
+        let rows = export_table(&mut db, clinic.schema(), &table, &out.join(&file)).await;
         let rows = rows.with_context(|| format!("exporting {table}"))?;
         files.push(ExportedFile {
             file,
@@ -111,11 +113,17 @@ pub async fn export_clinic(fleet: &Fleet, id: ClinicId, out: &Path) -> anyhow::R
 }
 
 /// Streams one table into a JSON array, one row per line.
-async fn export_table(db: &mut PgConnection, table: &str, path: &Path) -> anyhow::Result<u64> {
+async fn export_table(
+    db: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    path: &Path,
+) -> anyhow::Result<u64> {
     let mut out = BufWriter::new(create_private(path)?);
     out.write_all(b"[")?;
     let sql = format!(
-        "SELECT row_to_json(t)::text FROM public.{} t",
+        "SELECT row_to_json(t)::text FROM {}.{} t",
+        quote_ident(schema),
         quote_ident(table)
     );
     let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(db);
@@ -273,13 +281,25 @@ pub async fn destroy_periodically(fleet: Fleet) {
 }
 
 async fn destroy(fleet: &Fleet, id: ClinicId) -> anyhow::Result<()> {
-    let clinic = fleet.dedicated_clinic(id, "offboarding").await?;
+    let clinic = fleet.clinic(id).await?;
     let mut admin = fleet
         .admin_on_server(&clinic.db_host, clinic.db_port)
         .await?;
     let dropped = async {
-        ddl::drop_database(&mut admin, &clinic.db_name).await?;
-        ddl::drop_roles(&mut admin, &TenantRoles::of(id, &fleet.settings.prefix)).await
+        if clinic.is_shared() {
+            let mut in_pod = connect(&ddl::admin_session(
+                fleet.admin_options_on(&clinic, &clinic.db_name),
+            ))
+            .await?;
+            let dropped = ddl::drop_schema(&mut in_pod, clinic.schema()).await;
+            let _ = in_pod.close().await;
+            dropped?;
+        } else {
+            ddl::drop_database(&mut admin, &clinic.db_name).await?;
+        }
+        Ok::<_, anyhow::Error>(
+            ddl::drop_roles(&mut admin, &TenantRoles::of(id, &fleet.settings.prefix)).await?,
+        )
     }
     .await;
     let _ = admin.close().await;
