@@ -12,6 +12,8 @@ CREATE TABLE pods (
     -- Sealed like companies.db_password_sealed, with the pod id as
     -- associated data.
     db_password_sealed bytea NOT NULL,
+    -- A password being rotated in (`keys rotate`), as for companies.
+    db_password_next_sealed bytea,
     max_clinics        integer NOT NULL CHECK (max_clinics > 0),
     -- A pod still being built is not given clinics.
     is_ready           boolean NOT NULL DEFAULT false,

@@ -237,7 +237,8 @@ pub async fn placement(central: &PgPool, id: ClinicId) -> Result<Option<Placemen
     );
     let row: Option<Row> = sqlx::query_as(
         "SELECT c.db_host, c.db_port, c.db_name, COALESCE(p.db_user, c.db_user),
-                COALESCE(p.db_password_sealed, c.db_password_sealed), c.db_password_next_sealed,
+                COALESCE(p.db_password_sealed, c.db_password_sealed),
+                CASE WHEN p.id IS NULL THEN c.db_password_next_sealed ELSE p.db_password_next_sealed END,
                 c.pod_id, c.db_schema, c.db_user
            FROM companies c LEFT JOIN pods p ON p.id = c.pod_id
           WHERE c.id = $1 AND c.provisioning_status = 'ready'",

@@ -16,6 +16,11 @@
 //! password is never needed (the admin role sets the new one), so a rotation
 //! also repairs a clinic whose stored password was lost. Clinics are done
 //! one by one; one that fails is reported and the others go on.
+//!
+//! On the shared tier the login roles are the pods': each pod's password is
+//! renewed in the same three steps (`pods.db_password_next_sealed`), and a
+//! shared clinic, which has no password, only has its erasure key
+//! re-sealed.
 
 use serde::Serialize;
 use serde_json::json;
@@ -49,9 +54,21 @@ struct Sealed {
     db_host: String,
     db_port: i32,
     db_user: String,
-    db_password_sealed: Vec<u8>,
+    /// None on the shared tier (the pod's login is rotated on its own).
+    db_password_sealed: Option<Vec<u8>>,
     db_password_next_sealed: Option<Vec<u8>>,
     erasure_key_sealed: Option<Vec<u8>>,
+}
+
+/// A pod's login, as a rotation reads it.
+#[derive(sqlx::FromRow)]
+struct PodLogin {
+    id: Uuid,
+    host: String,
+    port: i32,
+    db_user: String,
+    db_password_sealed: Vec<u8>,
+    db_password_next_sealed: Option<Vec<u8>>,
 }
 
 /// Rotates every provisioned clinic's password to one sealed with `new_key`.
@@ -82,6 +99,15 @@ pub async fn rotate(fleet: &Fleet, new_key: &MasterKey) -> Result<Rotation, sqlx
             }
         }
     }
+    for pod in pods_not_sealed_with(fleet, new_key).await? {
+        if let Err(error) = rotate_pod(fleet, new_key, &pod).await {
+            tracing::error!(pod = %pod.db_user, error = format!("{error:#}"), "pod password rotation failed");
+            failed.push(RotationFailure {
+                clinic_id: pod.id,
+                error: format!("pod {}: {error:#}", pod.db_user),
+            });
+        }
+    }
     let event = audit::PlatformEvent {
         action: "keys.rotated",
         actor_user_id: None,
@@ -104,7 +130,6 @@ async fn not_sealed_with(fleet: &Fleet, key: &MasterKey) -> Result<Vec<Sealed>, 
                 erasure_key_sealed
            FROM companies
           WHERE provisioning_status = 'ready' AND deleted_at IS NULL
-            AND db_password_sealed IS NOT NULL
           ORDER BY id",
     )
     .fetch_all(&fleet.databases.central)
@@ -114,7 +139,10 @@ async fn not_sealed_with(fleet: &Fleet, key: &MasterKey) -> Result<Vec<Sealed>, 
         .filter(|clinic| {
             let opens = |sealed: &[u8]| key.open(sealed, clinic.id.as_bytes()).is_ok();
             clinic.db_password_next_sealed.is_some()
-                || !opens(&clinic.db_password_sealed)
+                || clinic
+                    .db_password_sealed
+                    .as_deref()
+                    .is_some_and(|p| !opens(p))
                 || clinic
                     .erasure_key_sealed
                     .as_deref()
@@ -152,30 +180,28 @@ async fn rotate_clinic(fleet: &Fleet, new_key: &MasterKey, clinic: &Sealed) -> a
         })?),
         None => None,
     };
-    // A password already being rotated in is kept: servers may use it.
-    let resumed = clinic
-        .db_password_next_sealed
-        .as_deref()
-        .and_then(|sealed| open(sealed).ok())
-        .and_then(|password| String::from_utf8(password).ok());
-    let password = resumed.unwrap_or_else(|| random_token(32));
-    let next_sealed = new_key.seal(password.as_bytes(), context);
-    sqlx::query("UPDATE companies SET db_password_next_sealed = $2 WHERE id = $1")
-        .bind(clinic.id)
-        .bind(&next_sealed)
-        .execute(central)
-        .await?;
-
-    let mut admin = fleet
-        .admin_on_server(&clinic.db_host, clinic.db_port)
-        .await?;
-    let changed = ddl::set_password(&mut admin, &clinic.db_user, &password).await;
-    let _ = sqlx::Connection::close(admin).await;
-    changed?;
-
+    // A shared clinic has no password of its own (its pod's is rotated).
+    let next_sealed = match &clinic.db_password_sealed {
+        Some(_) => Some(
+            renew_password(
+                fleet,
+                new_key,
+                &Login {
+                    table: "companies",
+                    id: clinic.id,
+                    host: &clinic.db_host,
+                    port: clinic.db_port,
+                    role: &clinic.db_user,
+                    next_sealed: clinic.db_password_next_sealed.as_deref(),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     sqlx::query(
         "UPDATE companies
-            SET db_password_sealed = $2, db_password_next_sealed = NULL,
+            SET db_password_sealed = COALESCE($2, db_password_sealed), db_password_next_sealed = NULL,
                 erasure_key_sealed = CASE WHEN erasure_key_sealed IS NOT DISTINCT FROM $4
                                           THEN $3 ELSE erasure_key_sealed END,
                 updated_at = now()
@@ -187,6 +213,102 @@ async fn rotate_clinic(fleet: &Fleet, new_key: &MasterKey, clinic: &Sealed) -> a
     // An erasure key made meanwhile is kept, and re-sealed by the next pass.
     .bind(&clinic.erasure_key_sealed)
     .execute(central)
+    .await?;
+    Ok(())
+}
+
+/// A login role whose password a rotation renews: a dedicated clinic's
+/// (`companies`) or a pod's (`pods`); its row's id is the sealing's
+/// associated data.
+struct Login<'a> {
+    table: &'static str,
+    id: Uuid,
+    host: &'a str,
+    port: i32,
+    role: &'a str,
+    next_sealed: Option<&'a [u8]>,
+}
+
+/// Steps 1 and 2: the next password stored, sealed with `new_key`, then
+/// set on the role; returns it sealed, for step 3.
+async fn renew_password(
+    fleet: &Fleet,
+    new_key: &MasterKey,
+    login: &Login<'_>,
+) -> anyhow::Result<Vec<u8>> {
+    let context = login.id.as_bytes();
+    // A password already being rotated in is kept: servers may use it.
+    let resumed = login
+        .next_sealed
+        .and_then(|sealed| {
+            new_key
+                .open(sealed, context)
+                .or_else(|_| fleet.settings.keys.open(sealed, context))
+                .ok()
+        })
+        .and_then(|password| String::from_utf8(password).ok());
+    let password = resumed.unwrap_or_else(|| random_token(32));
+    let next_sealed = new_key.seal(password.as_bytes(), context);
+    // `table` is one of two constants.
+    sqlx::query(&format!(
+        "UPDATE {} SET db_password_next_sealed = $2 WHERE id = $1",
+        login.table
+    ))
+    .bind(login.id)
+    .bind(&next_sealed)
+    .execute(&fleet.databases.central)
+    .await?;
+    let mut admin = fleet.admin_on_server(login.host, login.port).await?;
+    let changed = ddl::set_password(&mut admin, login.role, &password).await;
+    let _ = sqlx::Connection::close(admin).await;
+    changed?;
+    Ok(next_sealed)
+}
+
+/// Pods whose password is not sealed with `key`, or is being rotated.
+async fn pods_not_sealed_with(
+    fleet: &Fleet,
+    key: &MasterKey,
+) -> Result<Vec<PodLogin>, sqlx::Error> {
+    let pods: Vec<PodLogin> = sqlx::query_as(
+        "SELECT p.id, s.host, s.port, p.db_user, p.db_password_sealed, p.db_password_next_sealed
+           FROM pods p JOIN db_servers s ON s.id = p.db_server_id
+          WHERE p.is_ready ORDER BY p.created_at",
+    )
+    .fetch_all(&fleet.databases.central)
+    .await?;
+    Ok(pods
+        .into_iter()
+        .filter(|pod| {
+            pod.db_password_next_sealed.is_some()
+                || key
+                    .open(&pod.db_password_sealed, pod.id.as_bytes())
+                    .is_err()
+        })
+        .collect())
+}
+
+/// The three steps of one pod.
+async fn rotate_pod(fleet: &Fleet, new_key: &MasterKey, pod: &PodLogin) -> anyhow::Result<()> {
+    let next_sealed = renew_password(
+        fleet,
+        new_key,
+        &Login {
+            table: "pods",
+            id: pod.id,
+            host: &pod.host,
+            port: pod.port,
+            role: &pod.db_user,
+            next_sealed: pod.db_password_next_sealed.as_deref(),
+        },
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE pods SET db_password_sealed = $2, db_password_next_sealed = NULL WHERE id = $1",
+    )
+    .bind(pod.id)
+    .bind(&next_sealed)
+    .execute(&fleet.databases.central)
     .await?;
     Ok(())
 }

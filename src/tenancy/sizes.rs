@@ -34,8 +34,10 @@ pub async fn read(databases: &Databases) -> Result<HashMap<Uuid, ClinicSize>, sq
     )
     .fetch_all(&databases.central)
     .await?;
-    // One statement per server (databases) and per pod (schemas).
-    let mut places: HashMap<(String, i32, Option<String>), Vec<(Uuid, String)>> = HashMap::new();
+    // One statement per server (databases) and per pod (schemas): by host,
+    // port and pod, the clinics and their database or schema names.
+    type Where = (String, i32, Option<String>);
+    let mut places: HashMap<Where, Vec<(Uuid, String)>> = HashMap::new();
     for (id, host, port, database, schema) in clinics {
         match schema {
             None => places

@@ -335,9 +335,12 @@ async fn a_new_shared_clinic_takes_a_spare_schema_laid_out_ahead() {
     app.cleanup().await;
 }
 
-/// Every table's row count and a hash of its rows, and the audit chain's
-/// head, as the admin sees them in the clinic's place.
-async fn fingerprint(app: &TestApp, clinic: Uuid) -> (Vec<(String, i64, String)>, (i64, Vec<u8>)) {
+/// Each table's name, row count and a hash of its rows; and the audit
+/// chain's head (id and hash).
+type Fingerprint = (Vec<(String, i64, String)>, (i64, Vec<u8>));
+
+/// The clinic's [`Fingerprint`], as the admin sees it in the clinic's place.
+async fn fingerprint(app: &TestApp, clinic: Uuid) -> Fingerprint {
     drop(app.audit_trail(clinic).await);
     let mut conn = app.clinic_admin(clinic).await;
     let mut tables = Vec::new();
@@ -484,9 +487,7 @@ async fn a_shared_clinic_is_backed_up_and_restored_in_its_schema() {
         .to_string();
     assert!(list.contains(&kept) && !list.contains(&lost), "{list}");
     let after = fingerprint(&app, clinic.id).await;
-    let patients = |f: &(Vec<(String, i64, String)>, (i64, Vec<u8>))| {
-        f.0.iter().find(|(t, _, _)| t == "patients").cloned()
-    };
+    let patients = |f: &Fingerprint| f.0.iter().find(|(t, _, _)| t == "patients").cloned();
     assert_eq!(
         patients(&after),
         patients(&before),
@@ -529,5 +530,37 @@ async fn a_shared_clinic_is_backed_up_and_restored_in_its_schema() {
     assert_eq!(names, vec!["Backup".to_owned()]);
     let _ = conn.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    app.cleanup().await;
+}
+
+/// `keys rotate` renews each pod's password under the new key: the pod's
+/// old password is refused, and a server given the new key serves the
+/// pod's clinics.
+#[tokio::test]
+async fn a_rotation_renews_each_pods_password() {
+    let app = shared_app(10).await;
+    let clinic = app.register_clinic("Rotated").await;
+    app.create_patient(&clinic.token, "Rita", "Rotation").await;
+    let old = place(&app, clinic.id).await;
+    let new_key = medicalpro::crypto::MasterKey::generate();
+    let fleet = medicalpro::ops::Fleet::attach(&app.settings).await.unwrap();
+    let rotation = medicalpro::ops::keys::rotate(&fleet, &new_key)
+        .await
+        .unwrap();
+    assert!(rotation.failed.is_empty(), "{:?}", rotation.failed);
+    fleet.close().await;
+    assert!(app
+        .connect_as(&old.pod, &old.pod_password, &old.pod)
+        .await
+        .is_err());
+    let renewed = app
+        .instance_with(|settings| {
+            *settings = crate::helpers::keyed(settings, new_key.clone(), None);
+        })
+        .await;
+    let listed = renewed.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["pagination"]["total"], 1);
+    renewed.close_instance().await;
     app.cleanup().await;
 }
