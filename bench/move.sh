@@ -101,8 +101,8 @@ reads=$(wc -l <"$WORK/reads")
 writes=$(wc -l <"$WORK/writes")
 printf '%-28s %s\n' \
     "patients" "$PATIENTS" \
-    "move (s)" "$(jq -r '.seconds | . * 10 | round / 10' "$WORK/move.json")" \
-    "writes frozen (ms)" "$(jq -r '.freezeMs' "$WORK/move.json")" \
+    "move (s)" "$(jq -r '.moved.seconds | . * 10 | round / 10' "$WORK/move.json")" \
+    "writes frozen (ms)" "$(jq -r '.moved.freezeMs' "$WORK/move.json")" \
     "reads during the move" "$reads" \
     "  answered 200" "$(count reads 200)" \
     "  answered 503" "$(count reads 503)" \
@@ -111,4 +111,4 @@ printf '%-28s %s\n' \
     "  answered 201" "$(count writes 201)" \
     "  answered 503" "$(count writes 503)" \
     "  other answers" "$((writes - $(count writes 201) - $(count writes 503)))"
-echo "steps (ms from the start of the move): $(jq -c '.stepsMs' "$WORK/move.json")"
+echo "steps (ms from the start of the move): $(jq -c '.moved.stepsMs' "$WORK/move.json")"

@@ -73,9 +73,11 @@ pub struct MoveArgs {
     /// The clinic's id.
     pub id: Uuid,
     /// The target server's id or name.
-    #[arg(long, required_unless_present = "tier", conflicts_with = "tier")]
+    #[arg(long, required_unless_present = "tier")]
     pub server: Option<String>,
-    /// The target tier, on the clinic's server (see `ops::moves::tier`).
+    /// The target tier (see `ops::moves::tier`): alone, on the clinic's
+    /// server; with --server, the tier it ends on there (by default the
+    /// one it is on).
     #[arg(long)]
     pub tier: Option<Tier>,
     /// Drop the source database and roles once moved (default: kept
@@ -213,22 +215,39 @@ fn kill_after() -> anyhow::Result<Option<Step>> {
 
 pub async fn move_clinic(args: MoveArgs) -> anyhow::Result<ExitCode> {
     let server = match (args.server, args.tier) {
-        (_, Some(tier)) => return move_to_tier(&args.db, ClinicId(args.id), tier, args.json).await,
-        (Some(server), None) => server,
+        (Some(server), _) => server,
+        (None, Some(tier)) => {
+            return move_to_tier(&args.db, ClinicId(args.id), tier, args.json).await
+        }
         (None, None) => anyhow::bail!("--server or --tier is required"),
     };
     let mut options = MoveOptions::new(ClinicId(args.id), &server);
     options.drop_source = args.drop_source;
     options.sync_timeout = Duration::from_secs(args.sync_timeout_secs);
     options.kill_after = kill_after()?;
-    let moved = with_fleet(&args.db, Connect::Attach, |fleet| async move {
-        Ok(moves::move_clinic(&fleet, &options).await?)
+    let tier = args.tier;
+    let relocation = with_fleet(&args.db, Connect::Attach, |fleet| async move {
+        moves::tier::move_across_servers(&fleet, &options, tier).await
     })
     .await?;
     if args.json {
-        print_json(&moved)?;
+        print_json(&relocation)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(moved) = &relocation.to_dedicated {
+        print_tier_move(moved);
+    }
+    match &relocation.moved {
+        Some(moved) => print_server_move(moved),
+        None => println!("clinic {} is on server {server}", args.id),
+    }
+    if let Some(moved) = &relocation.to_tier {
+        print_tier_move(moved);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_server_move(moved: &moves::Moved) {
     if moved.rolled_back_earlier {
         println!("an interrupted earlier move was rolled back first");
     }
@@ -255,7 +274,6 @@ pub async fn move_clinic(args: MoveArgs) -> anyhow::Result<ExitCode> {
         Some(kept) => println!("the source database is kept as {kept} (its role cannot log in); drop it when no longer needed"),
         None => println!("the source database and roles were dropped"),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn move_to_tier(
@@ -270,7 +288,14 @@ async fn move_to_tier(
     .await?;
     if json {
         print_json(&moved)?;
-    } else if moved.already {
+    } else {
+        print_tier_move(&moved);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tier_move(moved: &moves::tier::TierMoved) {
+    if moved.already {
         println!(
             "clinic {} is on the {} tier (what an interrupted move left is cleaned up)",
             moved.clinic_id,
@@ -290,5 +315,4 @@ async fn move_to_tier(
             moved.freeze_ms
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use super::list::ListQuery;
 use super::state::AppState;
 use super::tenant::{Audit, Clinic};
 use crate::clinic::audit::{self, Event, Filter};
+use crate::tenancy::pools::writes_frozen;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit_events))
@@ -60,8 +61,23 @@ async fn list_audit_events(
         to: query.to,
     };
     let mut tx = clinic.begin().await?;
-    audit::seal(&mut tx).await?;
+    seal_unless_closed(&mut tx).await?;
     let (events, total) = audit::list(&mut tx, &filter, page_request).await?;
     tx.commit().await?;
     Ok(page(events, page_request.with_total(total)))
+}
+
+/// Chains the pending events before they are listed, in a savepoint: a
+/// chain closed meanwhile (a clinic being moved: its owner's `INSERT` on
+/// the chain revoked between the sealer's check and its insert) refuses
+/// the seal, and the trail is listed as it stands rather than the read
+/// answering 503.
+async fn seal_unless_closed(tx: &mut sqlx::PgConnection) -> Result<(), ApiError> {
+    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+    match audit::seal(&mut savepoint).await {
+        Ok(_) => savepoint.commit().await?,
+        Err(error) if writes_frozen(&error) => savepoint.rollback().await?,
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
 }

@@ -853,3 +853,59 @@ async fn a_move_killed_at_any_step_ends_whole_on_one_server_when_run_again() {
     app.cleanup().await;
     cleanup_second_cluster(&prefix).await;
 }
+
+/// A shared clinic moves to another server by the same command: it becomes
+/// dedicated on its server, moves as a database, and is shared again in a
+/// pod of the new server, its rows and chain whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_clinic_moves_to_another_server_and_stays_shared() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.provisioning.default_tier = medicalpro::config::Tier::Shared;
+    })
+    .await;
+    let clinic = app.register_clinic("Partagée").await;
+    fill(&app, &clinic).await;
+    let second = second_cluster();
+    let (ok, out, err) = medicalpro(
+        &app,
+        &[
+            "server",
+            "add",
+            "--name",
+            "second",
+            "--url",
+            &second.admin_url,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let before = app.get("/api/v1/patients", &clinic.token).await.body;
+    let id = clinic.id.to_string();
+    let (ok, out, err) = medicalpro(&app, &["clinic", "move", &id, "--server", "second"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("to the dedicated tier"), "{out}");
+    assert!(out.contains("moved from primary to second"), "{out}");
+    assert!(out.contains("to the shared tier"), "{out}");
+    let (tier, port, pod): (String, i32, Option<Uuid>) =
+        sqlx::query_as("SELECT tier, db_port, pod_id FROM companies WHERE id = $1")
+            .bind(clinic.id)
+            .fetch_one(&app.state.databases.central)
+            .await
+            .unwrap();
+    assert_eq!((tier.as_str(), port), ("shared", i32::from(second.port)));
+    let pod_server: i32 = sqlx::query_scalar(
+        "SELECT s.port FROM pods p JOIN db_servers s ON s.id = p.db_server_id WHERE p.id = $1",
+    )
+    .bind(pod.unwrap())
+    .fetch_one(&app.state.databases.central)
+    .await
+    .unwrap();
+    assert_eq!(pod_server, i32::from(second.port));
+    let after = app.get("/api/v1/patients", &clinic.token).await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.body);
+    assert_eq!(after.body["data"], before["data"]);
+    let (ok, out, _) = medicalpro(&app, &["audit", "verify", "--clinic", &id]);
+    assert!(ok, "{out}");
+    let prefix = app.prefix.clone();
+    app.cleanup().await;
+    cleanup_second_cluster(&prefix).await;
+}

@@ -352,8 +352,8 @@ async fn unfreeze(source: &Side, roles: &TenantRoles) -> anyhow::Result<()> {
     Ok(done?)
 }
 
-/// Drops the clinic's schema in every pod (`Shared`) or its database
-/// (`Dedicated`): only ever called for the tier the clinic is not on, for
+/// Drops the clinic's schema in every pod of its server (`Shared`) or its
+/// database (`Dedicated`): only ever called for the tier the clinic is not on, for
 /// what a failed or interrupted move left there.
 async fn drop_target(fleet: &Fleet, clinic: &ClinicRecord, tier: Tier) -> anyhow::Result<()> {
     let on_it = clinic.is_shared() == (tier == Tier::Shared);
@@ -373,9 +373,15 @@ async fn drop_target(fleet: &Fleet, clinic: &ClinicRecord, tier: Tier) -> anyhow
             dropped?;
         }
         Tier::Shared => {
-            let pods: Vec<String> = sqlx::query_scalar("SELECT db_name FROM pods")
-                .fetch_all(&fleet.databases.central)
-                .await?;
+            // The pods of the clinic's server.
+            let pods: Vec<String> = sqlx::query_scalar(
+                "SELECT p.db_name FROM pods p JOIN db_servers s ON s.id = p.db_server_id
+                  WHERE s.host = $1 AND s.port = $2",
+            )
+            .bind(&clinic.db_host)
+            .bind(clinic.db_port)
+            .fetch_all(&fleet.databases.central)
+            .await?;
             for pod in pods {
                 let in_pod = fleet.admin_options_on(clinic, &pod);
                 let mut conn = connect(&ddl::admin_session(in_pod)).await?;
@@ -455,4 +461,52 @@ async fn undo_old_tier(
     .await;
     let _ = admin.close().await;
     done
+}
+
+/// What `clinic move ID --server S [--tier T]` did: a shared clinic becomes
+/// dedicated on its server, moves as a database, and becomes shared again
+/// in a pod of the new server (or stays dedicated with `--tier
+/// dedicated`).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Relocation {
+    /// To a database of its own, before the server move.
+    pub to_dedicated: Option<TierMoved>,
+    pub moved: Option<super::Moved>,
+    /// To the tier asked for, after it.
+    pub to_tier: Option<TierMoved>,
+}
+
+/// Moves a clinic to `options.server` by logical replication (a shared
+/// clinic by way of the dedicated tier), ending on `tier` (by default the
+/// tier it is on). Each part resumes when run again; a shared clinic
+/// interrupted between the parts is dedicated until the command is run
+/// again with `--tier shared`.
+pub async fn move_across_servers(
+    fleet: &Fleet,
+    options: &super::MoveOptions,
+    tier: Option<Tier>,
+) -> anyhow::Result<Relocation> {
+    let id = options.clinic;
+    let clinic = fleet.clinic(id).await?;
+    let last = tier.unwrap_or(if clinic.is_shared() {
+        Tier::Shared
+    } else {
+        Tier::Dedicated
+    });
+    let target = crate::ops::servers::find(fleet, &options.server).await?;
+    let there = target.host == clinic.db_host && target.port == clinic.db_port;
+    let unfinished = super::open_move(fleet, id).await?.is_some();
+    let mut relocation = Relocation::default();
+    if !there || unfinished {
+        if clinic.is_shared() {
+            relocation.to_dedicated = Some(move_to_tier(fleet, id, Tier::Dedicated).await?);
+        }
+        relocation.moved = Some(super::move_clinic(fleet, options).await?);
+    }
+    let now = fleet.clinic(id).await?;
+    if now.is_shared() != (last == Tier::Shared) {
+        relocation.to_tier = Some(move_to_tier(fleet, id, last).await?);
+    }
+    Ok(relocation)
 }
