@@ -259,10 +259,11 @@ async fn run_server(settings: &Settings, listen_addr: SocketAddr) -> anyhow::Res
     result
 }
 
-/// What a stopping server does once requests have drained: stops the
-/// change listener, seals the audit events requests left pending, then
-/// closes every connection.
+/// What a stopping server does once requests have drained: stops making
+/// spare schemas and the change listener, seals the audit events requests
+/// left pending, then closes every connection.
 pub async fn shut_down(state: &AppState) {
+    state.provisioner.stop_spares().await;
     state.coherence.stop().await;
     state.sealer.seal_marked(&state.pools).await;
     state.pools.close_all().await;

@@ -25,6 +25,7 @@
 //! each shared clinic, `serve` makes the pods' spares up again in the
 //! background.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,8 @@ pub struct Provisioner {
     spares_building: Arc<tokio::sync::Mutex<()>>,
     /// Signalled when a spare schema was taken (see [`Provisioner::keep_spares`]).
     spare_taken: Arc<tokio::sync::Notify>,
+    /// Set once spares are no longer to be made (shutdown).
+    spares_stopped: Arc<std::sync::atomic::AtomicBool>,
     /// The admin's connections into each pod (by database name).
     pod_admins: Arc<Mutex<std::collections::HashMap<String, sqlx::PgPool>>>,
 }
@@ -151,6 +154,7 @@ impl Provisioner {
             pod_building: Arc::new(tokio::sync::Mutex::new(())),
             spares_building: Arc::new(tokio::sync::Mutex::new(())),
             spare_taken: Arc::new(tokio::sync::Notify::new()),
+            spares_stopped: Arc::default(),
             pod_admins: Arc::new(Mutex::new(std::collections::HashMap::new())),
         }
     }
@@ -450,6 +454,9 @@ impl Provisioner {
             let in_pod = self.pod_admin(&server, &short.pod.db_name);
             let have = pods::spares_of(&self.databases.central, short.pod.id).await?;
             for _ in have..i64::from(wanted) {
+                if self.spares_stopped.load(Ordering::Relaxed) {
+                    return Ok(made);
+                }
                 crate::tenancy::pods::make_spare(
                     &self.databases.central,
                     &on_server,
@@ -468,12 +475,20 @@ impl Provisioner {
     /// start and after each shared clinic provisioned. (Other commands
     /// leave the spares to the servers.)
     pub async fn keep_spares(self) {
-        loop {
+        while !self.spares_stopped.load(Ordering::Relaxed) {
             if let Err(error) = self.replenish_spares().await {
                 tracing::warn!(%error, "making spare clinic schemas failed; provisioning lays schemas out meanwhile");
             }
             self.spare_taken.notified().await;
         }
+    }
+
+    /// Ends [`keep_spares`](Self::keep_spares), waiting for the spare
+    /// being made, if any (shutdown: no role or schema is left half made).
+    pub async fn stop_spares(&self) {
+        self.spares_stopped.store(true, Ordering::Relaxed);
+        self.spare_taken.notify_one();
+        drop(self.spares_building.lock().await);
     }
 
     async fn build(

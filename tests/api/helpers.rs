@@ -641,6 +641,7 @@ impl TestApp {
 
     /// Drops every database and role of this test's prefix.
     pub async fn cleanup(self) {
+        self.state.provisioner.stop_spares().await;
         self.state.coherence.stop().await;
         self.state.pools.close_all().await;
         self.state.databases.close().await;
