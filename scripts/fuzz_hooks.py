@@ -85,8 +85,9 @@ RULE_FIELDS = {
     # is not in the future.
     **_for(("POST",), "patients", {"nationalId", "birthDate"}),
     **_for(("PUT", "PATCH"), "patients/{id}", {"nationalId", "birthDate"}),
-    # A time zone the database knows; a language tag.
-    **_for(("PUT", "PATCH"), "clinic/settings", {"timezone", "locale"}),
+    # A time zone the database knows; a language tag; a SIRET's check digit
+    # (Luhn); a VAT number's key, against its SIREN.
+    **_for(("PUT", "PATCH"), "clinic/settings", {"timezone", "locale", "siret", "vatNumber"}),
 }
 
 RECORD = os.environ.get("FUZZ_RECORD_REFUSALS")
