@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::notify::{self, Change};
+use super::pods::Pod;
 use crate::tenancy::naming::ClinicId;
 
 /// A clinic as the API shows it (no placement, no secrets).
@@ -55,6 +56,38 @@ pub struct SharedPlace {
 }
 
 impl Placement {
+    /// A dedicated clinic's: its database, and its login role with its
+    /// password, sealed.
+    pub fn dedicated(host: &str, port: i32, database: &str, login: &str, sealed: Vec<u8>) -> Self {
+        Self {
+            db_host: host.to_owned(),
+            db_port: port,
+            db_name: database.to_owned(),
+            db_user: login.to_owned(),
+            db_password_sealed: sealed,
+            db_password_next_sealed: None,
+            shared: None,
+        }
+    }
+
+    /// A shared clinic's: its schema and serving role in `pod`, reached
+    /// with the pod's login.
+    pub fn shared(host: &str, port: i32, pod: &Pod, schema: &str, serving_role: &str) -> Self {
+        Self {
+            db_host: host.to_owned(),
+            db_port: port,
+            db_name: pod.db_name.clone(),
+            db_user: pod.db_user.clone(),
+            db_password_sealed: Vec::new(),
+            db_password_next_sealed: None,
+            shared: Some(SharedPlace {
+                pod_id: pod.id,
+                schema: schema.to_owned(),
+                serving_role: serving_role.to_owned(),
+            }),
+        }
+    }
+
     /// The sealed passwords to try, the one in place first.
     pub fn sealed_passwords(&self) -> impl Iterator<Item = &[u8]> {
         std::iter::once(self.db_password_sealed.as_slice())

@@ -422,18 +422,11 @@ async fn finish_new(
     ))
     .execute(&mut *admin)
     .await?;
-    let placement = Placement {
-        db_host: server.host.clone(),
-        db_port: server.port,
-        db_name: database.clone(),
-        db_user: database,
-        db_password_sealed: fleet
-            .settings
-            .keys
-            .seal(password.as_bytes(), id.0.as_bytes()),
-        db_password_next_sealed: None,
-        shared: None,
-    };
+    let sealed = fleet
+        .settings
+        .keys
+        .seal(password.as_bytes(), id.0.as_bytes());
+    let placement = Placement::dedicated(&server.host, server.port, &database, &database, sealed);
     companies::mark_ready(
         &fleet.databases.central,
         id,

@@ -391,19 +391,7 @@ impl Provisioner {
         self.fail_if(FailAfter::DatabaseCreated)?;
         self.fail_if(FailAfter::Migrated)?;
 
-        let placement = Placement {
-            db_host: server.host.clone(),
-            db_port: server.port,
-            db_name: pod.db_name.clone(),
-            db_user: pod.db_user.clone(),
-            db_password_sealed: Vec::new(),
-            db_password_next_sealed: None,
-            shared: Some(companies::SharedPlace {
-                pod_id: pod.id,
-                schema,
-                serving_role: roles.login,
-            }),
-        };
+        let placement = Placement::shared(&server.host, server.port, pod, &schema, &roles.login);
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())
     }
@@ -538,15 +526,9 @@ impl Provisioner {
         let version = filled?;
         self.fail_if(FailAfter::Migrated)?;
 
-        let placement = Placement {
-            db_host: server.host.clone(),
-            db_port: server.port,
-            db_name: database.clone(),
-            db_user: roles.login,
-            db_password_sealed: self.keys.seal(password.as_bytes(), id.0.as_bytes()),
-            db_password_next_sealed: None,
-            shared: None,
-        };
+        let sealed = self.keys.seal(password.as_bytes(), id.0.as_bytes());
+        let placement =
+            Placement::dedicated(&server.host, server.port, &database, &roles.login, sealed);
         companies::mark_ready(&self.databases.central, id, server.id, &placement, version).await?;
         Ok(())
     }

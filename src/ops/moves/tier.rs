@@ -35,7 +35,7 @@ use serde::Serialize;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::central::companies::{self, Placement, SharedPlace};
+use crate::central::companies::{self, Placement};
 use crate::central::notify::{self, Change};
 use crate::central::pods;
 use crate::config::Tier;
@@ -197,19 +197,13 @@ async fn make_target(
                         options: in_pod,
                         schema: schema.clone(),
                     },
-                    placement: Placement {
-                        db_host: clinic.db_host.clone(),
-                        db_port: clinic.db_port,
-                        db_name: pod.db_name.clone(),
-                        db_user: pod.db_user.clone(),
-                        db_password_sealed: Vec::new(),
-                        db_password_next_sealed: None,
-                        shared: Some(SharedPlace {
-                            pod_id: pod.id,
-                            schema,
-                            serving_role: roles.login.clone(),
-                        }),
-                    },
+                    placement: Placement::shared(
+                        &clinic.db_host,
+                        clinic.db_port,
+                        &pod,
+                        &schema,
+                        &roles.login,
+                    ),
                     server_id,
                 })
             }
@@ -244,18 +238,16 @@ async fn make_target(
                         options: in_database,
                         schema: "public".into(),
                     },
-                    placement: Placement {
-                        db_host: clinic.db_host.clone(),
-                        db_port: clinic.db_port,
-                        db_name: database.clone(),
-                        db_user: roles.login.clone(),
-                        db_password_sealed: fleet
+                    placement: Placement::dedicated(
+                        &clinic.db_host,
+                        clinic.db_port,
+                        &database,
+                        &roles.login,
+                        fleet
                             .settings
                             .keys
                             .seal(password.as_bytes(), id.0.as_bytes()),
-                        db_password_next_sealed: None,
-                        shared: None,
-                    },
+                    ),
                     server_id,
                 })
             }
