@@ -61,13 +61,15 @@ pub async fn add_spare(central: &PgPool, id: Uuid, pod: Uuid) -> Result<(), sqlx
 }
 
 /// A ready pod of an active server that has fewer than `wanted` spares and
-/// room for one more, with where it is.
+/// room for one more, with where it is and how many spares to make (no
+/// more than its room).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ShortOfSpares {
     #[sqlx(flatten)]
     pub pod: Pod,
     pub host: String,
     pub port: i32,
+    pub missing: i64,
 }
 
 pub async fn short_of_spares(
@@ -75,7 +77,9 @@ pub async fn short_of_spares(
     wanted: u32,
 ) -> Result<Vec<ShortOfSpares>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT p.id, p.db_name, p.db_user, p.db_password_sealed, v.host, v.port
+        "SELECT p.id, p.db_name, p.db_user, p.db_password_sealed, v.host, v.port,
+                LEAST($1 - (SELECT COUNT(*) FROM pod_spares s WHERE s.pod_id = p.id),
+                      p.max_clinics - {OCCUPANCY}) AS missing
            FROM pods p JOIN db_servers v ON v.id = p.db_server_id
           WHERE p.is_ready AND v.is_active
             AND (SELECT COUNT(*) FROM pod_spares s WHERE s.pod_id = p.id) < $1
@@ -124,20 +128,4 @@ pub async fn delete(central: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
         .execute(central)
         .await?;
     Ok(())
-}
-
-/// One pod by id.
-pub async fn find(central: &PgPool, id: Uuid) -> Result<Option<Pod>, sqlx::Error> {
-    sqlx::query_as("SELECT id, db_name, db_user, db_password_sealed FROM pods WHERE id = $1")
-        .bind(id)
-        .fetch_optional(central)
-        .await
-}
-
-/// How many spare schemas a pod has.
-pub async fn spares_of(central: &PgPool, pod: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM pod_spares WHERE pod_id = $1")
-        .bind(pod)
-        .fetch_one(central)
-        .await
 }

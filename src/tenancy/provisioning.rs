@@ -440,8 +440,7 @@ impl Provisioner {
                 port: short.port,
             };
             let in_pod = self.pod_admin(&server, &short.pod.db_name);
-            let have = pods::spares_of(&self.databases.central, short.pod.id).await?;
-            for _ in have..i64::from(wanted) {
+            for _ in 0..short.missing {
                 if self.spares_stopped.load(Ordering::Relaxed) {
                     return Ok(made);
                 }
